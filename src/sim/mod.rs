@@ -1,0 +1,1 @@
+//! A local simulator of the Gcore IAM clients API (tests, demo, benchmarks).
