@@ -40,6 +40,9 @@ mod record;
 mod server;
 mod state;
 
+#[cfg(test)]
+mod tests;
+
 pub use account::{Account, GENERATED_RESELLERS, GENERATED_SELLERS};
 pub use faults::{Fault, FaultRule, Faults, ServerRate, Trigger, exclusive_share_rules};
 pub use patch::PATCH_FIELDS;
