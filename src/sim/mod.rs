@@ -31,6 +31,7 @@
 mod account;
 mod api;
 mod auth;
+mod cli;
 mod connection;
 mod control;
 mod faults;
@@ -44,6 +45,7 @@ mod state;
 mod tests;
 
 pub use account::{Account, GENERATED_RESELLERS, GENERATED_SELLERS};
+pub use cli::{SimulateArgs, serve_cli};
 pub use faults::{Fault, FaultRule, Faults, ServerRate, Trigger, exclusive_share_rules};
 pub use patch::PATCH_FIELDS;
 pub use record::RecordedRequest;
