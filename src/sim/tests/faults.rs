@@ -232,8 +232,10 @@ async fn faults_come_before_authentication() {
 #[tokio::test]
 async fn server_rate_limit_answers_429_with_retry_after_once_the_burst_is_spent() {
     let faults = Faults {
+        // Slow enough that no token comes back while the test runs, even on
+        // a loaded machine.
         server_rate: Some(ServerRate {
-            per_second: 0.5,
+            per_second: 0.1,
             burst: 3,
         }),
         ..Faults::default()
@@ -249,7 +251,7 @@ async fn server_rate_limit_answers_429_with_retry_after_once_the_burst_is_spent(
         .ok()
         .and_then(|v| v.parse().ok())
         .expect("whole seconds");
-    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
     assert!(!reply.detail().is_empty());
 }
 
