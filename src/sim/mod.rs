@@ -45,7 +45,7 @@ mod state;
 mod tests;
 
 pub use account::{Account, GENERATED_RESELLERS, GENERATED_SELLERS};
-pub use cli::{SimulateArgs, serve_cli};
+pub use cli::{AccountIds, SimulateArgs, serve_cli};
 pub use faults::{Fault, FaultRule, Faults, ServerRate, Trigger, exclusive_share_rules};
 pub use patch::PATCH_FIELDS;
 pub use record::RecordedRequest;
