@@ -1,0 +1,594 @@
+//! The fields a row can change, their values, and how a value compares with what
+//! an account holds.
+//!
+//! Everything here is pure: parsing a cell, writing the JSON body, deciding
+//! whether an account already holds a value.
+
+use std::fmt::Write as _;
+
+use serde_json::Value as Json;
+
+/// A patchable field of a Gcore client account, named as the API names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Email,
+    CompanyName,
+    CustomId,
+    Name,
+    Phone,
+    Reseller,
+    Seller,
+    IsTest,
+}
+
+impl Field {
+    pub const ALL: [Field; 8] = [
+        Field::Email,
+        Field::CompanyName,
+        Field::CustomId,
+        Field::Name,
+        Field::Phone,
+        Field::Reseller,
+        Field::Seller,
+        Field::IsTest,
+    ];
+
+    /// The name in the PATCH body and in CSV headers.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Field::Email => "email",
+            Field::CompanyName => "companyName",
+            Field::CustomId => "custom_id",
+            Field::Name => "name",
+            Field::Phone => "phone",
+            Field::Reseller => "reseller",
+            Field::Seller => "seller",
+            Field::IsTest => "is_test",
+        }
+    }
+
+    /// The name in the `Client` response: the API returns `reseller` as `resellers`.
+    pub fn response_name(self) -> &'static str {
+        match self {
+            Field::Reseller => "resellers",
+            other => other.api_name(),
+        }
+    }
+
+    /// Whether the API accepts JSON `null` for this field.
+    pub fn nullable(self) -> bool {
+        matches!(
+            self,
+            Field::CustomId | Field::Name | Field::Phone | Field::Seller
+        )
+    }
+
+    /// Matches a header name: case-insensitive, spaces around it ignored.
+    pub fn from_header(name: &str) -> Option<Field> {
+        let name = name.trim();
+        Field::ALL
+            .into_iter()
+            .find(|f| f.api_name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn names_of_nullable() -> String {
+        let names: Vec<_> = Field::ALL
+            .into_iter()
+            .filter(|f| f.nullable())
+            .map(Field::api_name)
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// A value a row sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Text(String),
+    Number(u64),
+    Bool(bool),
+}
+
+impl Value {
+    /// The value as JSON text, as it goes into the PATCH body.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Text(s) => {
+                out.push_str(&serde_json::to_string(s).expect("a string always serializes"))
+            }
+            Value::Number(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// The value as a CSV cell: the null token for null.
+    pub fn to_cell(&self, null_token: &str) -> String {
+        match self {
+            Value::Null => null_token.to_string(),
+            Value::Text(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// The most characters of a bad value quoted back in an error message.
+const QUOTE_MAX: usize = 40;
+
+/// Quotes a user's value for an error message, cut short when long.
+pub fn quote(value: &str) -> String {
+    let mut chars = value.chars();
+    let short: String = chars.by_ref().take(QUOTE_MAX).collect();
+    if chars.next().is_some() {
+        format!("`{short}…`")
+    } else {
+        format!("`{short}`")
+    }
+}
+
+/// Parses a trimmed, non-empty cell into the value for `field`. The error names
+/// the field and what is wrong.
+pub fn parse_cell(field: Field, cell: &str, null_token: &str) -> Result<Value, String> {
+    let name = field.api_name();
+    if cell == null_token {
+        return if field.nullable() {
+            Ok(Value::Null)
+        } else {
+            Err(format!(
+                "{name}: {} (null) is not allowed here; only {} can be cleared",
+                quote(cell),
+                Field::names_of_nullable()
+            ))
+        };
+    }
+    match field {
+        Field::Email => parse_email(cell).map(|e| Value::Text(e.to_string())),
+        // The contract sets no rule on text: the API has the last word.
+        Field::CompanyName | Field::CustomId | Field::Name | Field::Phone => {
+            Ok(Value::Text(cell.to_string()))
+        }
+        Field::Reseller | Field::Seller => parse_whole_number(cell)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{name}: {} is not a whole number ≥ 0", quote(cell))),
+        Field::IsTest => parse_bool(cell)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("{name}: {} is not one of true, false, 1, 0", quote(cell))),
+    }
+    .map_err(|e| {
+        if e.starts_with(name) {
+            e
+        } else {
+            format!("{name}: {e}")
+        }
+    })
+}
+
+/// Digits only (no sign, no spaces), fitting in 64 bits.
+pub fn parse_whole_number(cell: &str) -> Option<u64> {
+    if cell.is_empty() || !cell.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    cell.parse().ok()
+}
+
+/// A `client_id`: a whole number ≥ 1.
+pub fn parse_client_id(cell: &str) -> Result<u64, String> {
+    match parse_whole_number(cell) {
+        Some(0) => Err("client_id: `0` is not an account id (must be 1 or more)".into()),
+        Some(id) => Ok(id),
+        None if cell.is_empty() => Err("client_id: empty".into()),
+        None => Err(format!(
+            "client_id: {} is not a whole number ≥ 1",
+            quote(cell)
+        )),
+    }
+}
+
+pub fn parse_bool(cell: &str) -> Option<bool> {
+    if cell.eq_ignore_ascii_case("true") || cell == "1" {
+        Some(true)
+    } else if cell.eq_ignore_ascii_case("false") || cell == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The longest email address the API stores.
+const EMAIL_MAX: usize = 254;
+
+/// The contract's email rule: one `@` with a non-empty part on each side, a dot
+/// in the domain, no spaces, at most 254 characters.
+fn parse_email(cell: &str) -> Result<&str, String> {
+    let len = cell.chars().count();
+    if len > EMAIL_MAX {
+        return Err(format!(
+            "{} is {len} characters long; the most is {EMAIL_MAX}",
+            quote(cell)
+        ));
+    }
+    if cell.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{} contains a space", quote(cell)));
+    }
+    let mut parts = cell.split('@');
+    let (local, domain) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(l), Some(d), None) => (l, d),
+        _ => {
+            return Err(format!(
+                "{} is not an email address (it needs exactly one @)",
+                quote(cell)
+            ));
+        }
+    };
+    if local.is_empty() || domain.is_empty() {
+        return Err(format!(
+            "{} is not an email address (text is needed on both sides of the @)",
+            quote(cell)
+        ));
+    }
+    if !domain.contains('.') {
+        return Err(format!(
+            "{} is not an email address (the domain has no dot)",
+            quote(cell)
+        ));
+    }
+    Ok(cell)
+}
+
+/// What one row asks to change on one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPatch {
+    pub client_id: u64,
+    /// In the input's column order.
+    pub changes: Vec<(Field, Value)>,
+}
+
+impl ClientPatch {
+    /// The PATCH body: exactly the row's fields, `null` where the row says so.
+    pub fn body(&self) -> String {
+        let mut out = String::with_capacity(16 + self.changes.len() * 24);
+        out.push('{');
+        for (i, (field, value)) in self.changes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(field.api_name());
+            out.push_str("\":");
+            value.write_json(&mut out);
+        }
+        out.push('}');
+        out
+    }
+
+    /// The same patch restricted to the fields the account does not already hold.
+    pub fn only_differences(&self, account: &AccountView) -> ClientPatch {
+        ClientPatch {
+            client_id: self.client_id,
+            changes: self
+                .changes
+                .iter()
+                .filter(|(field, value)| !holds(*field, value, account.get(*field)))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// `field: old -> new` for each field whose value would change, joined by `; `.
+    pub fn diff(&self, account: &AccountView) -> String {
+        let mut out = String::new();
+        for (field, value) in &self.changes {
+            let have = account.get(*field);
+            if !holds(*field, value, have) {
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                let _ = write!(
+                    out,
+                    "{}: {} -> {}",
+                    field.api_name(),
+                    show(have),
+                    value.to_json()
+                );
+            }
+        }
+        out
+    }
+
+    /// The fields whose sent value the account does not hold, described for the
+    /// `error` column of a `mismatch`.
+    pub fn unheld(&self, account: &AccountView) -> Vec<String> {
+        self.changes
+            .iter()
+            .filter(|(field, value)| !holds(*field, value, account.get(*field)))
+            .map(|(field, value)| {
+                format!(
+                    "{} sent {} but the account holds {}",
+                    field.api_name(),
+                    value.to_json(),
+                    show(account.get(*field))
+                )
+            })
+            .collect()
+    }
+}
+
+/// The fields of a `Client` response the tool reads. Parsed leniently: every
+/// field optional, any JSON type, unknown fields skipped without being kept.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct AccountView {
+    pub id: Option<Json>,
+    pub status: Option<Json>,
+    pub email: Option<Json>,
+    #[serde(rename = "companyName")]
+    pub company_name: Option<Json>,
+    pub custom_id: Option<Json>,
+    pub name: Option<Json>,
+    pub phone: Option<Json>,
+    pub resellers: Option<Json>,
+    pub seller: Option<Json>,
+    pub is_test: Option<Json>,
+    pub client_type: Option<Json>,
+}
+
+impl AccountView {
+    /// Parses a response body; `None` when it is not a JSON object.
+    pub fn parse(body: &[u8]) -> Option<AccountView> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// The account's value of `field`; `None` for a missing or null value.
+    pub fn get(&self, field: Field) -> Option<&Json> {
+        match field {
+            Field::Email => self.email.as_ref(),
+            Field::CompanyName => self.company_name.as_ref(),
+            Field::CustomId => self.custom_id.as_ref(),
+            Field::Name => self.name.as_ref(),
+            Field::Phone => self.phone.as_ref(),
+            Field::Reseller => self.resellers.as_ref(),
+            Field::Seller => self.seller.as_ref(),
+            Field::IsTest => self.is_test.as_ref(),
+        }
+    }
+
+    /// The account's `status` as text, when it has one.
+    pub fn status(&self) -> Option<String> {
+        match &self.status {
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        }
+    }
+
+    /// The account's id, when the response carries a whole-number one.
+    pub fn id(&self) -> Option<u64> {
+        match &self.id {
+            Some(Json::Number(n)) => n.as_u64(),
+            Some(Json::String(s)) => parse_whole_number(s),
+            _ => None,
+        }
+    }
+
+    /// The account's value of `field` as a row value, for the undo and export
+    /// files. `Null` when missing.
+    pub fn value(&self, field: Field) -> Value {
+        match self.get(field) {
+            None => Value::Null,
+            Some(Json::String(s)) => match field {
+                Field::Reseller | Field::Seller => parse_whole_number(s)
+                    .map(Value::Number)
+                    .unwrap_or_else(|| Value::Text(s.clone())),
+                Field::IsTest => parse_bool(s)
+                    .map(Value::Bool)
+                    .unwrap_or_else(|| Value::Text(s.clone())),
+                _ => Value::Text(s.clone()),
+            },
+            Some(Json::Number(n)) => match n.as_u64() {
+                Some(n) => Value::Number(n),
+                None => Value::Text(n.to_string()),
+            },
+            Some(Json::Bool(b)) => Value::Bool(*b),
+            Some(other) => Value::Text(other.to_string()),
+        }
+    }
+}
+
+/// Whether an account value `have` already holds the row's value `want`.
+/// `null` equals a missing or null value; emails compare case-insensitively;
+/// numbers and booleans also match their text forms.
+pub fn holds(field: Field, want: &Value, have: Option<&Json>) -> bool {
+    match (want, have) {
+        (Value::Null, None) | (Value::Null, Some(Json::Null)) => true,
+        (_, None) | (Value::Null, _) => false,
+        (Value::Text(w), Some(Json::String(h))) => {
+            if field == Field::Email {
+                w.to_lowercase() == h.to_lowercase()
+            } else {
+                w == h
+            }
+        }
+        (Value::Number(w), Some(Json::Number(h))) => h.as_u64() == Some(*w),
+        (Value::Number(w), Some(Json::String(h))) => parse_whole_number(h) == Some(*w),
+        (Value::Bool(w), Some(Json::Bool(h))) => w == h,
+        (Value::Bool(w), Some(Json::String(h))) => parse_bool(h) == Some(*w),
+        _ => false,
+    }
+}
+
+/// An account value as JSON text, `null` when missing.
+fn show(have: Option<&Json>) -> String {
+    match have {
+        None => "null".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn header_names_match_case_insensitively() {
+        assert_eq!(
+            Field::from_header(" CompanyName "),
+            Some(Field::CompanyName)
+        );
+        assert_eq!(Field::from_header("IS_TEST"), Some(Field::IsTest));
+        assert_eq!(Field::from_header("resellers"), None);
+    }
+
+    #[test]
+    fn parses_each_kind_of_value() {
+        let p = |f, c| parse_cell(f, c, "null");
+        assert_eq!(p(Field::Reseller, "42"), Ok(Value::Number(42)));
+        assert_eq!(p(Field::Seller, "0"), Ok(Value::Number(0)));
+        assert_eq!(p(Field::Seller, "null"), Ok(Value::Null));
+        assert_eq!(p(Field::IsTest, "TRUE"), Ok(Value::Bool(true)));
+        assert_eq!(p(Field::IsTest, "0"), Ok(Value::Bool(false)));
+        assert_eq!(
+            p(Field::Name, "Zoë, \"Z\""),
+            Ok(Value::Text("Zoë, \"Z\"".into()))
+        );
+        assert_eq!(p(Field::Email, "a@b.co"), Ok(Value::Text("a@b.co".into())));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let e = |f, c| parse_cell(f, c, "null").unwrap_err();
+        assert!(e(Field::Reseller, "-1").starts_with("reseller: `-1` is not a whole number"));
+        assert!(e(Field::Reseller, "1.5").contains("not a whole number"));
+        assert!(e(Field::Seller, "+3").contains("not a whole number"));
+        assert!(e(Field::Reseller, "99999999999999999999").contains("not a whole number"));
+        assert!(e(Field::IsTest, "yes").starts_with("is_test: `yes` is not one of"));
+        assert!(e(Field::Email, "null").starts_with("email: `null` (null) is not allowed"));
+        assert!(e(Field::Reseller, "null").contains("only custom_id, name, phone, seller"));
+        assert!(e(Field::IsTest, "null").contains("not allowed"));
+        assert!(e(Field::CompanyName, "null").contains("not allowed"));
+    }
+
+    #[test]
+    fn email_rules() {
+        let ok = |c| parse_cell(Field::Email, c, "null").is_ok();
+        assert!(ok("x@y.z"));
+        assert!(ok("first.last+tag@sub.example.com"));
+        assert!(!ok("no-at.example.com"));
+        assert!(!ok("two@@example.com"));
+        assert!(!ok("a@b@c.com"));
+        assert!(!ok("@example.com"));
+        assert!(!ok("user@"));
+        assert!(!ok("user@localhost"));
+        assert!(!ok("us er@example.com"));
+        let long = format!("{}@example.com", "a".repeat(243));
+        assert_eq!(long.len(), 255);
+        assert!(!ok(&long));
+        assert!(ok(&long[1..]));
+    }
+
+    #[test]
+    fn custom_null_token() {
+        assert_eq!(parse_cell(Field::Phone, "-", "-"), Ok(Value::Null));
+        assert_eq!(
+            parse_cell(Field::Phone, "null", "-"),
+            Ok(Value::Text("null".into()))
+        );
+    }
+
+    #[test]
+    fn client_ids() {
+        assert_eq!(parse_client_id("17"), Ok(17));
+        assert_eq!(parse_client_id("007"), Ok(7));
+        assert!(parse_client_id("0").is_err());
+        assert!(parse_client_id("-5").is_err());
+        assert!(parse_client_id("abc").unwrap_err().contains("`abc`"));
+        assert_eq!(parse_client_id(""), Err("client_id: empty".into()));
+    }
+
+    #[test]
+    fn body_holds_exactly_the_row_fields() {
+        let patch = ClientPatch {
+            client_id: 5,
+            changes: vec![
+                (Field::Name, Value::Text("Ann \"A\", Jr.".into())),
+                (Field::Seller, Value::Null),
+                (Field::Reseller, Value::Number(7)),
+                (Field::IsTest, Value::Bool(false)),
+            ],
+        };
+        let body: Json = serde_json::from_str(&patch.body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"name": "Ann \"A\", Jr.", "seller": null, "reseller": 7, "is_test": false})
+        );
+    }
+
+    #[test]
+    fn comparison_rules() {
+        let j = json!({"email": "Ann@Example.com", "resellers": 7, "seller": null,
+                       "name": "x", "is_test": "true", "extra": [1, 2]});
+        let acct: AccountView = serde_json::from_value(j).unwrap();
+        assert!(holds(
+            Field::Email,
+            &Value::Text("ann@example.COM".into()),
+            acct.get(Field::Email)
+        ));
+        assert!(holds(
+            Field::Reseller,
+            &Value::Number(7),
+            acct.get(Field::Reseller)
+        ));
+        assert!(holds(Field::Seller, &Value::Null, acct.get(Field::Seller)));
+        assert!(holds(Field::Phone, &Value::Null, acct.get(Field::Phone)));
+        assert!(holds(
+            Field::IsTest,
+            &Value::Bool(true),
+            acct.get(Field::IsTest)
+        ));
+        assert!(!holds(
+            Field::Name,
+            &Value::Text("X".into()),
+            acct.get(Field::Name)
+        ));
+        assert!(!holds(
+            Field::Seller,
+            &Value::Number(0),
+            acct.get(Field::Seller)
+        ));
+
+        let patch = ClientPatch {
+            client_id: 1,
+            changes: vec![
+                (Field::Reseller, Value::Number(8)),
+                (Field::Email, Value::Text("ann@example.com".into())),
+                (Field::Name, Value::Null),
+            ],
+        };
+        assert_eq!(patch.diff(&acct), "reseller: 7 -> 8; name: \"x\" -> null");
+        assert_eq!(
+            patch.only_differences(&acct).changes,
+            vec![
+                (Field::Reseller, Value::Number(8)),
+                (Field::Name, Value::Null)
+            ]
+        );
+    }
+
+    #[test]
+    fn lenient_account_parsing() {
+        assert!(AccountView::parse(b"<html>").is_none());
+        let acct = AccountView::parse(br#"{"status": 3, "users": [{"id": 1}]}"#).unwrap();
+        assert_eq!(acct.status().as_deref(), Some("3"));
+        assert_eq!(acct.value(Field::Seller), Value::Null);
+    }
+}

@@ -1,0 +1,864 @@
+//! The input CSV: header rules, then one validated row at a time.
+//!
+//! The reader streams: it holds one record, never the file. Every data row
+//! becomes an [`InputRow`], valid or not; only an unusable file or header is an
+//! error, and that stops the run before anything is sent.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use csv::ByteRecord;
+
+use crate::error::Fatal;
+use crate::fields::{self, ClientPatch, Field};
+use crate::shard::Shard;
+
+/// Header names accepted for the row key, in the order they are suggested.
+pub const KEY_NAMES: [&str; 3] = ["client_id", "clientId", "id"];
+
+/// The largest cell a row may hold; anything longer makes the row invalid.
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
+
+/// One data row of the input, valid or not.
+#[derive(Debug, Clone)]
+pub struct InputRow {
+    /// The line where the row starts (the header is line 1).
+    pub line: u64,
+    /// The key cell as read, trimmed (lossily decoded when not UTF-8).
+    pub key: String,
+    /// The change it asks for, or what is wrong with it.
+    pub patch: Result<ClientPatch, String>,
+}
+
+/// The input header: where the key is and which field each other column sets.
+#[derive(Debug, Clone)]
+pub struct Header {
+    key: usize,
+    /// One entry per column; `None` for the key column.
+    columns: Vec<Option<Field>>,
+    /// Column names as written, for messages.
+    names: Vec<String>,
+}
+
+impl Header {
+    pub fn parse(record: &ByteRecord) -> Result<Header, Fatal> {
+        if record.iter().any(|cell| cell.contains(&0)) {
+            return Err(Fatal::Input(
+                "the first line contains NUL bytes: this looks like a binary file, not a CSV \
+                 file with a header row"
+                    .into(),
+            ));
+        }
+        let mut names = Vec::with_capacity(record.len());
+        for cell in record.iter() {
+            match std::str::from_utf8(cell) {
+                Ok(text) => names.push(text.trim().to_string()),
+                Err(_) => {
+                    return Err(Fatal::Input(
+                        "the header row is not valid UTF-8 text: save the file as UTF-8 CSV".into(),
+                    ));
+                }
+            }
+        }
+
+        let mut key = None;
+        let mut columns = Vec::with_capacity(names.len());
+        let mut unknown = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if KEY_NAMES.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+                if let Some(first) = key {
+                    return Err(Fatal::Input(format!(
+                        "the header has two key columns: `{}` (column {}) and `{name}` \
+                         (column {}); keep one",
+                        names[first],
+                        first + 1,
+                        i + 1
+                    )));
+                }
+                key = Some(i);
+                columns.push(None);
+                continue;
+            }
+            match Field::from_header(name) {
+                Some(field) => {
+                    if let Some(first) = columns.iter().position(|c| *c == Some(field)) {
+                        return Err(Fatal::Input(format!(
+                            "the header names `{}` twice (columns {} and {}); keep one",
+                            field.api_name(),
+                            first + 1,
+                            i + 1
+                        )));
+                    }
+                    columns.push(Some(field));
+                }
+                None => {
+                    unknown.push((i, name.clone()));
+                    columns.push(None);
+                }
+            }
+        }
+
+        if !unknown.is_empty() {
+            let listed: Vec<String> = unknown
+                .iter()
+                .map(|(i, name)| {
+                    let shown = if name.is_empty() {
+                        "an empty column name".to_string()
+                    } else {
+                        format!("`{name}`")
+                    };
+                    match suggest(name) {
+                        Some(s) => format!("{shown} (column {}; did you mean `{s}`?)", i + 1),
+                        None => format!("{shown} (column {})", i + 1),
+                    }
+                })
+                .collect();
+            return Err(Fatal::Input(format!(
+                "unknown column{} in the header: {}; accepted columns: {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                listed.join(", "),
+                accepted_columns()
+            )));
+        }
+        let Some(key) = key else {
+            return Err(Fatal::Input(format!(
+                "the header has no key column: name one column client_id (or clientId, id); \
+                 found: {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if columns.iter().all(Option::is_none) {
+            return Err(Fatal::Input(format!(
+                "the header has no column to change: add at least one of {}",
+                patch_columns()
+            )));
+        }
+        Ok(Header {
+            key,
+            columns,
+            names,
+        })
+    }
+
+    /// The patch fields this input sets, in column order.
+    pub fn fields(&self) -> Vec<Field> {
+        self.columns.iter().flatten().copied().collect()
+    }
+
+    fn width(&self) -> usize {
+        self.columns.len()
+    }
+}
+
+/// Every accepted column name, for error messages and `--help`.
+pub fn accepted_columns() -> String {
+    format!("client_id (or clientId, id), {}", patch_columns())
+}
+
+fn patch_columns() -> String {
+    Field::ALL.map(Field::api_name).join(", ")
+}
+
+/// The accepted name closest to a mistyped one, when it is close.
+fn suggest(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    KEY_NAMES
+        .into_iter()
+        .chain(Field::ALL.map(Field::api_name))
+        .map(|candidate| {
+            (
+                edit_distance(&lower, &candidate.to_ascii_lowercase()),
+                candidate,
+            )
+        })
+        .filter(|(d, _)| *d <= 2 && *d < lower.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Options that decide which rows are read and how cells parse.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    pub null_token: String,
+    pub shard: Option<Shard>,
+    /// Read at most this many rows (after sharding).
+    pub limit: Option<u64>,
+}
+
+/// Streams validated rows out of a CSV source.
+pub struct RowReader<R: Read> {
+    csv: csv::Reader<CsvBytes<R>>,
+    header: Header,
+    options: ReadOptions,
+    /// First line on which each client id appeared.
+    seen: HashMap<u64, u64>,
+    record: ByteRecord,
+    selected: u64,
+}
+
+impl<R: Read> RowReader<R> {
+    /// Reads and checks the header. Fails for an empty file, a binary file, or a
+    /// header the contract refuses.
+    pub fn new(source: R, options: ReadOptions) -> Result<RowReader<R>, Fatal> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(64 * 1024)
+            .from_reader(CsvBytes::new(source));
+        let mut record = ByteRecord::new();
+        let has_header = csv
+            .read_byte_record(&mut record)
+            .map_err(|e| Fatal::Input(format!("cannot read the input: {e}")))?;
+        if !has_header {
+            return Err(Fatal::Input(
+                "the input is empty: it needs a header row such as `client_id,reseller` \
+                 and one row per account"
+                    .into(),
+            ));
+        }
+        let header = Header::parse(&record)?;
+        Ok(RowReader {
+            csv,
+            header,
+            options,
+            seen: HashMap::new(),
+            record,
+            selected: 0,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next row, or `None` at the end (or once `limit` rows were read).
+    pub fn next_row(&mut self) -> Option<io::Result<InputRow>> {
+        loop {
+            if self
+                .options
+                .limit
+                .is_some_and(|limit| self.selected >= limit)
+            {
+                return None;
+            }
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => return Some(Err(csv_to_io(e))),
+            }
+            let key = self
+                .record
+                .get(self.header.key)
+                .map(|cell| String::from_utf8_lossy(cell).trim().to_string())
+                .unwrap_or_default();
+            if let Some(shard) = &self.options.shard
+                && !shard.selects(&key)
+            {
+                continue;
+            }
+            self.selected += 1;
+            let line = self.record.position().map_or(0, |p| p.line());
+            let unterminated = self.csv.get_ref().ended_inside_quotes();
+            let patch = self.validate(line, &key, unterminated);
+            return Some(Ok(InputRow { line, key, patch }));
+        }
+    }
+
+    fn validate(
+        &mut self,
+        line: u64,
+        key: &str,
+        unterminated: bool,
+    ) -> Result<ClientPatch, String> {
+        let record = &self.record;
+        let header = &self.header;
+        if unterminated {
+            return Err(
+                "a quoted field opened on this row is never closed (unterminated `\"`)".into(),
+            );
+        }
+        if record.len() != header.width() {
+            return Err(format!(
+                "the row has {} field{}, the header has {}",
+                record.len(),
+                if record.len() == 1 { "" } else { "s" },
+                header.width()
+            ));
+        }
+        for (i, cell) in record.iter().enumerate() {
+            if cell.len() > MAX_CELL_BYTES {
+                return Err(format!(
+                    "column `{}`: the cell is {} bytes, more than the 64 KiB limit",
+                    header.names[i],
+                    cell.len()
+                ));
+            }
+        }
+        let mut cells = Vec::with_capacity(record.len());
+        for (i, cell) in record.iter().enumerate() {
+            match std::str::from_utf8(cell) {
+                Ok(text) => cells.push(text.trim()),
+                Err(e) => {
+                    return Err(format!(
+                        "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell)",
+                        header.names[i],
+                        e.valid_up_to()
+                    ));
+                }
+            }
+        }
+
+        let mut problems = Vec::new();
+        let client_id = match fields::parse_client_id(key) {
+            Ok(id) => {
+                let first = *self.seen.entry(id).or_insert(line);
+                if first != line {
+                    problems.push(format!("client_id {id} already appeared on line {first}"));
+                }
+                Some(id)
+            }
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        };
+        let mut changes = Vec::new();
+        for (cell, column) in cells.iter().zip(&header.columns) {
+            let Some(field) = column else { continue };
+            if cell.is_empty() {
+                continue;
+            }
+            match fields::parse_cell(*field, cell, &self.options.null_token) {
+                Ok(value) => changes.push((*field, value)),
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() && changes.is_empty() {
+            problems.push("the row sets no field: every cell but client_id is empty".into());
+        }
+        match (client_id, problems.is_empty()) {
+            (Some(client_id), true) => Ok(ClientPatch { client_id, changes }),
+            _ => Err(problems.join("; ")),
+        }
+    }
+}
+
+impl<R: Read> Iterator for RowReader<R> {
+    type Item = io::Result<InputRow>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_row()
+    }
+}
+
+fn csv_to_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// The bytes of a CSV source on their way to the parser. It strips a UTF-8
+/// byte-order mark, turns CRLF and lone CR line ends into LF (the `csv` crate
+/// ends records at either but counts lines only at LF, and `line` in the
+/// results must be exact), and
+/// follows RFC 4180 quoting alongside the parser, so that a quoted field still
+/// open at the end of the input can be reported (the `csv` crate silently
+/// closes it).
+pub struct CsvBytes<R> {
+    inner: R,
+    /// Normalized bytes not yet handed on, from `out[served..]`.
+    out: Vec<u8>,
+    served: usize,
+    raw: Box<[u8]>,
+    started: bool,
+    /// A `\r` ended the last raw chunk: whether it is a CRLF depends on the next byte.
+    held_cr: bool,
+    state: QuoteState,
+    at_eof: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: either the close or the first of `""`.
+    QuoteInQuoted,
+}
+
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+impl<R: Read> CsvBytes<R> {
+    pub fn new(inner: R) -> CsvBytes<R> {
+        CsvBytes {
+            inner,
+            out: Vec::new(),
+            served: 0,
+            raw: vec![0; 64 * 1024].into_boxed_slice(),
+            started: false,
+            held_cr: false,
+            state: QuoteState::FieldStart,
+            at_eof: false,
+        }
+    }
+
+    /// True once the source has ended inside a quoted field.
+    pub fn ended_inside_quotes(&self) -> bool {
+        self.at_eof && self.state == QuoteState::Quoted
+    }
+
+    fn read_raw(&mut self) -> io::Result<usize> {
+        loop {
+            match self.inner.read(&mut self.raw) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Refills `out` from the source; false at the end of the input.
+    fn refill(&mut self) -> io::Result<bool> {
+        self.out.clear();
+        self.served = 0;
+        while self.out.is_empty() {
+            let mut n = self.read_raw()?;
+            let mut skip = 0;
+            if !self.started {
+                // A byte-order mark may arrive split over several reads.
+                let mut head = self.raw[..n].to_vec();
+                while n > 0 && head.len() < BOM.len() {
+                    n = self.read_raw()?;
+                    head.extend_from_slice(&self.raw[..n]);
+                }
+                self.started = true;
+                if head.starts_with(&BOM) {
+                    skip = BOM.len();
+                }
+                self.normalize_into_out(&head[skip..]);
+                n = usize::from(!head.is_empty());
+            } else {
+                let raw = std::mem::take(&mut self.raw);
+                self.normalize_into_out(&raw[..n]);
+                self.raw = raw;
+            }
+            if n == 0 {
+                // At the end, a held `\r` became a line end with the empty chunk.
+                self.at_eof = true;
+                if self.out.is_empty() {
+                    return Ok(false);
+                }
+                break;
+            }
+        }
+        let mut state = self.state;
+        for &b in &self.out {
+            state = match (state, b) {
+                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+                (_, b',' | b'\n' | b'\r') => QuoteState::FieldStart,
+                (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
+                _ => QuoteState::Unquoted,
+            };
+        }
+        self.state = state;
+        Ok(true)
+    }
+
+    /// Appends `raw` to `out` with every CRLF and lone CR turned into LF.
+    fn normalize_into_out(&mut self, raw: &[u8]) {
+        let mut rest = raw;
+        if std::mem::take(&mut self.held_cr) && rest.first() != Some(&b'\n') {
+            self.out.push(b'\n');
+        }
+        while let Some(i) = rest.iter().position(|&b| b == b'\r') {
+            self.out.extend_from_slice(&rest[..i]);
+            match rest.get(i + 1) {
+                Some(b'\n') => {}
+                Some(_) => self.out.push(b'\n'),
+                None => self.held_cr = true,
+            }
+            rest = &rest[i + 1..];
+        }
+        self.out.extend_from_slice(rest);
+    }
+}
+
+impl<R: Read> Read for CsvBytes<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.served == self.out.len() && !self.refill()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.out.len() - self.served);
+        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
+        self.served += n;
+        Ok(n)
+    }
+}
+
+/// Where the input comes from: a file, or standard input (`-`), which
+/// `--resume` first copies to a temporary file so it can be read twice.
+pub struct InputSource {
+    path: Option<std::path::PathBuf>,
+    spool: Option<tempfile::TempPath>,
+    label: String,
+}
+
+impl InputSource {
+    pub fn new(arg: &std::path::Path) -> InputSource {
+        if arg.as_os_str() == "-" {
+            InputSource {
+                path: None,
+                spool: None,
+                label: "-".into(),
+            }
+        } else {
+            InputSource {
+                path: Some(arg.to_path_buf()),
+                spool: None,
+                label: arg.display().to_string(),
+            }
+        }
+    }
+
+    /// The input as the user named it (`-` for standard input).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the input can be read more than once.
+    pub fn rereadable(&self) -> bool {
+        self.path.is_some() || self.spool.is_some()
+    }
+
+    /// Copies standard input to a temporary file, so it can be read again.
+    pub fn spool_stdin(&mut self) -> Result<(), Fatal> {
+        if self.rereadable() {
+            return Ok(());
+        }
+        let fail = |e: io::Error| Fatal::Input(format!("cannot copy standard input aside: {e}"));
+        let mut temp = tempfile::NamedTempFile::new().map_err(fail)?;
+        io::copy(&mut io::stdin().lock(), &mut temp).map_err(fail)?;
+        self.spool = Some(temp.into_temp_path());
+        Ok(())
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, Fatal> {
+        let path = self.spool.as_deref().or(self.path.as_deref());
+        match path {
+            None => Ok(Box::new(io::stdin())),
+            Some(path) => match std::fs::File::open(path) {
+                Ok(file) if file.metadata().is_ok_and(|m| m.is_dir()) => Err(Fatal::Input(
+                    format!("{} is a directory, not a CSV file", self.label),
+                )),
+                Ok(file) => Ok(Box::new(file)),
+                Err(e) => Err(Fatal::Input(format!("cannot open {}: {e}", self.label))),
+            },
+        }
+    }
+}
+
+/// Counts the data rows a run over `source` will read (after `--shard` and
+/// `--limit`), without validating them: for progress and confirmation.
+pub fn count_rows(source: impl Read, options: &ReadOptions) -> Result<u64, Fatal> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(CsvBytes::new(source));
+    let mut record = ByteRecord::new();
+    let read_err = |e: csv::Error| Fatal::Input(format!("cannot read the input: {e}"));
+    if !csv.read_byte_record(&mut record).map_err(read_err)? {
+        return Ok(0);
+    }
+    let key = Header::parse(&record)?.key;
+    let mut count = 0;
+    while csv.read_byte_record(&mut record).map_err(read_err)? {
+        if let Some(shard) = &options.shard {
+            let cell = record.get(key).unwrap_or_default();
+            if !shard.selects(String::from_utf8_lossy(cell).trim()) {
+                continue;
+            }
+        }
+        count += 1;
+        if options.limit.is_some_and(|limit| count >= limit) {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::Value;
+
+    fn reader(text: &[u8]) -> Result<RowReader<&[u8]>, Fatal> {
+        RowReader::new(
+            text,
+            ReadOptions {
+                null_token: "null".into(),
+                ..ReadOptions::default()
+            },
+        )
+    }
+
+    fn rows(text: &[u8]) -> Vec<InputRow> {
+        reader(text).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    fn header_error(text: &[u8]) -> String {
+        match reader(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("header accepted"),
+        }
+    }
+
+    #[test]
+    fn header_rules() {
+        assert!(header_error(b"").contains("empty"));
+        assert!(header_error(b"email,name\n").contains("no key column"));
+        assert!(header_error(b"id,email,EMAIL\n").contains("`email` twice (columns 2 and 3)"));
+        assert!(header_error(b"id,client_id,email\n").contains("two key columns"));
+        let e = header_error(b"client_id,emial,colour\n");
+        assert!(
+            e.contains("`emial` (column 2; did you mean `email`?)"),
+            "{e}"
+        );
+        assert!(e.contains("`colour` (column 3)"), "{e}");
+        assert!(e.contains("accepted columns: client_id"), "{e}");
+        assert!(header_error(b"client_id,email,\n").contains("an empty column name"));
+        assert!(header_error(b"client_id\n1\n").contains("no column to change"));
+        assert!(header_error(b"\x00\x01\x02,\x03\n").contains("binary"));
+        assert!(header_error(b"client_id,\xff\xfe\n").contains("not valid UTF-8"));
+        let ok = reader(b" ClientId , Reseller ,IS_TEST\n").unwrap();
+        assert_eq!(ok.header().fields(), vec![Field::Reseller, Field::IsTest]);
+    }
+
+    #[test]
+    fn bom_crlf_and_quoting() {
+        let text =
+            "\u{feff}client_id,name,companyName\r\n1,\"Doe, \"\"J\"\"\",Zürich AG\r\n".as_bytes();
+        let rows = rows(text);
+        assert_eq!(rows.len(), 1);
+        let patch = rows[0].patch.as_ref().unwrap();
+        assert_eq!(
+            patch.changes,
+            vec![
+                (Field::Name, Value::Text("Doe, \"J\"".into())),
+                (Field::CompanyName, Value::Text("Zürich AG".into())),
+            ]
+        );
+        assert_eq!(rows[0].line, 2);
+    }
+
+    #[test]
+    fn csv_bytes_normalizes_across_reads() {
+        /// Hands out its bytes a few at a time, as a pipe might.
+        struct Trickle(Vec<u8>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.1.min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let text = b"\xEF\xBB\xBFa,b\r\n1,\"x\r\ny\"\r\n2,z\rw\r";
+        for step in 1..6 {
+            let mut out = Vec::new();
+            CsvBytes::new(Trickle(text.to_vec(), step))
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, b"a,b\n1,\"x\ny\"\n2,z\nw\n", "step {step}");
+        }
+    }
+
+    #[test]
+    fn crlf_line_numbers_are_exact() {
+        let rows = rows(b"id,name\r\n1,a\r\n2,\"b\r\nc\"\r\n3,d\r\n");
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3, 5]
+        );
+    }
+
+    #[test]
+    fn line_numbers_follow_multiline_cells() {
+        let rows = rows(b"id,name\n1,\"two\nlines\"\n2,x\n");
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[1].line, 4);
+    }
+
+    #[test]
+    fn invalid_rows_say_why() {
+        let text = b"client_id,email,seller,is_test\n\
+            1,a@b.co,,\n\
+            2,,,\n\
+            1,c@d.co,,\n\
+            x,bad,,maybe\n\
+            3,a@b.co\n\
+            4,,null,\n\
+            5,,,\xff\n";
+        let rows = rows(text);
+        let errors: Vec<_> = rows
+            .iter()
+            .map(|r| r.patch.as_ref().err().cloned())
+            .collect();
+        assert_eq!(errors[0], None);
+        assert!(errors[1].as_ref().unwrap().contains("sets no field"));
+        assert_eq!(
+            errors[2].as_deref(),
+            Some("client_id 1 already appeared on line 2")
+        );
+        let e = errors[3].as_ref().unwrap();
+        assert!(
+            e.contains("client_id: `x`") && e.contains("email: `bad`") && e.contains("is_test"),
+            "{e}"
+        );
+        assert!(
+            errors[4]
+                .as_ref()
+                .unwrap()
+                .contains("has 2 fields, the header has 4")
+        );
+        assert_eq!(errors[5], None);
+        assert!(
+            errors[6]
+                .as_ref()
+                .unwrap()
+                .contains("`is_test` is not valid UTF-8")
+        );
+        assert_eq!(rows[3].key, "x");
+    }
+
+    #[test]
+    fn unterminated_quote_at_the_end_is_invalid() {
+        let rows = rows(b"client_id,name\n1,ok\n2,\"never closed\n3,x\n");
+        assert!(rows[0].patch.is_ok());
+        assert_eq!(rows.len(), 2);
+        assert!(rows[1].patch.as_ref().unwrap_err().contains("never closed"));
+        let closed = super::tests::rows(b"client_id,name\n2,\"closed \"\"q\"\"\"");
+        assert!(closed[0].patch.is_ok());
+    }
+
+    #[test]
+    fn oversized_cell_is_invalid() {
+        let mut text = b"client_id,name\n1,".to_vec();
+        text.extend(std::iter::repeat_n(b'a', MAX_CELL_BYTES + 1));
+        text.extend(b"\n2,fine\n");
+        let rows = rows(&text);
+        assert!(rows[0].patch.as_ref().unwrap_err().contains("64 KiB"));
+        assert!(rows[1].patch.is_ok());
+    }
+
+    #[test]
+    fn limit_and_shard_select_rows() {
+        let text = b"client_id,name\n1,a\n2,b\n3,c\n4,d\n";
+        let mut r = RowReader::new(
+            &text[..],
+            ReadOptions {
+                null_token: "null".into(),
+                limit: Some(2),
+                ..ReadOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.next_row().unwrap().unwrap().key, "1");
+        assert_eq!(r.next_row().unwrap().unwrap().key, "2");
+        assert!(r.next_row().is_none());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn options() -> ReadOptions {
+            ReadOptions {
+                null_token: "null".into(),
+                ..ReadOptions::default()
+            }
+        }
+
+        /// Reads everything; rows must come in increasing line order.
+        fn drain(bytes: &[u8]) -> Result<(), TestCaseError> {
+            if let Ok(reader) = RowReader::new(bytes, options()) {
+                let mut last = 1;
+                for row in reader {
+                    let row = row.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert!(row.line > last, "line {} after {}", row.line, last);
+                    last = row.line;
+                }
+            }
+            Ok(())
+        }
+
+        /// Cells that stress the parser and the validator.
+        fn tricky_cell() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"".to_vec()),
+                Just(b"null".to_vec()),
+                Just(b"\"".to_vec()),
+                Just(b"\"\"".to_vec()),
+                Just(b"\"a,b\"".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\xef\xbb\xbf".to_vec()),
+                Just(b"\xff\xfe".to_vec()),
+                Just(b"x@y.z".to_vec()),
+                Just(b"18446744073709551616".to_vec()),
+                "[0-9]{1,4}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..16),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                drain(&bytes)?;
+            }
+
+            #[test]
+            fn arbitrary_rows_under_a_good_header(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let mut bytes = b"client_id,email,reseller,seller,is_test,name,phone\n".to_vec();
+                bytes.extend(body);
+                drain(&bytes)?;
+            }
+
+            #[test]
+            fn csv_shaped_input_never_panics(
+                rows in proptest::collection::vec(
+                    proptest::collection::vec(tricky_cell(), 0..9), 0..20),
+                crlf in any::<bool>(),
+            ) {
+                let mut bytes = b"client_id,email,reseller,seller,is_test,name,phone".to_vec();
+                for row in rows {
+                    bytes.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+                    bytes.extend(row.join(&b',').iter());
+                }
+                drain(&bytes)?;
+            }
+        }
+    }
+}
