@@ -1,0 +1,424 @@
+//! The Gcore IAM client: one HTTP attempt at a time, over a keep-alive pool.
+//!
+//! Each attempt comes back as an [`Exchange`]: the status and body when a
+//! response arrived, or what went wrong on the way. Deciding whether to retry
+//! is `retry`'s job; pacing is `pacing`'s.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
+
+use crate::error::Fatal;
+use crate::retry::{Reply, Transport, parse_retry_after};
+use crate::token::ApiToken;
+
+/// The largest response body read; a longer one is refused, not buffered.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Connecting never waits longer than this, whatever `--timeout` says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Raw error text is cut to this many characters in results and logs.
+const RAW_TEXT_MAX: usize = 200;
+
+/// One call to the API.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Patch { client_id: u64, body: Bytes },
+    Get { client_id: u64 },
+    Me,
+    List { query: Vec<(&'static str, String)> },
+}
+
+/// The result of one HTTP attempt.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub reply: Reply,
+    pub status: Option<u16>,
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+    /// What went wrong when no complete response came back.
+    pub transport_error: Option<String>,
+}
+
+impl Exchange {
+    /// One line saying what failed and why: the status and the API's message,
+    /// or the kind of network error.
+    pub fn describe_failure(&self) -> String {
+        match (&self.transport_error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(code)) => {
+                let message = describe_error_body(&self.body);
+                if message.is_empty() {
+                    format!("HTTP {code} {}", reason(code))
+                } else {
+                    format!("HTTP {code}: {message}")
+                }
+            }
+            (None, None) => "no response".into(),
+        }
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    reqwest::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
+/// A Gcore IAM API client bound to one base URL and token.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    /// `{base}/iam/clients`, built once.
+    clients_url: String,
+    timeout: Duration,
+    token: Option<ApiToken>,
+}
+
+impl ApiClient {
+    pub fn new(
+        base_url: &str,
+        token: Option<ApiToken>,
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<ApiClient, Fatal> {
+        let url = reqwest::Url::parse(base_url)
+            .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Fatal::Usage(format!(
+                "--api-url `{base_url}` must be an http:// or https:// URL with a host"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("gcore-iam-bulk/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Some(token) = &token {
+            headers.insert(AUTHORIZATION, token.header_value());
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_max_idle_per_host(concurrency.max(1))
+            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .redirect(reqwest::redirect::Policy::none());
+        if is_loopback(&url) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Fatal::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            clients_url: format!("{}/iam/clients", base_url.trim_end_matches('/')),
+            timeout,
+            token,
+        })
+    }
+
+    /// Makes one attempt.
+    pub async fn send(&self, request: &Request) -> Exchange {
+        let builder = match request {
+            Request::Patch { client_id, body } => self
+                .http
+                .patch(format!("{}/{client_id}", self.clients_url))
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.clone()),
+            Request::Get { client_id } => {
+                self.http.get(format!("{}/{client_id}", self.clients_url))
+            }
+            Request::Me => self.http.get(format!("{}/me", self.clients_url)),
+            Request::List { query } => self.http.get(&self.clients_url).query(query),
+        };
+        let response = match builder.timeout(self.timeout).send().await {
+            Ok(response) => response,
+            Err(e) => return self.failed(transport_of(&e, self.timeout)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        match read_body(response).await {
+            Ok(body) => {
+                // Only a 5xx needs to know: its retry depends on it.
+                let body_is_json = !(500..600).contains(&status)
+                    || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+                Exchange {
+                    reply: Reply::Status {
+                        code: status,
+                        body_is_json,
+                    },
+                    status: Some(status),
+                    body,
+                    retry_after,
+                    transport_error: None,
+                }
+            }
+            Err(BodyError::Http(e)) => {
+                let (kind, text) = transport_of(&e, self.timeout);
+                let kind = if kind == Transport::Timeout {
+                    kind
+                } else {
+                    Transport::BodyCut
+                };
+                Exchange {
+                    status: Some(status),
+                    retry_after,
+                    ..self.failed((kind, format!("HTTP {status}, then {text}")))
+                }
+            }
+            Err(BodyError::TooLarge) => Exchange {
+                status: Some(status),
+                ..self.failed((
+                    Transport::Other,
+                    format!("HTTP {status} with a response body over 16 MiB; not read"),
+                ))
+            },
+        }
+    }
+
+    fn failed(&self, (kind, text): (Transport, String)) -> Exchange {
+        Exchange {
+            reply: Reply::Transport(kind),
+            status: None,
+            body: Bytes::new(),
+            retry_after: None,
+            transport_error: Some(self.mask(&text)),
+        }
+    }
+
+    /// Masks any echo of the token in text that came from the network.
+    pub fn mask(&self, text: &str) -> String {
+        match &self.token {
+            Some(token) => token.mask(text),
+            None => text.to_string(),
+        }
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a base URL points at this machine (no confirmation asked, no proxy).
+pub fn is_loopback_url(base_url: &str) -> bool {
+    reqwest::Url::parse(base_url).is_ok_and(|u| is_loopback(&u))
+}
+
+enum BodyError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Bytes, BodyError> {
+    let first = match response.chunk().await.map_err(BodyError::Http)? {
+        Some(chunk) => chunk,
+        None => return Ok(Bytes::new()),
+    };
+    let Some(second) = response.chunk().await.map_err(BodyError::Http)? else {
+        return Ok(first);
+    };
+    let mut body = Vec::with_capacity(first.len() + second.len());
+    body.extend_from_slice(&first);
+    body.extend_from_slice(&second);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Http)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Sorts a reqwest error into a retry kind and a one-line description that
+/// names the kind of failure (never the URL, which the row already names).
+fn transport_of(e: &reqwest::Error, timeout: Duration) -> (Transport, String) {
+    let cause = root_cause(e);
+    if e.is_timeout() {
+        (
+            Transport::Timeout,
+            format!(
+                "timed out: no complete answer within {}",
+                humantime::format_duration(timeout)
+            ),
+        )
+    } else if e.is_connect() {
+        (Transport::Connect, format!("could not connect: {cause}"))
+    } else if e.is_body() || e.is_decode() {
+        (
+            Transport::BodyCut,
+            format!("the response body was cut short: {cause}"),
+        )
+    } else if e.is_builder() || e.is_redirect() {
+        (Transport::Other, format!("request not sent: {cause}"))
+    } else {
+        (
+            Transport::Reset,
+            format!("the connection closed before a complete response: {cause}"),
+        )
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    one_line(&last.to_string())
+}
+
+/// Describes an error body leniently: `{"errors": {field: [msgs]}}` as
+/// `field: msg; …`, then `message`, then `detail`, else the raw text cut short.
+/// A `request_id` is kept: support asks for it.
+pub fn describe_error_body(body: &[u8]) -> String {
+    let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let Some(serde_json::Value::Object(map)) = json else {
+        return raw_text(body);
+    };
+    let mut text = String::new();
+    if let Some(errors) = map.get("errors") {
+        text = describe_errors(errors);
+    }
+    for key in ["message", "detail", "error"] {
+        if !text.is_empty() {
+            break;
+        }
+        if let Some(v) = map.get(key) {
+            text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => describe_errors(other),
+            };
+        }
+    }
+    if text.is_empty() {
+        text = raw_text(body);
+    }
+    let mut text = one_line(&text);
+    if let Some(id) = map.get("request_id").filter(|v| !v.is_null()) {
+        let id = match id {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!(" (request_id: {})", one_line(&id)));
+    }
+    text
+}
+
+fn describe_errors(errors: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match errors {
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(field, msgs)| format!("{field}: {}", describe_errors(msgs)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::Array(items) => items
+            .iter()
+            .map(describe_errors)
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Raw body text for a message: an HTML page's title when it has one, else the
+/// text on one line, cut to 200 characters.
+fn raw_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if let Some(title) = html_title(&text) {
+        return cut(&one_line(title), RAW_TEXT_MAX);
+    }
+    cut(&one_line(&text), RAW_TEXT_MAX)
+}
+
+fn html_title(text: &str) -> Option<&str> {
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    Some(text[start..end].trim()).filter(|t| !t.is_empty())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn cut(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_become_one_line() {
+        let body = br#"{"errors": {"email": ["Enter a valid email address."], "seller": ["A valid integer is required.", "Second."]}}"#;
+        assert_eq!(
+            describe_error_body(body),
+            "email: Enter a valid email address.; seller: A valid integer is required. Second."
+        );
+    }
+
+    #[test]
+    fn message_then_detail_then_raw() {
+        assert_eq!(
+            describe_error_body(br#"{"message": "JSON parse error - x", "detail": "no"}"#),
+            "JSON parse error - x"
+        );
+        assert_eq!(
+            describe_error_body(br#"{"detail": "Not found."}"#),
+            "Not found."
+        );
+        assert_eq!(
+            describe_error_body(
+                br#"{"exception_class": "E", "message": "boom", "request_id": "r-1"}"#
+            ),
+            "boom (request_id: r-1)"
+        );
+        assert_eq!(describe_error_body(b"plain\n  text"), "plain text");
+        assert_eq!(describe_error_body(br#"{"other": 1}"#), r#"{"other": 1}"#);
+        let long = "x".repeat(500);
+        assert_eq!(describe_error_body(long.as_bytes()).chars().count(), 201);
+        assert_eq!(
+            describe_error_body("é".repeat(300).as_bytes())
+                .chars()
+                .count(),
+            201
+        );
+    }
+
+    #[test]
+    fn html_pages_give_their_title() {
+        let page =
+            b"<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>";
+        assert_eq!(describe_error_body(page), "502 Bad Gateway");
+    }
+
+    #[test]
+    fn invalid_bytes_do_not_panic() {
+        assert_eq!(
+            describe_error_body(b"\xff\xfe oops"),
+            "\u{fffd}\u{fffd} oops"
+        );
+        assert_eq!(describe_error_body(b""), "");
+    }
+}

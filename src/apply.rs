@@ -1,0 +1,230 @@
+//! What each mode does with one valid row: `run` (read first when asked,
+//! PATCH, verify), `plan` (read and compare) and `--dry-run` (nothing sent).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::Request;
+use crate::call::{CallEnd, Called, Caller};
+use crate::fields::{AccountView, ClientPatch};
+use crate::output::{Outcome, RowResult};
+use crate::undo::UndoWriter;
+
+/// A row that validated, on its way to a worker.
+#[derive(Debug, Clone)]
+pub struct ValidRow {
+    pub line: u64,
+    pub key: String,
+    pub patch: ClientPatch,
+}
+
+/// How `run` treats each row.
+#[derive(Default, Clone)]
+pub struct ApplyOptions {
+    /// Read the account first and send only the fields that differ.
+    pub skip_unchanged: bool,
+    /// Read the account first and record its previous values here.
+    pub undo: Option<Arc<UndoWriter>>,
+}
+
+impl ApplyOptions {
+    fn reads_first(&self) -> bool {
+        self.skip_unchanged || self.undo.is_some()
+    }
+}
+
+/// A row's result under construction.
+struct RowRecord {
+    result: RowResult,
+    started: Instant,
+}
+
+impl RowRecord {
+    fn new(row: &ValidRow) -> RowRecord {
+        RowRecord {
+            result: RowResult {
+                line: row.line,
+                client_id: row.key.clone(),
+                outcome: Outcome::Failed,
+                http_status: None,
+                attempts: 0,
+                account_status: None,
+                error: String::new(),
+                request: String::new(),
+                duration_ms: 0,
+                diff: String::new(),
+            },
+            started: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, called: &Called) {
+        self.result.attempts += called.attempts;
+        if let Some(status) = called.http_status() {
+            self.result.http_status = Some(status);
+        }
+    }
+
+    fn end(mut self, outcome: Outcome, error: String) -> Option<RowResult> {
+        self.result.outcome = outcome;
+        self.result.error = error;
+        self.result.duration_ms = self.started.elapsed().as_millis() as u64;
+        Some(self.result)
+    }
+}
+
+/// `--dry-run`: the row is valid; record the body it would send.
+pub fn dry_run(row: ValidRow) -> RowResult {
+    RowResult {
+        request: row.patch.body(),
+        outcome: Outcome::DryRun,
+        ..RowResult::invalid(row.line, row.key, String::new())
+    }
+}
+
+/// Reads the account; `Err` carries the row's end when that failed.
+async fn read_account(
+    caller: &Caller,
+    record: &mut RowRecord,
+    client_id: u64,
+    context: &str,
+) -> Result<AccountView, Option<()>> {
+    let what = format!("GET client {client_id}");
+    let called = caller.call(&Request::Get { client_id }, &what).await;
+    record.add(&called);
+    match &called.end {
+        CallEnd::NotStarted if record.result.attempts == 0 => Err(None),
+        CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
+            Some(account) => {
+                record.result.account_status = account.status();
+                Ok(account)
+            }
+            None => {
+                record.result.error = format!(
+                    "{context}HTTP {} but the body is not a JSON account",
+                    exchange.status.unwrap_or(200)
+                );
+                Err(Some(()))
+            }
+        },
+        _ => {
+            record.result.error =
+                format!("{context}{}", called.failure(caller.policy.max_attempts));
+            Err(Some(()))
+        }
+    }
+}
+
+/// `run`: PATCH the row (after reading the account when asked) and check that
+/// the returned account holds what was sent. `None` when the run stopped
+/// before anything was sent for the row.
+pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Option<RowResult> {
+    let mut record = RowRecord::new(&row);
+    let client_id = row.patch.client_id;
+    let mut patch = row.patch;
+
+    if options.reads_first() {
+        let account = match read_account(
+            caller,
+            &mut record,
+            client_id,
+            "reading the account first: ",
+        )
+        .await
+        {
+            Ok(account) => account,
+            Err(None) => return None,
+            Err(Some(())) => {
+                let error = std::mem::take(&mut record.result.error);
+                return record.end(Outcome::Failed, error);
+            }
+        };
+        record.result.diff = patch.diff(&account);
+        if options.skip_unchanged {
+            patch = patch.only_differences(&account);
+            if patch.changes.is_empty() {
+                return record.end(Outcome::Unchanged, String::new());
+            }
+        }
+        if let Some(undo) = &options.undo
+            && let Err(e) = undo.record(&account, &patch)
+        {
+            caller.stop.stop(crate::stop::StopReason::Failed(format!(
+                "cannot write the undo file: {e}"
+            )));
+            return record.end(
+                Outcome::Failed,
+                format!("not sent: the undo file could not be written ({e})"),
+            );
+        }
+    }
+
+    let body = patch.body();
+    record.result.request = body.clone();
+    let what = format!("PATCH client {client_id}");
+    let called = caller
+        .call(
+            &Request::Patch {
+                client_id,
+                body: body.into(),
+            },
+            &what,
+        )
+        .await;
+    record.add(&called);
+    match &called.end {
+        CallEnd::NotStarted if record.result.attempts == 0 => None,
+        CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
+            None => record.end(
+                Outcome::Mismatch,
+                format!(
+                    "HTTP {} but the response is not a JSON account, so the change could \
+                     not be checked (it was probably applied)",
+                    exchange.status.unwrap_or(200)
+                ),
+            ),
+            Some(account) => {
+                record.result.account_status = account.status();
+                let unheld = patch.unheld(&account);
+                if unheld.is_empty() {
+                    record.end(Outcome::Updated, String::new())
+                } else {
+                    record.end(
+                        Outcome::Mismatch,
+                        format!(
+                            "the returned account does not hold what was sent: {}",
+                            unheld.join("; ")
+                        ),
+                    )
+                }
+            }
+        },
+        _ => {
+            let error = called.failure(caller.policy.max_attempts);
+            record.end(Outcome::Failed, error)
+        }
+    }
+}
+
+/// `plan`: read the account and record what `run` would change.
+pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
+    let mut record = RowRecord::new(&row);
+    record.result.request = row.patch.body();
+    match read_account(caller, &mut record, row.patch.client_id, "").await {
+        Ok(account) => {
+            let diff = row.patch.diff(&account);
+            let outcome = if diff.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::WouldUpdate
+            };
+            record.result.diff = diff;
+            record.end(outcome, String::new())
+        }
+        Err(None) => None,
+        Err(Some(())) => {
+            let error = std::mem::take(&mut record.result.error);
+            record.end(Outcome::Failed, error)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! One logical request: paced, sent, classified and retried until it succeeds,
+//! fails for good, or the run stops.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api::{ApiClient, Exchange, Request};
+use crate::pacing::Pacer;
+use crate::retry::{RetryPolicy, Verdict, classify, retry_wait};
+use crate::stats::Stats;
+use crate::stop::{StopReason, StopSignal};
+
+/// Everything a request needs to be sent well; shared by all workers.
+pub struct Caller {
+    pub api: ApiClient,
+    pub pacer: Pacer,
+    pub policy: RetryPolicy,
+    pub stats: Arc<Stats>,
+    pub stop: Arc<StopSignal>,
+}
+
+/// How a request ended.
+#[derive(Debug)]
+pub enum CallEnd {
+    /// A 2xx response.
+    Success(Exchange),
+    /// Failed for good: not retryable, or out of attempts.
+    Failed(Exchange),
+    /// The token was rejected (401): the run must stop.
+    Unauthorized(Exchange),
+    /// The run stopped before the first attempt: nothing was sent.
+    NotStarted,
+    /// The run stopped while waiting to retry.
+    Interrupted(Exchange),
+}
+
+#[derive(Debug)]
+pub struct Called {
+    pub end: CallEnd,
+    /// HTTP attempts made.
+    pub attempts: u32,
+}
+
+impl Called {
+    /// The last response's status, when one came back.
+    pub fn http_status(&self) -> Option<u16> {
+        match &self.end {
+            CallEnd::Success(e)
+            | CallEnd::Failed(e)
+            | CallEnd::Unauthorized(e)
+            | CallEnd::Interrupted(e) => e.status,
+            CallEnd::NotStarted => None,
+        }
+    }
+
+    /// One line for the `error` column when the request did not succeed.
+    pub fn failure(&self, max_attempts: u32) -> String {
+        match &self.end {
+            CallEnd::Success(_) => String::new(),
+            CallEnd::NotStarted => "not sent: the run stopped".into(),
+            CallEnd::Unauthorized(e) => format!(
+                "{} — the API rejected the token; the run stopped",
+                e.describe_failure()
+            ),
+            CallEnd::Interrupted(e) => format!(
+                "{} — the run stopped before the next attempt",
+                e.describe_failure()
+            ),
+            CallEnd::Failed(e) => {
+                let retryable = classify(e.reply) == Verdict::Retry;
+                if retryable && self.attempts >= max_attempts && max_attempts > 1 {
+                    format!(
+                        "gave up after {} attempts: {}",
+                        self.attempts,
+                        e.describe_failure()
+                    )
+                } else {
+                    e.describe_failure()
+                }
+            }
+        }
+    }
+}
+
+impl Caller {
+    /// Sends `request` until it succeeds, fails for good, runs out of attempts,
+    /// or the run stops. Every attempt waits for the pacer first.
+    pub async fn call(&self, request: &Request, what: &(dyn std::fmt::Display + Sync)) -> Called {
+        let mut attempts = 0;
+        loop {
+            if self.pacer.acquire(self.stop.token()).await.is_err() {
+                return Called {
+                    end: CallEnd::NotStarted,
+                    attempts,
+                };
+            }
+            // Checked again after the wait: a stop that came while this attempt
+            // queued must not let it out.
+            if self.stop.is_stopped() {
+                return Called {
+                    end: CallEnd::NotStarted,
+                    attempts,
+                };
+            }
+            attempts += 1;
+            self.stats.request_sent(attempts > 1);
+            let sent_at = Instant::now();
+            let exchange = self.api.send(request).await;
+            let verdict = classify(exchange.reply);
+            let end = match verdict {
+                Verdict::Success => {
+                    self.pacer.on_success();
+                    CallEnd::Success(exchange)
+                }
+                Verdict::FailRow => CallEnd::Failed(exchange),
+                Verdict::StopRun => {
+                    self.stop
+                        .stop(StopReason::Unauthorized(exchange.describe_failure()));
+                    CallEnd::Unauthorized(exchange)
+                }
+                Verdict::Retry if attempts >= self.policy.max_attempts => CallEnd::Failed(exchange),
+                Verdict::Retry => {
+                    let wait = retry_wait(
+                        &self.policy,
+                        attempts,
+                        fastrand::f64(),
+                        exchange.retry_after,
+                    );
+                    if exchange.status == Some(429) {
+                        self.stats.throttled();
+                        self.pacer.on_throttled(sent_at);
+                        self.pacer.pause_until(Instant::now() + wait);
+                    }
+                    tracing::debug!(
+                        "{what}: attempt {attempts} failed ({}); retrying in {}",
+                        exchange.describe_failure(),
+                        humantime::format_duration(round_ms(wait))
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = self.stop.token().cancelled() => CallEnd::Interrupted(exchange),
+                    }
+                }
+            };
+            return Called { end, attempts };
+        }
+    }
+}
+
+fn round_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
+}

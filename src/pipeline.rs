@@ -1,0 +1,263 @@
+//! The pipeline: a reader thread streams rows from the input, workers take
+//! them as they free up (so memory does not grow with the file), and every
+//! finished row goes to the results writer.
+//!
+//! ```text
+//! input ──reader thread──▶ bounded channel ──▶ N workers ──▶ results thread
+//!              │ invalid / dry-run rows                          ▲
+//!              └─────────────────────────────────────────────────┘
+//! ```
+
+use std::io::Read;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
+
+use crate::apply::{self, ApplyOptions, ValidRow};
+use crate::call::Caller;
+use crate::input::RowReader;
+use crate::ledger::Ledger;
+use crate::output::{Outcome, ResultSender, RowResult};
+use crate::stats::Stats;
+use crate::stop::{StopReason, StopSignal};
+
+/// What the run does with each valid row.
+#[derive(Clone)]
+pub enum Mode {
+    DryRun,
+    Apply(ApplyOptions),
+    Plan,
+}
+
+/// `--max-failures` and `--max-failure-rate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub max_failures: Option<u64>,
+    /// `1.0` turns the rate check off.
+    pub max_failure_rate: f64,
+}
+
+/// The failure rate is judged only after this many rows were sent.
+pub const FAILURE_RATE_MIN_SENT: u64 = 50;
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_failures: None,
+            max_failure_rate: 0.5,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Names the threshold crossed by `failures` out of `sent` rows, if any.
+    pub fn crossed(&self, failures: u64, sent: u64) -> Option<String> {
+        if let Some(max) = self.max_failures
+            && failures >= max
+        {
+            return Some(format!(
+                "--max-failures {max} reached: {failures} rows failed"
+            ));
+        }
+        if self.max_failure_rate < 1.0
+            && sent >= FAILURE_RATE_MIN_SENT
+            && failures as f64 > self.max_failure_rate * sent as f64
+        {
+            return Some(format!(
+                "--max-failure-rate {} crossed: {failures} of {sent} rows sent failed ({:.0}%)",
+                self.max_failure_rate,
+                100.0 * failures as f64 / sent as f64
+            ));
+        }
+        None
+    }
+}
+
+/// Everything the workers share.
+pub struct Pipeline {
+    pub mode: Mode,
+    /// `None` for a dry run: nothing is sent.
+    pub caller: Option<Arc<Caller>>,
+    pub concurrency: usize,
+    pub stats: Arc<Stats>,
+    pub stop: Arc<StopSignal>,
+    pub thresholds: Thresholds,
+    /// Rows an earlier run already updated (`--resume`).
+    pub ledger: Ledger,
+}
+
+impl Pipeline {
+    /// Runs every row of `reader` through the pipeline and returns when all
+    /// are done or the run stopped and its in-flight rows are recorded.
+    pub async fn run<R: Read + Send + 'static>(self, reader: RowReader<R>, results: ResultSender) {
+        let shared = Arc::new(self);
+        let dry_run = matches!(shared.mode, Mode::DryRun);
+        let (rows_tx, rows_rx) = mpsc::channel::<ValidRow>(shared.concurrency.max(1));
+        let rows_tx = (!dry_run).then_some(rows_tx);
+
+        let reading = {
+            let shared = Arc::clone(&shared);
+            let results = results.clone();
+            tokio::task::spawn_blocking(move || shared.read_rows(reader, rows_tx, &results))
+        };
+
+        if !dry_run {
+            let rows_rx = Arc::new(Mutex::new(rows_rx));
+            let mut workers = Vec::with_capacity(shared.concurrency);
+            for _ in 0..shared.concurrency.max(1) {
+                let shared = Arc::clone(&shared);
+                let rows_rx = Arc::clone(&rows_rx);
+                let results = results.clone();
+                workers.push(tokio::spawn(async move {
+                    shared.work(&rows_rx, &results).await;
+                }));
+            }
+            for worker in workers {
+                if let Err(e) = worker.await {
+                    shared
+                        .stop
+                        .stop(StopReason::Failed(format!("a worker failed: {e}")));
+                }
+            }
+            // Rows still queued were never started: they get no result, and
+            // closing the channel tells the reader to stop.
+            rows_rx.lock().await.close();
+        }
+        if reading.await.is_err() {
+            shared
+                .stop
+                .stop(StopReason::Failed("the input reader failed".into()));
+        }
+    }
+
+    /// The reader thread: validates rows, records invalid and dry-run rows
+    /// itself, and hands valid rows to the workers.
+    fn read_rows<R: Read>(
+        &self,
+        reader: RowReader<R>,
+        rows: Option<mpsc::Sender<ValidRow>>,
+        results: &ResultSender,
+    ) {
+        for row in reader {
+            if self.stop.is_stopped() {
+                break;
+            }
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => {
+                    self.stop
+                        .stop(StopReason::Failed(format!("cannot read the input: {e}")));
+                    break;
+                }
+            };
+            self.stats.row_read();
+            if self.ledger.is_done(row.line, &row.key) {
+                self.stats.already_done();
+                continue;
+            }
+            match (row.patch, &rows) {
+                (Err(error), _) => {
+                    self.record(RowResult::invalid(row.line, row.key, error), results)
+                }
+                (Ok(patch), None) => self.record(
+                    apply::dry_run(ValidRow {
+                        line: row.line,
+                        key: row.key,
+                        patch,
+                    }),
+                    results,
+                ),
+                (Ok(patch), Some(rows)) => {
+                    let row = ValidRow {
+                        line: row.line,
+                        key: row.key,
+                        patch,
+                    };
+                    if rows.blocking_send(row).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A worker: takes rows until the input ends or the run stops.
+    async fn work(&self, rows: &Mutex<mpsc::Receiver<ValidRow>>, results: &ResultSender) {
+        let caller = self
+            .caller
+            .as_deref()
+            .expect("workers run only when requests are sent");
+        loop {
+            if self.stop.is_stopped() {
+                return;
+            }
+            let row = {
+                let mut rows = rows.lock().await;
+                tokio::select! {
+                    row = rows.recv() => row,
+                    _ = self.stop.token().cancelled() => None,
+                }
+            };
+            let Some(row) = row else { return };
+            let result = match &self.mode {
+                Mode::Apply(options) => apply::apply(caller, row, options).await,
+                Mode::Plan => apply::plan(caller, row).await,
+                Mode::DryRun => Some(apply::dry_run(row)),
+            };
+            if let Some(result) = result {
+                self.record(result, results);
+            }
+        }
+    }
+
+    fn record(&self, result: RowResult, results: &ResultSender) {
+        let outcome = result.outcome;
+        tracing::debug!(
+            line = result.line,
+            client_id = %result.client_id,
+            outcome = outcome.as_str(),
+            "{}",
+            result.error
+        );
+        self.stats.finished(outcome);
+        results.send(result);
+        if matches!(outcome, Outcome::Failed | Outcome::Mismatch) {
+            let now = self.stats.snapshot();
+            if let Some(why) = self.thresholds.crossed(now.failures(), now.sent_rows()) {
+                self.stop.stop(StopReason::Threshold(why));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        let t = Thresholds {
+            max_failures: Some(3),
+            max_failure_rate: 0.5,
+        };
+        assert_eq!(t.crossed(2, 10), None);
+        assert!(t.crossed(3, 10).unwrap().contains("--max-failures 3"));
+        let rate = Thresholds::default();
+        assert_eq!(rate.crossed(40, 49), None, "too few rows sent to judge");
+        assert_eq!(
+            rate.crossed(25, 50),
+            None,
+            "exactly half is not more than half"
+        );
+        assert!(
+            rate.crossed(26, 50)
+                .unwrap()
+                .contains("--max-failure-rate 0.5")
+        );
+        let off = Thresholds {
+            max_failures: None,
+            max_failure_rate: 1.0,
+        };
+        assert_eq!(off.crossed(1000, 1000), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! Stopping a run: why it stopped (first reason wins) and the token every
+//! worker watches. Also the signal handling that triggers it.
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::exit;
+
+/// Why a run stopped before reading all its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// The API rejected the token (401).
+    Unauthorized(String),
+    /// `--max-failures` or `--max-failure-rate` was crossed.
+    Threshold(String),
+    /// The input could not be read, or the results could not be written.
+    Failed(String),
+}
+
+impl StopReason {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StopReason::Interrupted => exit::INTERRUPTED,
+            _ => exit::ABORTED,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            StopReason::Interrupted => "interrupted".into(),
+            StopReason::Unauthorized(why) => {
+                format!(
+                    "aborted: the API rejected the token ({why}); check GCORE_API_KEY or --api-key-file"
+                )
+            }
+            StopReason::Threshold(why) => format!("aborted: {why}"),
+            StopReason::Failed(why) => format!("aborted: {why}"),
+        }
+    }
+}
+
+/// Shared by every part of a run: once stopped, no new request starts.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    token: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl StopSignal {
+    pub fn new() -> Arc<StopSignal> {
+        Arc::new(StopSignal::default())
+    }
+
+    /// Stops the run for `reason`, unless it already stopped for another.
+    pub fn stop(&self, reason: StopReason) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.token.cancel();
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        let slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        slot.clone().or_else(|| {
+            // Cancelled without a reason: the results writer failed and will
+            // report it itself.
+            self.token
+                .is_cancelled()
+                .then(|| StopReason::Failed("the results could not be written".into()))
+        })
+    }
+}
+
+/// Watches SIGINT and SIGTERM. The first stops the run gracefully; the second
+/// calls `hard_exit`, which must flush what it can and exit at once.
+pub fn watch_signals(stop: Arc<StopSignal>, hard_exit: impl Fn() + Send + 'static) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch for SIGINT/SIGTERM; an interrupt will end the run at once");
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::warn!(
+            "interrupted: starting no new rows, letting requests in flight finish \
+             (interrupt again to stop at once)"
+        );
+        stop.stop(StopReason::Interrupted);
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        hard_exit();
+    });
+}

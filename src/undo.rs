@@ -1,0 +1,127 @@
+//! `--undo-file`: before a row is sent, the account's previous values of the
+//! fields it changes, as a row that `run` accepts. Running the undo file puts
+//! every account back.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::Fatal;
+use crate::fields::{AccountView, ClientPatch, Field, Value};
+use crate::ledger::{self, Existing};
+
+pub struct UndoWriter {
+    inner: Mutex<Inner>,
+    columns: Vec<Field>,
+    null_token: String,
+}
+
+struct Inner {
+    csv: csv::Writer<File>,
+    /// Accounts already in the file: their first recorded values are the
+    /// originals, and a resumed run must not overwrite them with values it
+    /// changed itself.
+    recorded: HashSet<u64>,
+    last_sync: Instant,
+}
+
+impl UndoWriter {
+    /// Opens (and locks) the undo file for an input that sets `columns`.
+    pub fn open(
+        path: &Path,
+        columns: Vec<Field>,
+        null_token: &str,
+        existing: Existing,
+    ) -> Result<UndoWriter, Fatal> {
+        let mut file = ledger::open_locked(path)?;
+        let header: Vec<&str> = std::iter::once("client_id")
+            .chain(columns.iter().map(|f| f.api_name()))
+            .collect();
+        let mut recorded = HashSet::new();
+        let has_header = ledger::prepare(&mut file, path, &header, existing, |record| {
+            if let Some(id) = record
+                .get(0)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(crate::fields::parse_whole_number)
+            {
+                recorded.insert(id);
+            }
+        })?;
+        let mut csv = csv::WriterBuilder::new().from_writer(file);
+        if !has_header {
+            csv.write_record(&header)
+                .and_then(|()| csv.flush().map_err(Into::into))
+                .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(UndoWriter {
+            inner: Mutex::new(Inner {
+                csv,
+                recorded,
+                last_sync: Instant::now(),
+            }),
+            columns,
+            null_token: null_token.to_string(),
+        })
+    }
+
+    /// Records the account's values of the fields `patch` is about to change,
+    /// and flushes them before returning: the PATCH goes out only after its
+    /// undo row is written.
+    pub fn record(&self, account: &AccountView, patch: &ClientPatch) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !inner.recorded.insert(patch.client_id) {
+            return Ok(());
+        }
+        let mut row = Vec::with_capacity(self.columns.len() + 1);
+        row.push(patch.client_id.to_string());
+        for column in &self.columns {
+            let cell = if patch.changes.iter().any(|(f, _)| f == column) {
+                self.cell(*column, account.value(*column), patch.client_id)
+            } else {
+                String::new()
+            };
+            row.push(cell);
+        }
+        inner.csv.write_record(&row)?;
+        inner.csv.flush()?;
+        if inner.last_sync.elapsed() >= Duration::from_secs(1) {
+            inner.csv.get_ref().sync_data()?;
+            inner.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The cell that restores `value`. A field that cannot be cleared but had
+    /// no value cannot be restored by a CSV row; it is left out, with a warning.
+    fn cell(&self, field: Field, value: Value, client_id: u64) -> String {
+        match value {
+            Value::Null if !field.nullable() => {
+                tracing::warn!(
+                    "client {client_id}: {} had no value before the change; the undo file \
+                     cannot restore an empty {}",
+                    field.api_name(),
+                    field.api_name()
+                );
+                String::new()
+            }
+            Value::Text(ref s) if s.trim().is_empty() => {
+                tracing::warn!(
+                    "client {client_id}: {} was empty before the change; an empty cell in \
+                     the undo file leaves it as it is",
+                    field.api_name()
+                );
+                String::new()
+            }
+            other => other.to_cell(&self.null_token),
+        }
+    }
+
+    /// Flushes and syncs the file.
+    pub fn finish(&self) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.csv.flush()?;
+        inner.csv.get_ref().sync_data()
+    }
+}
