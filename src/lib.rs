@@ -1,3 +1,90 @@
-//! gcore-iam-bulk: apply per-account changes from a CSV file to Gcore's IAM API.
+//! gcore-iam-bulk: apply per-account changes from a CSV file to Gcore's IAM
+//! API (`PATCH /iam/clients/{id}`), safely.
+//!
+//! A row's path: `input` reads and validates it, `pipeline` hands it to a
+//! worker, `apply` decides what to send, `call` paces (`pacing`) and retries
+//! (`retry`) each request that `api` sends, and `output` records the result.
 
+pub mod api;
+pub mod apply;
+pub mod call;
+pub mod cli;
+pub mod cmd;
+pub mod error;
+pub mod fields;
+pub mod input;
+pub mod ledger;
+pub mod logging;
+pub mod output;
+pub mod pacing;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod retry;
+pub mod shard;
 pub mod sim;
+pub mod stats;
+pub mod stop;
+pub mod token;
+pub mod undo;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::error::exit;
+
+/// Runs the command line and returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let console = logging::init(&cli.log);
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "gcore-iam-bulk",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: cannot write the manual page: {e}");
+                    exit::ABORTED
+                }
+            }
+        }
+        Command::Run(args) => block_on(cmd::rows::run(args, console)),
+        Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
+        Command::Export(args) => block_on(cmd::export::export(args, console)),
+        Command::Simulate(args) => block_on(async move {
+            match sim::serve_cli(args).await {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::USAGE
+                }
+            }
+        }),
+    }
+}
+
+/// Runs a command on a multi-threaded runtime. Anything still running when it
+/// returns (a signal watcher, say) is dropped, not waited for.
+fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => {
+            let code = runtime.block_on(command);
+            runtime.shutdown_background();
+            code
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit::ABORTED
+        }
+    }
+}

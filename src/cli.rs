@@ -1,0 +1,341 @@
+//! Command-line definitions (clap). Values are parsed into their real types
+//! here; `config` turns them into what a run uses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::pacing::Rate;
+use crate::shard::ShardSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gcore-iam-bulk",
+    version,
+    about = "Apply per-account changes from a CSV file to Gcore's IAM API, safely.",
+    long_about = "Apply per-account changes from a CSV file to Gcore's IAM API \
+                  (PATCH /iam/clients/{id}): every row checked before anything is sent, \
+                  paced under the API's limit, retried when safe, every outcome recorded, \
+                  resumable after a crash without sending anything twice.",
+    after_help = "Examples:\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
+        GCORE_API_KEY=... gcore-iam-bulk run moves.csv -o results.csv --rate 10/s\n  \
+        gcore-iam-bulk plan moves.csv -o plan.csv\n  \
+        gcore-iam-bulk export -o accounts.csv --reseller-id 42\n  \
+        gcore-iam-bulk run samples/reseller-migration.csv -o demo.csv --simulator"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// More log detail (-v debug, -vv trace). RUST_LOG overrides both.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less output: -q hides progress and the summary, -qq warnings too.
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// How log lines on stderr look: text for people, json (one object per line) for
+    /// log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply every row of INPUT with PATCH /iam/clients/{id}.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --undo-file undo.csv --rate 10/s\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --resume\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --limit 10    # a canary first")]
+    Run(RunArgs),
+    /// Read each account of INPUT and record what `run` would change; change nothing.
+    #[command(
+        after_help = "Example:\n  gcore-iam-bulk plan moves.csv -o plan.csv\n  \
+        # then: grep would_update plan.csv"
+    )]
+    Plan(PlanArgs),
+    /// Write current accounts as a CSV that `run` and `plan` accept.
+    #[command(after_help = "Example:\n  \
+        gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller")]
+    Export(ExportArgs),
+    /// Serve a local simulator of the Gcore IAM API (for tests, demos and benchmarks).
+    #[command(after_help = "Example:\n  \
+        gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
+    Simulate(crate::sim::SimulateArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  \
+        gcore-iam-bulk completions bash > /etc/bash_completion.d/gcore-iam-bulk")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    #[command(
+        after_help = "Example:\n  gcore-iam-bulk man > gcore-iam-bulk.1 && man ./gcore-iam-bulk.1"
+    )]
+    Man,
+}
+
+/// Where the API is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Base URL of the Gcore API.
+    #[arg(
+        long,
+        env = "GCORE_BASE_URL",
+        default_value = "https://api.gcore.com",
+        value_name = "URL"
+    )]
+    pub api_url: String,
+
+    /// Read the API token from the first line of this file (else GCORE_API_KEY).
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Serve a built-in simulator of the API on 127.0.0.1 and run against it
+    /// instead: no credentials needed, nothing leaves this machine.
+    #[arg(long)]
+    pub simulator: bool,
+}
+
+/// How fast and how persistently requests go out.
+#[derive(Debug, Clone, Args)]
+pub struct PacingArgs {
+    /// Most requests started per period: N/s, N/m, N/h, N (per second) or unlimited.
+    #[arg(long, default_value = "5/s", value_name = "RATE")]
+    pub rate: Rate,
+
+    /// Requests that may start back to back after an idle spell.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub burst: u32,
+
+    /// Most requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// HTTP attempts per request, the first included (1 = no retries).
+    #[arg(long, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// Time allowed for each attempt, e.g. 500ms, 30s, 2m.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Reports for unattended runs.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Write a JSON summary of the run here at the end (written atomically,
+    /// interrupted and aborted runs included).
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Write the run's figures here in the Prometheus text format, for
+    /// node_exporter's textfile collector (written atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// When stderr is not a terminal, print a status line this often.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub status_interval: Duration,
+}
+
+/// Which rows of INPUT are processed and how cells read.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// The cell text that sends JSON null (allowed for custom_id, name, phone, seller).
+    #[arg(long, default_value = "null", value_name = "TEXT")]
+    pub null_token: String,
+
+    /// Process only shard K of N (by a stable hash of client_id), for running
+    /// N processes side by side. `auto/N` takes K from JOB_COMPLETION_INDEX.
+    /// Give each shard a rate of RATE/N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<ShardSpec>,
+
+    /// Process only the first N data rows (a canary run).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The input CSV (`-` for standard input).
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+
+    /// The results CSV (`-` for standard output).
+    #[arg(short, long, value_name = "RESULTS")]
+    pub output: PathBuf,
+
+    /// Validate every row and record the body it would send; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Continue an earlier run: skip rows RESULTS records as updated, append the rest.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+
+    /// Overwrite a RESULTS (and undo) file that already has rows.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Read each account first and send only the fields that differ; a row
+    /// with no difference ends `unchanged`.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub skip_unchanged: bool,
+
+    /// Before changing an account, record its previous values here, as an
+    /// input file that puts them back.
+    #[arg(long, value_name = "UNDO", conflicts_with = "dry_run")]
+    pub undo_file: Option<PathBuf>,
+
+    /// Stop once this many rows have failed (exit 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_failures: Option<u64>,
+
+    /// Once 50 rows were sent, stop when more than this share of them failed
+    /// (exit 3); 1 turns it off.
+    #[arg(long, default_value_t = 0.5, value_name = "F", value_parser = parse_share)]
+    pub max_failure_rate: f64,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// On a terminal, ask before a run against a remote API with more rows than this.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub confirm_above: u64,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The input CSV (`-` for standard input).
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+
+    /// The plan CSV (`-` for standard output); overwritten if it exists.
+    #[arg(short, long, value_name = "PLAN")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The CSV to write (`-` for standard output); overwritten if it exists.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Only accounts of this reseller.
+    #[arg(long, value_name = "ID")]
+    pub reseller_id: Option<u64>,
+
+    /// Only accounts of this seller.
+    #[arg(long, value_name = "ID")]
+    pub seller_id: Option<u64>,
+
+    /// Only test (true) or only production (false) accounts.
+    #[arg(long, value_name = "BOOL", value_parser = parse_bool_flag)]
+    pub is_test: Option<bool>,
+
+    /// Only accounts of this type: common, reseller or sales.
+    #[arg(long, value_name = "TYPE")]
+    pub client_type: Option<String>,
+
+    /// The patch columns to write after client_id, comma-separated (default: all).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub columns: Vec<String>,
+
+    /// The cell text written for a null value.
+    #[arg(long, default_value = "null", value_name = "TEXT")]
+    pub null_token: String,
+
+    /// Accounts asked for per page.
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 30s or 2m: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("`{s}`: the duration must be more than 0"));
+    }
+    Ok(d)
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "`{s}` is not a share between 0 and 1 (such as 0.5)"
+        )),
+    }
+}
+
+fn parse_bool_flag(s: &str) -> Result<bool, String> {
+    crate::fields::parse_bool(s.trim()).ok_or_else(|| format!("`{s}` is not true or false"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,196 @@
+//! One module per command. What they share lives here: connecting (token,
+//! client, pacer, the optional built-in simulator), the token check before
+//! the first change, and how a run ends (summary, report files, exit code).
+
+pub mod export;
+pub mod rows;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::api::{ApiClient, Request};
+use crate::call::{CallEnd, Caller};
+use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs};
+use crate::error::Fatal;
+use crate::logging::Console;
+use crate::pacing::Pacer;
+use crate::report::{RunSummary, write_atomically};
+use crate::retry::{Reply, RetryPolicy};
+use crate::sim::{Account, Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
+use crate::stats::Stats;
+use crate::stop::StopSignal;
+use crate::token::ApiToken;
+
+/// Where requests go: the real API, or a built-in simulator kept alive for
+/// the run.
+pub struct Target {
+    pub base_url: String,
+    pub token: Option<ApiToken>,
+    pub simulator: Option<Simulator>,
+}
+
+impl Target {
+    /// The API named by `--api-url` with the token from `--api-key-file` or
+    /// `GCORE_API_KEY`, which must be there when `needs_token`.
+    pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
+        let token = ApiToken::load(
+            connection.api_key_file.as_deref(),
+            std::env::var("GCORE_API_KEY").ok(),
+        )?;
+        if needs_token && token.is_none() {
+            return Err(Fatal::Usage(
+                "no API token: set GCORE_API_KEY, or put the token on the first line of a \
+                 file and pass --api-key-file PATH (--dry-run needs none)"
+                    .into(),
+            ));
+        }
+        Ok(Target {
+            base_url: connection.api_url.trim_end_matches('/').to_string(),
+            token,
+            simulator: None,
+        })
+    }
+
+    /// A built-in simulator on 127.0.0.1 holding `accounts`, with a few
+    /// transient faults so that retries show.
+    pub async fn simulator(accounts: Vec<Account>) -> Result<Target, Fatal> {
+        let token = format!("sim-{:016x}", fastrand::u64(..));
+        let mut config = SimConfig::new(token.clone());
+        config.accounts = accounts;
+        config.faults = demo_faults();
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let simulator = Simulator::start(config, listen)
+            .await
+            .map_err(|e| Fatal::Usage(format!("cannot start the built-in simulator: {e}")))?;
+        tracing::info!(
+            "built-in simulator of the Gcore API serving on {} (nothing leaves this machine)",
+            simulator.base_url()
+        );
+        Ok(Target {
+            base_url: simulator.base_url(),
+            token: Some(ApiToken::new(token)?),
+            simulator: Some(simulator),
+        })
+    }
+
+    /// The paced, retrying caller every request of the run goes through.
+    pub fn caller(
+        &self,
+        pacing: &PacingArgs,
+        rate: crate::pacing::Rate,
+        stats: Arc<Stats>,
+        stop: Arc<StopSignal>,
+    ) -> Result<Caller, Fatal> {
+        let api = ApiClient::new(
+            &self.base_url,
+            self.token.clone(),
+            pacing.concurrency as usize,
+            pacing.timeout,
+        )?;
+        Ok(Caller {
+            api,
+            pacer: Pacer::new(rate, pacing.burst),
+            policy: RetryPolicy::new(pacing.max_attempts),
+            stats,
+            stop,
+        })
+    }
+}
+
+/// What the built-in simulator gets wrong on purpose: about one PATCH in ten
+/// is answered 503 and one in thirty 429, so that a demo shows retries and
+/// pacing at work. Every row still ends `updated` (five attempts each).
+fn demo_faults() -> Faults {
+    Faults {
+        rules: vec![
+            FaultRule::new(
+                Fault::TooManyRequests {
+                    retry_after: Some("1".into()),
+                },
+                Trigger::Share(0.03),
+            )
+            .on_method("PATCH"),
+            FaultRule::new(Fault::Status(503), Trigger::Share(0.1)).on_method("PATCH"),
+        ],
+        latency: std::time::Duration::from_millis(20),
+        seed: 7,
+        ..Faults::default()
+    }
+}
+
+/// `GET /iam/clients/me` before the first change: a rejected token stops the
+/// run with nothing sent, an unreachable API too.
+pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
+    let called = caller.call(&Request::Me, &"GET /iam/clients/me").await;
+    match &called.end {
+        CallEnd::Success(_) => {
+            tracing::debug!("the API accepted the token");
+            Ok(())
+        }
+        CallEnd::Unauthorized(e) => Err(Fatal::Unauthorized(format!(
+            "the API rejected the token ({}): check GCORE_API_KEY or --api-key-file; \
+             nothing was sent",
+            e.describe_failure()
+        ))),
+        CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(Fatal::Interrupted),
+        CallEnd::Failed(e) if matches!(e.reply, Reply::Transport(_)) => Err(Fatal::Usage(format!(
+            "cannot reach the API at {base_url}: {}; nothing was sent",
+            e.describe_failure()
+        ))),
+        CallEnd::Failed(e) => {
+            tracing::warn!(
+                "could not check the token with GET /iam/clients/me ({}); going on",
+                e.describe_failure()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// How a command ends: the summary, the report files, the exit code.
+pub fn finish(
+    result: Result<RunSummary, Fatal>,
+    command: &'static str,
+    report: &ReportArgs,
+    console: Console,
+    started_at: SystemTime,
+    output: &Path,
+) -> u8 {
+    let summary = match result {
+        Ok(summary) => {
+            summary.print(console);
+            summary
+        }
+        Err(fatal) => {
+            if console.json() {
+                tracing::error!("{fatal}");
+            } else {
+                eprintln!("error: {fatal}");
+            }
+            RunSummary {
+                command,
+                snapshot: Stats::new().snapshot(),
+                rate_changes: 0,
+                exit_code: fatal.exit_code(),
+                input: None,
+                output: output.display().to_string(),
+                started_at,
+                ended_at: SystemTime::now(),
+                stopped: Some(fatal.to_string()),
+                exported: None,
+            }
+        }
+    };
+    if let Some(path) = &report.summary_json
+        && let Err(e) = write_atomically(path, &summary.to_json())
+    {
+        tracing::error!("cannot write the summary to {}: {e}", path.display());
+    }
+    if let Some(path) = &report.metrics_file
+        && let Err(e) = write_atomically(path, &summary.to_prometheus())
+    {
+        tracing::error!("cannot write the metrics to {}: {e}", path.display());
+    }
+    summary.exit_code
+}

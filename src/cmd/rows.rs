@@ -1,0 +1,408 @@
+//! `run` and `plan`: every row of an input file through the pipeline.
+//!
+//! The order matters: everything that can refuse the run (flags, the input's
+//! header, the token's presence, the results file and its lock, the undo
+//! file, the confirmation, the token check) happens before the first PATCH.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::apply::ApplyOptions;
+use crate::cli::{ConnectionArgs, PacingArgs, PlanArgs, ReportArgs, RunArgs, SelectionArgs};
+use crate::cmd::{Target, check_token, finish};
+use crate::error::{Fatal, exit};
+use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
+use crate::ledger::{self, Existing, Ledger};
+use crate::logging::Console;
+use crate::output::{Destination, RESULT_HEADER, ResultsSink};
+use crate::pipeline::{Mode, Pipeline, Thresholds};
+use crate::progress::{Progress, RateProbe};
+use crate::report::RunSummary;
+use crate::stats::Stats;
+use crate::stop::{StopSignal, watch_signals};
+use crate::undo::UndoWriter;
+
+/// The choices that differ between `run`, `run --dry-run` and `plan`.
+struct Job<'a> {
+    command: &'static str,
+    kind: Kind,
+    input: &'a Path,
+    output: &'a Path,
+    resume: bool,
+    force: bool,
+    skip_unchanged: bool,
+    undo_file: Option<&'a Path>,
+    thresholds: Thresholds,
+    confirm: Option<u64>,
+    selection: &'a SelectionArgs,
+    connection: &'a ConnectionArgs,
+    pacing: &'a PacingArgs,
+    report: &'a ReportArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DryRun,
+    Apply,
+    Plan,
+}
+
+pub async fn run(args: RunArgs, console: Console) -> u8 {
+    let started_at = SystemTime::now();
+    let job = Job {
+        command: "run",
+        kind: if args.dry_run {
+            Kind::DryRun
+        } else {
+            Kind::Apply
+        },
+        input: &args.input,
+        output: &args.output,
+        resume: args.resume,
+        force: args.force,
+        skip_unchanged: args.skip_unchanged,
+        undo_file: args.undo_file.as_deref(),
+        thresholds: Thresholds {
+            max_failures: args.max_failures,
+            max_failure_rate: args.max_failure_rate,
+        },
+        confirm: (!args.yes).then_some(args.confirm_above),
+        selection: &args.selection,
+        connection: &args.connection,
+        pacing: &args.pacing,
+        report: &args.report,
+    };
+    let result = execute(&job, console, started_at).await;
+    finish(
+        result,
+        job.command,
+        job.report,
+        console,
+        started_at,
+        job.output,
+    )
+}
+
+pub async fn plan(args: PlanArgs, console: Console) -> u8 {
+    let started_at = SystemTime::now();
+    let job = Job {
+        command: "plan",
+        kind: Kind::Plan,
+        input: &args.input,
+        output: &args.output,
+        resume: false,
+        force: true,
+        skip_unchanged: false,
+        undo_file: None,
+        thresholds: Thresholds {
+            max_failures: None,
+            max_failure_rate: 1.0,
+        },
+        confirm: None,
+        selection: &args.selection,
+        connection: &args.connection,
+        pacing: &args.pacing,
+        report: &args.report,
+    };
+    let result = execute(&job, console, started_at).await;
+    finish(
+        result,
+        job.command,
+        job.report,
+        console,
+        started_at,
+        job.output,
+    )
+}
+
+async fn execute(
+    job: &Job<'_>,
+    console: Console,
+    started_at: SystemTime,
+) -> Result<RunSummary, Fatal> {
+    let sends = job.kind != Kind::DryRun;
+    if job.selection.null_token.trim().is_empty() {
+        return Err(Fatal::Usage(
+            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"".into(),
+        ));
+    }
+    let shard = job
+        .selection
+        .shard
+        .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
+        .transpose()
+        .map_err(Fatal::Usage)?;
+    let read_options = ReadOptions {
+        null_token: job.selection.null_token.trim().to_string(),
+        shard,
+        limit: job.selection.limit,
+    };
+    let to_stdout = job.output.as_os_str() == "-";
+    if job.resume && to_stdout {
+        return Err(Fatal::Usage(
+            "--resume needs -o to name a results file (not standard output)".into(),
+        ));
+    }
+
+    let mut input = InputSource::new(job.input);
+    if job.resume || job.connection.simulator {
+        input.spool_stdin()?;
+    }
+    let reader = RowReader::new(input.open()?, read_options.clone())?;
+
+    let mut target = if !sends {
+        None
+    } else if job.connection.simulator {
+        Some(Target::simulator(accounts_in(&input, &read_options)?).await?)
+    } else {
+        Some(Target::api(job.connection, true)?)
+    };
+
+    // The results file: locked for the whole run, never overwritten by mistake.
+    let existing = match (job.resume, job.force) {
+        (true, _) => Existing::Append,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let mut ledger = Ledger::default();
+    let (destination, write_header) = if to_stdout {
+        (Destination::Stdout, true)
+    } else {
+        let mut file = ledger::open_locked(job.output)?;
+        let has_header = ledger::prepare(&mut file, job.output, &RESULT_HEADER, existing, |r| {
+            ledger.add(r)
+        })?;
+        ledger = ledger.seal();
+        if !ledger.is_empty() {
+            let all_rows = ReadOptions {
+                null_token: read_options.null_token.clone(),
+                ..ReadOptions::default()
+            };
+            let rows = RowReader::new(input.open()?, all_rows)?
+                .map_while(Result::ok)
+                .map(|row| (row.line, row.key));
+            ledger.check_against(rows, job.output)?;
+        }
+        (Destination::File(file), !has_header)
+    };
+
+    let undo = match job.undo_file {
+        Some(path) => Some(Arc::new(UndoWriter::open(
+            path,
+            reader.header().fields(),
+            &read_options.null_token,
+            existing,
+        )?)),
+        None => None,
+    };
+
+    if let (Some(above), Some(target)) = (job.confirm, &target) {
+        confirm(&input, &read_options, above, target, job.pacing).await?;
+    }
+
+    let stats = Arc::new(Stats::new());
+    let stop = StopSignal::new();
+    let caller = match &target {
+        Some(target) => {
+            let caller = target.caller(
+                job.pacing,
+                job.pacing.rate,
+                Arc::clone(&stats),
+                Arc::clone(&stop),
+            )?;
+            check_token(&caller, &target.base_url).await?;
+            Some(Arc::new(caller))
+        }
+        None => None,
+    };
+
+    if sends && input.rereadable() {
+        let (input_for_count, options, stats) =
+            (input.open()?, read_options.clone(), Arc::clone(&stats));
+        std::thread::spawn(move || {
+            if let Ok(total) = count_rows(input_for_count, &options) {
+                stats.set_total(total);
+            }
+        });
+    }
+
+    let sink = ResultsSink::start(destination, write_header, stop.token().clone())
+        .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", job.output.display())))?;
+    let flusher = sink.flusher();
+    watch_signals(Arc::clone(&stop), move || {
+        flusher.flush_now();
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+    let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
+        let c = Arc::clone(c);
+        Arc::new(move || c.pacer.current_rate()) as RateProbe
+    });
+    let progress = Progress::start(
+        console,
+        job.report.status_interval,
+        Arc::clone(&stats),
+        rate_probe,
+    );
+
+    let mode = match job.kind {
+        Kind::DryRun => Mode::DryRun,
+        Kind::Plan => Mode::Plan,
+        Kind::Apply => Mode::Apply(ApplyOptions {
+            skip_unchanged: job.skip_unchanged,
+            undo: undo.clone(),
+        }),
+    };
+    let pipeline = Pipeline {
+        mode,
+        caller: caller.clone(),
+        concurrency: job.pacing.concurrency as usize,
+        stats: Arc::clone(&stats),
+        stop: Arc::clone(&stop),
+        thresholds: job.thresholds,
+        ledger,
+    };
+    pipeline.run(reader, sink.sender()).await;
+    progress.finish().await;
+
+    let write_error = sink.finish().err();
+    if let Some(undo) = &undo
+        && let Err(e) = undo.finish()
+    {
+        stop.stop(crate::stop::StopReason::Failed(format!(
+            "cannot write the undo file: {e}"
+        )));
+    }
+    if let Some(e) = write_error {
+        stop.stop(crate::stop::StopReason::Failed(e));
+    }
+
+    let snapshot = stats.snapshot();
+    let stopped = stop.reason();
+    let exit_code = stopped
+        .as_ref()
+        .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
+    let mut stopped_text = stopped.as_ref().map(|r| r.describe());
+    if matches!(stopped, Some(crate::stop::StopReason::Interrupted)) && !to_stdout {
+        let again = resume_command();
+        stopped_text = Some(format!("interrupted; to resume: {again}"));
+        tracing::warn!("to resume: {again}");
+    }
+    drop(target.take());
+    Ok(RunSummary {
+        command: job.command,
+        snapshot,
+        rate_changes: caller.as_ref().map_or(0, |c| c.pacer.rate_changes()),
+        exit_code,
+        input: Some(input.label().to_string()),
+        output: job.output.display().to_string(),
+        started_at,
+        ended_at: SystemTime::now(),
+        stopped: stopped_text,
+        exported: None,
+    })
+}
+
+/// The valid accounts an input names, for seeding the built-in simulator.
+fn accounts_in(
+    input: &InputSource,
+    options: &ReadOptions,
+) -> Result<Vec<crate::sim::Account>, Fatal> {
+    let reader = RowReader::new(input.open()?, options.clone())?;
+    Ok(reader
+        .map_while(Result::ok)
+        .filter_map(|row| row.patch.ok())
+        .map(|patch| crate::sim::Account::generated(patch.client_id))
+        .collect())
+}
+
+/// On a terminal, before a large run against a remote API: show what is about
+/// to happen and ask. Never asks without a terminal (cron, CI, pipes).
+async fn confirm(
+    input: &InputSource,
+    options: &ReadOptions,
+    above: u64,
+    target: &Target,
+    pacing: &PacingArgs,
+) -> Result<(), Fatal> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive
+        || !input.rereadable()
+        || target.simulator.is_some()
+        || crate::api::is_loopback_url(&target.base_url)
+    {
+        return Ok(());
+    }
+    let rows = count_rows(input.open()?, options)?;
+    if rows <= above {
+        return Ok(());
+    }
+    let estimate = match pacing.rate.per_second() {
+        Some(per_second) => format!(
+            "about {}",
+            humantime::format_duration(Duration::from_secs(
+                (rows as f64 / per_second).ceil() as u64
+            ))
+        ),
+        None => "as fast as the API answers".to_string(),
+    };
+    eprint!(
+        "About to change up to {rows} accounts at {} at {} ({estimate}).\nContinue? [y/N] ",
+        target.base_url, pacing.rate
+    );
+    let _ = std::io::stderr().flush();
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Fatal::Usage(
+            "not confirmed; nothing was sent (--yes skips the question)".into(),
+        ))
+    }
+}
+
+/// The command line that resumes this run: the same arguments, with
+/// `--resume` instead of `--force`.
+fn resume_command() -> String {
+    let mut args: Vec<String> = std::env::args().filter(|a| a != "--force").collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if safe {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("results.csv"), "results.csv");
+        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,93 @@
+//! Log set-up: `tracing` to stderr, as text or one JSON object per line,
+//! filtered by `RUST_LOG` or `-v`/`-q`, and kept clear of the progress bar.
+
+use std::io::IsTerminal;
+
+use tracing_indicatif::IndicatifLayer;
+use tracing_indicatif::filter::IndicatifFilter;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::cli::{LogArgs, LogFormat};
+
+/// How the run shows itself on stderr, decided once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Console {
+    pub format: LogFormat,
+    /// An indicatif bar (stderr is a terminal, text logs, not quiet).
+    pub bar: bool,
+    /// Progress and the summary are hidden (`-q`).
+    pub quiet: bool,
+}
+
+impl Console {
+    pub fn json(&self) -> bool {
+        self.format == LogFormat::Json
+    }
+}
+
+/// Installs the global subscriber. Safe to call once per process.
+pub fn init(args: &LogArgs) -> Console {
+    let terminal = std::io::stderr().is_terminal();
+    let quiet = args.quiet > 0;
+    let console = Console {
+        format: args.log_format,
+        bar: terminal && args.log_format == LogFormat::Text && !quiet,
+        quiet,
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(default_filter(args.verbose, args.quiet)),
+    };
+    let ansi = terminal && std::env::var_os("NO_COLOR").is_none();
+    let registry = tracing_subscriber::registry().with(filter);
+    match (console.format, console.bar) {
+        (LogFormat::Json, _) => {
+            let _ = registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(false)
+                        .with_writer(std::io::stderr),
+                )
+                .try_init();
+        }
+        (LogFormat::Text, true) => {
+            let bars = IndicatifLayer::new();
+            let _ = registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_target(false)
+                        .with_ansi(ansi)
+                        .with_writer(bars.get_stderr_writer()),
+                )
+                .with(bars.with_filter(IndicatifFilter::new(false)))
+                .try_init();
+        }
+        (LogFormat::Text, false) => {
+            let _ = registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_target(false)
+                        .with_ansi(ansi)
+                        .with_writer(std::io::stderr),
+                )
+                .try_init();
+        }
+    }
+    console
+}
+
+fn default_filter(verbose: u8, quiet: u8) -> &'static str {
+    match (quiet, verbose) {
+        (2.., _) => "error",
+        (1, _) => "warn",
+        (0, 0) => "warn,gcore_iam_bulk=info",
+        (0, 1) => "warn,gcore_iam_bulk=debug",
+        (0, 2) => "info,gcore_iam_bulk=trace",
+        _ => "trace",
+    }
+}

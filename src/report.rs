@@ -1,0 +1,341 @@
+//! The end of a run: the summary on stderr, `--summary-json` and
+//! `--metrics-file` (both written atomically, whatever way the run ended).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::logging::Console;
+use crate::output::Outcome;
+use crate::stats::Snapshot;
+
+/// Everything known about a finished run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub command: &'static str,
+    pub snapshot: Snapshot,
+    pub rate_changes: u64,
+    pub exit_code: u8,
+    pub input: Option<String>,
+    pub output: String,
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+    /// Why the run stopped early, when it did.
+    pub stopped: Option<String>,
+    /// Accounts written, for `export`.
+    pub exported: Option<u64>,
+}
+
+impl RunSummary {
+    /// Requests per second over the run.
+    pub fn request_rate(&self) -> f64 {
+        let secs = self.snapshot.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.snapshot.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The summary printed on stderr at the end.
+    pub fn text(&self) -> String {
+        let s = &self.snapshot;
+        let elapsed =
+            humantime::format_duration(Duration::from_millis(s.elapsed.as_millis() as u64));
+        let mut out = match self.exported {
+            Some(accounts) => format!("{}: {accounts} accounts in {elapsed}", self.command),
+            None => format!(
+                "{}: {} rows in {elapsed} ({:.1} rows/s)",
+                self.command,
+                s.done(),
+                s.rows_per_second()
+            ),
+        };
+        let counts: Vec<String> = Outcome::ALL
+            .into_iter()
+            .filter(|o| s.count(*o) > 0)
+            .map(|o| format!("{} {}", s.count(o), o.as_str()))
+            .collect();
+        if !counts.is_empty() {
+            let _ = write!(out, "\n  {}", counts.join(" · "));
+        }
+        if s.already_done > 0 {
+            let _ = write!(
+                out,
+                "\n  {} rows already updated by an earlier run (skipped)",
+                s.already_done
+            );
+        }
+        if s.requests > 0 {
+            let _ = write!(
+                out,
+                "\n  {} requests ({} retries, {} × HTTP 429, {} rate changes; {:.1} requests/s)",
+                s.requests,
+                s.retries,
+                s.throttled,
+                self.rate_changes,
+                self.request_rate()
+            );
+        }
+        let _ = write!(out, "\n  results: {}", self.output);
+        if let Some(why) = &self.stopped {
+            let _ = write!(out, "\n  {why}");
+        }
+        out
+    }
+
+    /// Prints the summary: plain text, or one JSON log event.
+    pub fn print(&self, console: Console) {
+        if console.quiet {
+            return;
+        }
+        if console.json() {
+            let s = &self.snapshot;
+            tracing::info!(
+                command = self.command,
+                rows = s.done(),
+                updated = s.count(Outcome::Updated),
+                failed = s.count(Outcome::Failed),
+                invalid = s.count(Outcome::Invalid),
+                dry_run = s.count(Outcome::DryRun),
+                unchanged = s.count(Outcome::Unchanged),
+                would_update = s.count(Outcome::WouldUpdate),
+                mismatch = s.count(Outcome::Mismatch),
+                already_done = s.already_done,
+                requests = s.requests,
+                retries = s.retries,
+                throttled = s.throttled,
+                elapsed_seconds = s.elapsed.as_secs_f64(),
+                exit_code = self.exit_code,
+                stopped = self.stopped.as_deref(),
+                "summary"
+            );
+        } else {
+            eprintln!("{}", self.text());
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let s = &self.snapshot;
+        let elapsed = s.elapsed.as_secs_f64();
+        let doc = SummaryJson {
+            command: self.command,
+            exit_code: self.exit_code,
+            outcomes: Outcome::ALL
+                .into_iter()
+                .map(|o| (o.as_str(), s.count(o)))
+                .collect(),
+            rows: s.done(),
+            rows_read: s.rows_read,
+            already_done: s.already_done,
+            requests: s.requests,
+            retries: s.retries,
+            throttled_429: s.throttled,
+            rate_changes: self.rate_changes,
+            elapsed_seconds: round3(elapsed),
+            effective_rate: round3(s.rows_per_second()),
+            request_rate: round3(self.request_rate()),
+            input: self.input.as_deref(),
+            output: &self.output,
+            started_at: rfc3339(self.started_at),
+            ended_at: rfc3339(self.ended_at),
+            stopped: self.stopped.as_deref(),
+            accounts_exported: self.exported,
+        };
+        serde_json::to_string_pretty(&doc).expect("the summary always serializes")
+    }
+
+    /// The run's figures in the Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        let s = &self.snapshot;
+        let label = format!("command=\"{}\"", self.command);
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP gcore_iam_bulk_{name} {help}");
+            let _ = writeln!(out, "# TYPE gcore_iam_bulk_{name} gauge");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "gcore_iam_bulk_{name}{{{labels}}} {value}");
+            }
+        };
+        let rows: Vec<(String, f64)> = Outcome::ALL
+            .into_iter()
+            .map(|o| {
+                (
+                    format!("{label},outcome=\"{}\"", o.as_str()),
+                    s.count(o) as f64,
+                )
+            })
+            .collect();
+        gauge("rows", "Rows of the last run, by outcome.", &rows);
+        let one = |v: f64| vec![(label.clone(), v)];
+        gauge(
+            "rows_read",
+            "Input rows the last run read.",
+            &one(s.rows_read as f64),
+        );
+        gauge(
+            "rows_already_done",
+            "Rows the last run skipped as updated by an earlier run (--resume).",
+            &one(s.already_done as f64),
+        );
+        gauge(
+            "requests",
+            "HTTP requests the last run sent.",
+            &one(s.requests as f64),
+        );
+        gauge(
+            "retries",
+            "HTTP retries in the last run.",
+            &one(s.retries as f64),
+        );
+        gauge(
+            "throttled",
+            "HTTP 429 answers the last run received.",
+            &one(s.throttled as f64),
+        );
+        gauge(
+            "last_run_start_timestamp_seconds",
+            "When the last run started (Unix time).",
+            &one(unix_seconds(self.started_at)),
+        );
+        gauge(
+            "last_run_end_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            &one(unix_seconds(self.ended_at)),
+        );
+        gauge(
+            "last_run_duration_seconds",
+            "How long the last run took.",
+            &one(round3(s.elapsed.as_secs_f64())),
+        );
+        gauge(
+            "last_run_exit_code",
+            "The last run's exit code (0 all done, 1 some rows failed, 2 usage, 3 aborted, 130 interrupted).",
+            &one(f64::from(self.exit_code)),
+        );
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    command: &'a str,
+    exit_code: u8,
+    outcomes: std::collections::BTreeMap<&'a str, u64>,
+    rows: u64,
+    rows_read: u64,
+    already_done: u64,
+    requests: u64,
+    retries: u64,
+    throttled_429: u64,
+    rate_changes: u64,
+    elapsed_seconds: f64,
+    effective_rate: f64,
+    request_rate: f64,
+    input: Option<&'a str>,
+    output: &'a str,
+    started_at: String,
+    ended_at: String,
+    stopped: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts_exported: Option<u64>,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    round3(
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
+}
+
+/// Writes `contents` to `path` atomically: a temporary file beside it, synced,
+/// then renamed over it. Readers see the old file or the new one, never half.
+pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".gcore-iam-bulk-")
+        .tempfile_in(dir)?;
+    temp.write_all(contents.as_bytes())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> RunSummary {
+        let mut outcomes = [0; Outcome::ALL.len()];
+        outcomes[Outcome::Updated as usize] = 9;
+        outcomes[Outcome::Invalid as usize] = 1;
+        RunSummary {
+            command: "run",
+            snapshot: Snapshot {
+                outcomes,
+                requests: 12,
+                retries: 3,
+                throttled: 1,
+                rows_read: 10,
+                already_done: 0,
+                total: Some(10),
+                elapsed: Duration::from_secs(2),
+            },
+            rate_changes: 1,
+            exit_code: 1,
+            input: Some("in.csv".into()),
+            output: "out.csv".into(),
+            started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ended_at: UNIX_EPOCH + Duration::from_secs(1_800_000_002),
+            stopped: None,
+            exported: None,
+        }
+    }
+
+    #[test]
+    fn json_summary_has_every_figure() {
+        let v: serde_json::Value = serde_json::from_str(&summary().to_json()).unwrap();
+        assert_eq!(v["outcomes"]["updated"], 9);
+        assert_eq!(v["outcomes"]["invalid"], 1);
+        assert_eq!(v["requests"], 12);
+        assert_eq!(v["throttled_429"], 1);
+        assert_eq!(v["effective_rate"], 5.0);
+        assert_eq!(v["started_at"], "2027-01-15T08:00:00.000Z");
+        assert_eq!(v["exit_code"], 1);
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let text = summary().to_prometheus();
+        assert!(text.contains("gcore_iam_bulk_rows{command=\"run\",outcome=\"updated\"} 9\n"));
+        assert!(text.contains("gcore_iam_bulk_last_run_exit_code{command=\"run\"} 1\n"));
+        assert!(text.contains(
+            "gcore_iam_bulk_last_run_start_timestamp_seconds{command=\"run\"} 1800000000\n"
+        ));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        write_atomically(&path, "one").unwrap();
+        write_atomically(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,277 @@
+//! Shared test helpers: a simulator on its own runtime, a temporary working
+//! directory, running the binary with a deadline, reading results back as CSV.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use gcore_iam_bulk::sim::{
+    Account, Fault, FaultRule, Faults, RecordedRequest, ServerRate, SimConfig, Simulator, Trigger,
+};
+
+/// The token the simulator accepts in tests. Long and distinctive, so a leak
+/// anywhere is easy to find.
+pub const TOKEN: &str = "77001$tOkEnSeCrEt9f8e7d6c5b4a";
+
+/// A simulator running on its own runtime for the length of a test.
+pub struct Sim {
+    runtime: tokio::runtime::Runtime,
+    sim: Option<Simulator>,
+    pub url: String,
+}
+
+impl Sim {
+    pub fn start(config: SimConfig) -> Sim {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let sim = runtime
+            .block_on(Simulator::start(config, "127.0.0.1:0".parse().unwrap()))
+            .expect("the simulator starts");
+        let url = sim.base_url();
+        Sim {
+            runtime,
+            sim: Some(sim),
+            url,
+        }
+    }
+
+    /// Generated accounts for `ids`, no faults.
+    pub fn with_accounts(ids: impl IntoIterator<Item = u64>) -> Sim {
+        Sim::start(SimConfig::new(TOKEN).with_generated_accounts(ids))
+    }
+
+    pub fn with_faults(ids: impl IntoIterator<Item = u64>, faults: Faults) -> Sim {
+        Sim::start(
+            SimConfig::new(TOKEN)
+                .with_generated_accounts(ids)
+                .with_faults(faults),
+        )
+    }
+
+    fn sim(&self) -> &Simulator {
+        self.sim.as_ref().expect("running")
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.sim().requests()
+    }
+
+    /// The PATCH requests received, in arrival order.
+    pub fn patches(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect()
+    }
+
+    pub fn patches_for(&self, id: u64) -> Vec<RecordedRequest> {
+        self.patches()
+            .into_iter()
+            .filter(|r| r.client_id == Some(id))
+            .collect()
+    }
+
+    pub fn account(&self, id: u64) -> Account {
+        self.sim().account(id).expect("the account exists")
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.sim().set_faults(faults);
+    }
+
+    pub fn clear_requests(&self) {
+        self.sim().clear_requests();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            self.runtime.block_on(sim.shutdown());
+        }
+    }
+}
+
+pub fn rule(fault: Fault, trigger: Trigger) -> FaultRule {
+    FaultRule::new(fault, trigger)
+}
+
+pub fn faults(rules: Vec<FaultRule>) -> Faults {
+    Faults {
+        rules,
+        ..Faults::default()
+    }
+}
+
+/// What a run of the binary left behind.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// A temporary working directory for one test.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+/// No test run may take longer than this: a hang fails the test instead of
+/// blocking the suite.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+impl Work {
+    pub fn new() -> Work {
+        Work {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).expect("read a file the run wrote")
+    }
+
+    /// The binary, in this directory, with a clean environment: no token, no
+    /// base URL, no log filter from the caller's shell.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gcore-iam-bulk"));
+        cmd.current_dir(self.dir.path())
+            .env_remove("GCORE_API_KEY")
+            .env_remove("GCORE_BASE_URL")
+            .env_remove("RUST_LOG")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs the binary with `args` and no API.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        wait(
+            self.command()
+                .args(args)
+                .spawn()
+                .expect("the binary starts"),
+        )
+    }
+
+    /// Runs the binary against `sim` with the test token.
+    pub fn run_against(&self, sim: &Sim, args: &[&str]) -> Ran {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .args(["--api-url", &sim.url])
+            .env("GCORE_API_KEY", TOKEN);
+        wait(cmd.spawn().expect("the binary starts"))
+    }
+
+    /// Starts the binary against `sim` without waiting for it.
+    pub fn spawn_against(&self, sim: &Sim, args: &[&str]) -> Child {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .args(["--api-url", &sim.url])
+            .env("GCORE_API_KEY", TOKEN);
+        cmd.spawn().expect("the binary starts")
+    }
+
+    /// The results file as rows of column → value.
+    pub fn results(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        read_csv(&self.path(name))
+    }
+
+    /// Results rows keyed by `line`.
+    pub fn results_by_line(&self, name: &str) -> BTreeMap<u64, BTreeMap<String, String>> {
+        self.results(name)
+            .into_iter()
+            .map(|row| (row["line"].parse().expect("line is a number"), row))
+            .collect()
+    }
+}
+
+/// Waits for a child to end (at most [`DEADLINE`]) and collects its output.
+pub fn wait(mut child: Child) -> Ran {
+    let start = Instant::now();
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the binary") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("the run took longer than {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = start.elapsed();
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed,
+    }
+}
+
+pub fn read_csv(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).expect("a CSV file");
+    let headers = reader.headers().expect("a header").clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("a well-formed record");
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// An input file with `client_id` and `reseller` for each id.
+pub fn reseller_moves(ids: impl IntoIterator<Item = u64>, reseller: u64) -> String {
+    let mut text = String::from("client_id,reseller\n");
+    for id in ids {
+        text.push_str(&format!("{id},{reseller}\n"));
+    }
+    text
+}
+
+/// Asserts a run's exit code, showing its stderr when it differs.
+#[track_caller]
+pub fn assert_exit(ran: &Ran, code: i32) {
+    assert_eq!(
+        ran.code, code,
+        "exit code {} (wanted {code}); stderr:\n{}",
+        ran.code, ran.stderr
+    );
+}

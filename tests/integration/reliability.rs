@@ -1,0 +1,443 @@
+//! Surviving faults: kill -9 and resume, signals, the overlap lock, refusing to
+//! overwrite, torn ledgers, the failure threshold, hostile HTTP answers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::common::*;
+
+fn updated_lines(rows: &[BTreeMap<String, String>]) -> Vec<(String, String)> {
+    rows.iter()
+        .filter(|r| r["outcome"] == "updated")
+        .map(|r| (r["line"].clone(), r["client_id"].clone()))
+        .collect()
+}
+
+#[test]
+fn kill_9_then_resume_sends_nothing_twice_and_finishes_the_job() {
+    let sim = Sim::with_accounts(1..=120);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=120, 9));
+    let mut child = work.spawn_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "40/s",
+            "--concurrency",
+            "4",
+        ],
+    );
+    // Let it get part of the way, then kill it without warning.
+    let start = std::time::Instant::now();
+    while sim.patches().len() < 40 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let before = work.results("out.csv");
+    let done_before = updated_lines(&before);
+    assert!(
+        !done_before.is_empty() && done_before.len() < 120,
+        "killed at {}",
+        done_before.len()
+    );
+    let sent_before = sim.patches().len();
+
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--resume",
+        ],
+    );
+    assert_exit(&ran, 0);
+    assert!(ran.stderr.contains("already updated"), "{}", ran.stderr);
+
+    // No row recorded `updated` before the resume was sent again.
+    let resumed: Vec<u64> = sim.patches()[sent_before..]
+        .iter()
+        .filter_map(|p| p.client_id)
+        .collect();
+    for (_, id) in &done_before {
+        let id: u64 = id.parse().unwrap();
+        assert!(
+            !resumed.contains(&id),
+            "account {id} was sent again after it was recorded"
+        );
+    }
+    // Every account holds the new value; the ledger has each line updated once.
+    for id in 1..=120 {
+        assert_eq!(sim.account(id).reseller, 9, "account {id}");
+    }
+    let after = work.results("out.csv");
+    let mut lines: Vec<_> = updated_lines(&after).into_iter().map(|(l, _)| l).collect();
+    let count = lines.len();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), 120, "every line updated");
+    assert_eq!(count, 120, "no line recorded updated twice");
+}
+
+#[test]
+fn sigint_finishes_in_flight_rows_records_them_and_exits_130() {
+    let sim = Sim::with_faults(
+        1..=200,
+        Faults {
+            latency: Duration::from_millis(50),
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=200, 9));
+    let child = work.spawn_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "50/s",
+            "--concurrency",
+            "8",
+        ],
+    );
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    while sim.patches().len() < 20 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    assert!(
+        ran.stderr.contains("--resume"),
+        "the resume command is printed: {}",
+        ran.stderr
+    );
+
+    let rows = work.results("out.csv");
+    assert!(rows.len() < 200, "the run stopped early");
+    // Every 200 the simulator answered is in the ledger.
+    let recorded: Vec<String> = updated_lines(&rows).into_iter().map(|(_, id)| id).collect();
+    for patch in sim.patches() {
+        if patch.status == Some(200) {
+            let id = patch.client_id.unwrap().to_string();
+            assert!(
+                recorded.contains(&id),
+                "account {id} was answered 200 but is not in the ledger"
+            );
+        }
+    }
+    // And the resume finishes the job.
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--resume",
+        ],
+    );
+    assert_exit(&ran, 0);
+    assert_eq!(updated_lines(&work.results("out.csv")).len(), 200);
+}
+
+#[test]
+fn sigterm_behaves_like_sigint() {
+    let sim = Sim::with_accounts(1..=100);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=100, 9));
+    let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "20/s"]);
+    let pid = child.id();
+    std::thread::sleep(Duration::from_millis(800));
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    let rows = work.results("out.csv");
+    assert!(!rows.is_empty() && rows.len() < 100);
+}
+
+#[test]
+fn a_second_run_on_the_same_results_file_is_refused() {
+    let sim = Sim::with_accounts(1..=30);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=30, 9));
+    let mut first = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "5/s"]);
+    let start = std::time::Instant::now();
+    while sim.patches().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--resume",
+            "--rate",
+            "unlimited",
+        ],
+    );
+    assert_exit(&second, 2);
+    assert!(
+        second.stderr.contains("another gcore-iam-bulk run"),
+        "{}",
+        second.stderr
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock died with the process: a resume now works.
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--resume",
+            "--rate",
+            "unlimited",
+        ],
+    );
+    assert_exit(&ran, 0);
+}
+
+#[test]
+fn an_existing_results_file_is_not_overwritten_without_force() {
+    let sim = Sim::with_accounts([1]);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves([1], 9));
+    work.write("out.csv", "precious\n");
+    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("--resume") && ran.stderr.contains("--force"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(work.read("out.csv"), "precious\n");
+    assert!(sim.requests().is_empty());
+    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--force"]);
+    assert_exit(&ran, 0);
+    assert_eq!(work.results("out.csv").len(), 1);
+}
+
+#[test]
+fn resume_refuses_a_ledger_of_another_input() {
+    let sim = Sim::with_accounts(1..=10);
+    let work = Work::new();
+    work.write("a.csv", reseller_moves(1..=5, 9));
+    work.write("b.csv", reseller_moves(6..=10, 9));
+    assert_exit(
+        &work.run_against(&sim, &["run", "a.csv", "-o", "out.csv"]),
+        0,
+    );
+    let sent = sim.requests().len();
+    let ran = work.run_against(&sim, &["run", "b.csv", "-o", "out.csv", "--resume"]);
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("does not record any row of this input"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(sim.requests().len(), sent, "nothing sent");
+
+    work.write("other.csv", "a,b\n1,2\n");
+    let ran = work.run_against(&sim, &["run", "a.csv", "-o", "other.csv", "--resume"]);
+    assert_exit(&ran, 2);
+    assert!(ran.stderr.contains("has the header"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_torn_last_line_is_dropped_and_its_row_redone() {
+    let sim = Sim::with_accounts(1..=3);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=3, 9));
+    work.write(
+        "out.csv",
+        "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff\n\
+         2,1,updated,200,1,active,,\"{\"\"reseller\"\":9}\",5,\n\
+         3,2,upd",
+    );
+    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);
+    assert_exit(&ran, 0);
+    let rows = work.results_by_line("out.csv");
+    assert_eq!(rows.len(), 3);
+    assert!(rows.values().all(|r| r["outcome"] == "updated"));
+    let sent: Vec<_> = sim.patches().iter().filter_map(|p| p.client_id).collect();
+    assert_eq!(sent.len(), 2);
+    assert!(!sent.contains(&1));
+}
+
+#[test]
+fn a_run_where_every_row_fails_stops_early() {
+    // No account exists: every PATCH is a 404.
+    let sim = Sim::with_accounts([]);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=300, 9));
+    let ran = work.run_against(
+        &sim,
+        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
+    );
+    assert_exit(&ran, 3);
+    assert!(
+        ran.stderr.contains("--max-failure-rate 0.5"),
+        "{}",
+        ran.stderr
+    );
+    let rows = work.results("out.csv");
+    assert!(
+        rows.len() >= 50 && rows.len() < 100,
+        "stopped after {} rows",
+        rows.len()
+    );
+
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=300, 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--max-failures",
+            "5",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert_exit(&ran, 3);
+    assert!(ran.stderr.contains("--max-failures 5"), "{}", ran.stderr);
+    assert_eq!(work.results("out.csv").len(), 5);
+
+    // Invalid rows do not count; `1` turns the rate check off.
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=80, 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--max-failure-rate",
+            "1",
+        ],
+    );
+    assert_exit(&ran, 1);
+    assert_eq!(work.results("out.csv").len(), 80);
+}
+
+#[test]
+fn hostile_answers_are_named_and_retried_where_safe() {
+    let sim = Sim::with_faults(
+        1..=5,
+        faults(vec![
+            rule(Fault::NotJson, Trigger::Ids(vec![1])).on_method("PATCH"),
+            rule(Fault::Truncated, Trigger::FirstPerAccount(1)).on_method("PATCH"),
+        ]),
+    );
+    // The truncated answer comes first for accounts 2..5, then a good one.
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=5, 9));
+    let ran = work.run_against(
+        &sim,
+        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
+    );
+    assert_exit(&ran, 1);
+    let rows = work.results_by_line("out.csv");
+    assert_eq!(rows[&2]["outcome"], "mismatch");
+    assert!(
+        rows[&2]["error"].contains("not a JSON account"),
+        "{:?}",
+        rows[&2]
+    );
+    for line in 3..=6 {
+        assert_eq!(rows[&line]["outcome"], "updated", "{:?}", rows[&line]);
+        assert_eq!(rows[&line]["attempts"], "2");
+    }
+
+    let sim = Sim::with_faults([1], faults(vec![rule(Fault::Hang, Trigger::Always)]));
+    let work = Work::new();
+    work.write("in.csv", reseller_moves([1], 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--timeout",
+            "300ms",
+            "--max-attempts",
+            "2",
+        ],
+    );
+    // The hang stops the token check: nothing can be reached.
+    assert_exit(&ran, 2);
+    assert!(ran.stderr.contains("timed out"), "{}", ran.stderr);
+
+    let sim = Sim::with_faults(
+        [1],
+        faults(vec![rule(Fault::Hang, Trigger::Always).on_method("PATCH")]),
+    );
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out2.csv",
+            "--timeout",
+            "300ms",
+            "--max-attempts",
+            "2",
+        ],
+    );
+    assert_exit(&ran, 1);
+    let row = &work.results("out2.csv")[0];
+    assert_eq!(row["outcome"], "failed");
+    assert!(row["error"].contains("timed out"), "{row:?}");
+    assert_eq!(row["attempts"], "2");
+
+    let sim = Sim::with_faults(
+        [1],
+        faults(vec![
+            rule(Fault::Html(520), Trigger::Always).on_method("PATCH"),
+        ]),
+    );
+    let ran = work.run_against(
+        &sim,
+        &["run", "in.csv", "-o", "out3.csv", "--max-attempts", "2"],
+    );
+    assert_exit(&ran, 1);
+    let row = &work.results("out3.csv")[0];
+    assert_eq!(row["attempts"], "2", "an HTML 5xx page is retried");
+    assert_eq!(row["http_status"], "520");
+}
