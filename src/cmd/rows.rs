@@ -327,15 +327,17 @@ async fn confirm(
     pacing: &PacingArgs,
 ) -> Result<(), Fatal> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if !interactive
-        || !input.rereadable()
-        || target.simulator.is_some()
-        || crate::api::is_loopback_url(&target.base_url)
-    {
+    let remote = target.simulator.is_none() && !crate::api::is_loopback_url(&target.base_url);
+    if !should_ask(
+        interactive,
+        remote,
+        input.rereadable().then_some(u64::MAX),
+        above,
+    ) {
         return Ok(());
     }
     let rows = count_rows(input.open()?, options)?;
-    if rows <= above {
+    if !should_ask(interactive, remote, Some(rows), above) {
         return Ok(());
     }
     let estimate = match pacing.rate.per_second() {
@@ -369,6 +371,13 @@ async fn confirm(
     }
 }
 
+/// Only a person at a terminal is asked, only for a remote API, and only when
+/// the run has more than `above` rows (`rows` is `None` when they cannot be
+/// counted ahead, as for standard input).
+fn should_ask(interactive: bool, remote: bool, rows: Option<u64>, above: u64) -> bool {
+    interactive && remote && rows.is_some_and(|rows| rows > above)
+}
+
 /// The command line that resumes this run: the same arguments, with
 /// `--resume` instead of `--force`.
 fn resume_command() -> String {
@@ -397,6 +406,24 @@ fn shell_quote(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_only_people_about_large_remote_runs() {
+        assert!(should_ask(true, true, Some(101), 100));
+        assert!(!should_ask(true, true, Some(100), 100));
+        assert!(
+            !should_ask(false, true, Some(10_000), 100),
+            "never without a terminal"
+        );
+        assert!(
+            !should_ask(true, false, Some(10_000), 100),
+            "never for a local API"
+        );
+        assert!(
+            !should_ask(true, true, None, 100),
+            "never when rows cannot be counted"
+        );
+    }
 
     #[test]
     fn quotes_for_the_shell() {

@@ -3,7 +3,9 @@
 
 mod common;
 
+mod audit;
 mod core;
 mod hostile;
+mod operations;
 mod pacing;
 mod reliability;
