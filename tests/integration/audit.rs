@@ -319,7 +319,8 @@ fn export_filters_across_pages_and_plans_as_unchanged() {
     let work = Work::new();
     let reseller = all[0].reseller;
     let seller = all.iter().find_map(|a| a.seller).unwrap();
-    let cases: Vec<(Vec<String>, Box<dyn Fn(&Account) -> bool>)> = vec![
+    type Admits = Box<dyn Fn(&Account) -> bool>;
+    let cases: Vec<(Vec<String>, Admits)> = vec![
         (vec![], Box::new(|_| true)),
         (
             vec!["--reseller-id".into(), reseller.to_string()],
