@@ -58,14 +58,19 @@ impl Progress {
 
 async fn run_bar(stats: Arc<Stats>, done: CancellationToken) {
     let span = tracing::info_span!("progress", indicatif.pb_show = tracing::field::Empty);
+    let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.1} rows/s", state.per_sec());
+    };
     let with_total = ProgressStyle::with_template(
-        "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {per_sec} · ETA {eta}{msg}",
+        "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {rate} · ETA {eta}{msg}",
     )
     .expect("a valid template")
+    .with_key("rate", rate)
     .progress_chars("=> ");
     let without_total =
-        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} rows · {per_sec}{msg}")
-            .expect("a valid template");
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} rows · {rate}{msg}")
+            .expect("a valid template")
+            .with_key("rate", rate);
     span.pb_set_style(&without_total);
     span.pb_start();
     let mut has_total = false;

@@ -441,3 +441,58 @@ fn hostile_answers_are_named_and_retried_where_safe() {
     assert_eq!(row["attempts"], "2", "an HTML 5xx page is retried");
     assert_eq!(row["http_status"], "520");
 }
+
+#[test]
+fn a_second_sigint_stops_at_once_and_leaves_valid_csv() {
+    // Accounts 5 and up never get an answer: after the first SIGINT the run
+    // would wait out --timeout for them; the second ends it at once.
+    let sim = Sim::with_faults(
+        1..=40,
+        faults(vec![
+            rule(Fault::Hang, Trigger::Ids((5..=40).collect())).on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=40, 9));
+    let mut child = work.spawn_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let start = std::time::Instant::now();
+    while sim.patches().len() < 8 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let interrupt = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGINT waits for requests in flight"
+    );
+    let second = std::time::Instant::now();
+    interrupt();
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    assert!(
+        second.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        second.elapsed()
+    );
+    let rows = work.results("out.csv");
+    assert_eq!(updated_lines(&rows).len(), 4, "{rows:?}");
+}
