@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::api::{ApiClient, Exchange, Request};
 use crate::pacing::Pacer;
-use crate::retry::{RetryPolicy, Verdict, classify, retry_wait};
+use crate::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
 use crate::stats::Stats;
 use crate::stop::{StopReason, StopSignal};
 
@@ -118,7 +118,6 @@ impl Caller {
                         .stop(StopReason::Unauthorized(exchange.describe_failure()));
                     CallEnd::Unauthorized(exchange)
                 }
-                Verdict::Retry if attempts >= self.policy.max_attempts => CallEnd::Failed(exchange),
                 Verdict::Retry => {
                     let wait = retry_wait(
                         &self.policy,
@@ -126,10 +125,21 @@ impl Caller {
                         fastrand::f64(),
                         exchange.retry_after,
                     );
+                    // A 429 slows the whole run, whether or not this request
+                    // has attempts left.
                     if exchange.status == Some(429) {
                         self.stats.throttled();
                         self.pacer.on_throttled(sent_at);
-                        self.pacer.pause_until(Instant::now() + wait);
+                        let pause = exchange
+                            .retry_after
+                            .map_or(wait, |asked| asked.min(RETRY_AFTER_MAX));
+                        self.pacer.pause_until(Instant::now() + pause);
+                    }
+                    if attempts >= self.policy.max_attempts {
+                        return Called {
+                            end: CallEnd::Failed(exchange),
+                            attempts,
+                        };
                     }
                     tracing::debug!(
                         "{what}: attempt {attempts} failed ({}); retrying in {}",

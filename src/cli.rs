@@ -307,6 +307,35 @@ pub struct ExportArgs {
     pub report: ReportArgs,
 }
 
+impl Cli {
+    /// Parses the command line. A usage error exits 2 with clap's message, as
+    /// one JSON object when `--log-format json` was asked for, so that a log
+    /// collector reading stderr sees nothing but JSON.
+    pub fn parse_or_exit() -> Cli {
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) if e.use_stderr() && json_logs_asked(std::env::args()) => {
+                let line = serde_json::json!({
+                    "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                        .to_string(),
+                    "level": "ERROR",
+                    "message": e.to_string().trim(),
+                });
+                eprintln!("{line}");
+                std::process::exit(e.exit_code());
+            }
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+fn json_logs_asked(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json")
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration like 500ms, 30s or 2m: {e}"))?;
@@ -337,5 +366,18 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn notices_json_logs_in_raw_args() {
+        let args = |a: &[&str]| {
+            a.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(json_logs_asked(args(&["x", "run", "--log-format", "json"])));
+        assert!(json_logs_asked(args(&["x", "--log-format=json"])));
+        assert!(!json_logs_asked(args(&["x", "--log-format", "text"])));
     }
 }

@@ -60,6 +60,13 @@ pub fn prepare(
     let len = file.metadata().map_err(io_err)?.len();
     match existing {
         _ if len == 0 => return Ok(false),
+        // A header and nothing else (a run stopped before its first row):
+        // nothing to lose.
+        Existing::Refuse | Existing::Overwrite if holds_only(file, header).map_err(io_err)? => {
+            file.set_len(0).map_err(io_err)?;
+            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+            return Ok(false);
+        }
         Existing::Refuse => {
             return Err(Fatal::Usage(format!(
                 "{} already exists and is not empty: add --resume to continue the run it \
@@ -156,6 +163,18 @@ pub fn prepare(
     }
     file.seek(SeekFrom::End(0)).map_err(io_err)?;
     Ok(true)
+}
+
+/// Whether `file` holds exactly `header` as one line and nothing more.
+fn holds_only(file: &mut File, header: &[&str]) -> io::Result<bool> {
+    let expected = format!("{}\n", header.join(","));
+    if file.metadata()?.len() != expected.len() as u64 {
+        return Ok(false);
+    }
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_string(&mut text)?;
+    Ok(text == expected)
 }
 
 /// The rows an earlier run recorded, indexed for `--resume`.
@@ -334,6 +353,16 @@ mod tests {
         let e = prepare(&mut file, &path, &HEADER, Existing::Refuse, |_| {}).unwrap_err();
         assert!(e.to_string().contains("--resume") && e.to_string().contains("--force"));
         assert!(!prepare(&mut file, &path, &HEADER, Existing::Overwrite, |_| {}).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_header_alone_is_no_reason_to_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "line,client_id,outcome\n").unwrap();
+        let mut file = open_locked(&path).unwrap();
+        assert!(!prepare(&mut file, &path, &HEADER, Existing::Refuse, |_| {}).unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 

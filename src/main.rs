@@ -1,8 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = gcore_iam_bulk::cli::Cli::parse();
+    let cli = gcore_iam_bulk::cli::Cli::parse_or_exit();
     ExitCode::from(gcore_iam_bulk::run(cli))
 }

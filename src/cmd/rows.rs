@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::apply::ApplyOptions;
@@ -16,7 +16,7 @@ use crate::error::{Fatal, exit};
 use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::ledger::{self, Existing, Ledger};
 use crate::logging::Console;
-use crate::output::{Destination, RESULT_HEADER, ResultsSink};
+use crate::output::{Destination, Flusher, RESULT_HEADER, ResultsSink};
 use crate::pipeline::{Mode, Pipeline, Thresholds};
 use crate::progress::{Progress, RateProbe};
 use crate::report::RunSummary;
@@ -204,6 +204,18 @@ async fn execute(
 
     let stats = Arc::new(Stats::new());
     let stop = StopSignal::new();
+    // Watched from here on, so that an interrupt during the token check ends
+    // the run cleanly too; the results writer's flush joins once it exists.
+    let flusher: Arc<OnceLock<Flusher>> = Arc::new(OnceLock::new());
+    {
+        let flusher = Arc::clone(&flusher);
+        watch_signals(Arc::clone(&stop), move || {
+            if let Some(flusher) = flusher.get() {
+                flusher.flush_now();
+            }
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        });
+    }
     let caller = match &target {
         Some(target) => {
             let caller = target.caller(
@@ -230,11 +242,7 @@ async fn execute(
 
     let sink = ResultsSink::start(destination, write_header, stop.token().clone())
         .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", job.output.display())))?;
-    let flusher = sink.flusher();
-    watch_signals(Arc::clone(&stop), move || {
-        flusher.flush_now();
-        std::process::exit(i32::from(exit::INTERRUPTED));
-    });
+    let _ = flusher.set(sink.flusher());
     let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
         let c = Arc::clone(c);
         Arc::new(move || c.pacer.current_rate()) as RateProbe

@@ -217,6 +217,28 @@ fn json_logs_are_one_object_per_line_and_nothing_else() {
     assert!(messages.iter().any(|m| m == "summary"), "{messages:?}");
     assert!(messages.iter().any(|m| m == "status"), "{messages:?}");
     assert!(messages.iter().any(|m| m.contains("429")), "{messages:?}");
+
+    // Errors before and after the command line parses are JSON too.
+    for args in [
+        vec!["run", "in.csv", "--log-format", "json"],
+        vec![
+            "run",
+            "missing.csv",
+            "-o",
+            "x.csv",
+            "--dry-run",
+            "--log-format",
+            "json",
+        ],
+    ] {
+        let ran = work.run(&args);
+        assert_exit(&ran, 2);
+        for line in ran.stderr.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert_eq!(v["level"], "ERROR", "{line}");
+        }
+    }
 }
 
 #[test]
