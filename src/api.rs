@@ -38,26 +38,30 @@ pub struct Exchange {
     pub status: Option<u16>,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
-    /// What went wrong when no complete response came back.
-    pub transport_error: Option<String>,
+    /// One line saying what went wrong (a network error, or the status and the
+    /// API's message), with any echo of the token masked. `None` on a 2xx.
+    pub failure: Option<String>,
 }
 
 impl Exchange {
     /// One line saying what failed and why: the status and the API's message,
-    /// or the kind of network error.
+    /// or the kind of network error. Never holds the token.
     pub fn describe_failure(&self) -> String {
-        match (&self.transport_error, self.status) {
-            (Some(e), _) => e.clone(),
-            (None, Some(code)) => {
-                let message = describe_error_body(&self.body);
-                if message.is_empty() {
-                    format!("HTTP {code} {}", reason(code))
-                } else {
-                    format!("HTTP {code}: {message}")
-                }
-            }
+        match (&self.failure, self.status) {
+            (Some(text), _) => text.clone(),
+            (None, Some(code)) => format!("HTTP {code} {}", reason(code)),
             (None, None) => "no response".into(),
         }
+    }
+}
+
+/// `HTTP 404: Not found.`, from the status and the error body.
+fn describe_status(code: u16, body: &[u8]) -> String {
+    let message = describe_error_body(body);
+    if message.is_empty() {
+        format!("HTTP {code} {}", reason(code))
+    } else {
+        format!("HTTP {code}: {message}")
     }
 }
 
@@ -150,6 +154,8 @@ impl ApiClient {
                 // Only a 5xx needs to know: its retry depends on it.
                 let body_is_json = !(500..600).contains(&status)
                     || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+                let failure = (!(200..300).contains(&status))
+                    .then(|| self.mask(&describe_status(status, &body)));
                 Exchange {
                     reply: Reply::Status {
                         code: status,
@@ -158,7 +164,7 @@ impl ApiClient {
                     status: Some(status),
                     body,
                     retry_after,
-                    transport_error: None,
+                    failure,
                 }
             }
             Err(BodyError::Http(e)) => {
@@ -190,7 +196,7 @@ impl ApiClient {
             status: None,
             body: Bytes::new(),
             retry_after: None,
-            transport_error: Some(self.mask(&text)),
+            failure: Some(self.mask(&text)),
         }
     }
 

@@ -58,10 +58,13 @@ impl RowRecord {
         }
     }
 
+    /// Adds a request's attempts. Its last response's status becomes the
+    /// row's: a PATCH that got no answer after a successful read leaves the
+    /// status empty, not the read's 200.
     fn add(&mut self, called: &Called) {
         self.result.attempts += called.attempts;
-        if let Some(status) = called.http_status() {
-            self.result.http_status = Some(status);
+        if called.attempts > 0 {
+            self.result.http_status = called.last_status;
         }
     }
 

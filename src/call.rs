@@ -39,20 +39,12 @@ pub struct Called {
     pub end: CallEnd,
     /// HTTP attempts made.
     pub attempts: u32,
+    /// The status of the last response any attempt got (a timeout after a
+    /// 503 leaves the 503).
+    pub last_status: Option<u16>,
 }
 
 impl Called {
-    /// The last response's status, when one came back.
-    pub fn http_status(&self) -> Option<u16> {
-        match &self.end {
-            CallEnd::Success(e)
-            | CallEnd::Failed(e)
-            | CallEnd::Unauthorized(e)
-            | CallEnd::Interrupted(e) => e.status,
-            CallEnd::NotStarted => None,
-        }
-    }
-
     /// One line for the `error` column when the request did not succeed.
     pub fn failure(&self, max_attempts: u32) -> String {
         match &self.end {
@@ -87,25 +79,22 @@ impl Caller {
     /// or the run stops. Every attempt waits for the pacer first.
     pub async fn call(&self, request: &Request, what: &(dyn std::fmt::Display + Sync)) -> Called {
         let mut attempts = 0;
+        let mut last_status = None;
         loop {
-            if self.pacer.acquire(self.stop.token()).await.is_err() {
-                return Called {
-                    end: CallEnd::NotStarted,
-                    attempts,
-                };
-            }
             // Checked again after the wait: a stop that came while this attempt
             // queued must not let it out.
-            if self.stop.is_stopped() {
+            if self.pacer.acquire(self.stop.token()).await.is_err() || self.stop.is_stopped() {
                 return Called {
                     end: CallEnd::NotStarted,
                     attempts,
+                    last_status,
                 };
             }
             attempts += 1;
             self.stats.request_sent(attempts > 1);
             let sent_at = Instant::now();
             let exchange = self.api.send(request).await;
+            last_status = exchange.status.or(last_status);
             let verdict = classify(exchange.reply);
             let end = match verdict {
                 Verdict::Success => {
@@ -139,6 +128,7 @@ impl Caller {
                         return Called {
                             end: CallEnd::Failed(exchange),
                             attempts,
+                            last_status,
                         };
                     }
                     tracing::debug!(
@@ -152,7 +142,11 @@ impl Caller {
                     }
                 }
             };
-            return Called { end, attempts };
+            return Called {
+                end,
+                attempts,
+                last_status,
+            };
         }
     }
 }

@@ -172,7 +172,9 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<ShardSpec>,
 
-    /// Process only the first N data rows (a canary run).
+    /// Process only the first N data rows (a canary run). Counted from the
+    /// top of the file, rows already done included: after `--limit 10`,
+    /// `--resume --limit 50` does rows 11 to 50.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 }
@@ -195,7 +197,8 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
 
-    /// Overwrite a RESULTS (and undo) file that already has rows.
+    /// Overwrite a RESULTS file that already has rows (an undo file never is:
+    /// it holds the only copy of the previous values).
     #[arg(long)]
     pub force: bool,
 
@@ -245,9 +248,13 @@ pub struct PlanArgs {
     #[arg(value_name = "INPUT")]
     pub input: PathBuf,
 
-    /// The plan CSV (`-` for standard output); overwritten if it exists.
+    /// The plan CSV (`-` for standard output).
     #[arg(short, long, value_name = "PLAN")]
     pub output: PathBuf,
+
+    /// Overwrite a PLAN file that already has rows.
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub selection: SelectionArgs,
@@ -264,7 +271,8 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The CSV to write (`-` for standard output); overwritten if it exists.
+    /// The CSV to write (`-` for standard output); replaced when complete
+    /// (never a results file of a run).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 

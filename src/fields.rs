@@ -122,13 +122,46 @@ impl Value {
     }
 }
 
+/// Why an account's `value` of `field`, written as a cell, would not read back
+/// as itself (export and undo files are inputs too). `None` when it would.
+pub fn unrepresentable(field: Field, value: &Value, null_token: &str) -> Option<String> {
+    match value {
+        Value::Null if !field.nullable() => {
+            Some("has no value, and an input row cannot clear it".into())
+        }
+        Value::Text(s) if s == null_token => Some(format!(
+            "is the text {}, which reads back as null (choose another --null-token)",
+            quote(s)
+        )),
+        Value::Text(s) if s.trim().is_empty() => {
+            Some("is empty, and an empty cell reads back as \"leave unchanged\"".into())
+        }
+        Value::Text(s) if s.trim() != s => Some(format!(
+            "{} has spaces at its ends, which are trimmed when read back",
+            quote(s)
+        )),
+        Value::Text(s) if field == Field::Email => parse_email(s)
+            .err()
+            .map(|e| format!("{e}, so a row holding it is refused")),
+        _ => None,
+    }
+}
+
 /// The most characters of a bad value quoted back in an error message.
 const QUOTE_MAX: usize = 40;
 
-/// Quotes a user's value for an error message, cut short when long.
+/// Quotes a user's value for an error message: cut short when long, with
+/// control characters escaped so that the message stays on one line.
 pub fn quote(value: &str) -> String {
     let mut chars = value.chars();
-    let short: String = chars.by_ref().take(QUOTE_MAX).collect();
+    let mut short = String::new();
+    for c in chars.by_ref().take(QUOTE_MAX) {
+        if c.is_control() {
+            short.extend(c.escape_debug());
+        } else {
+            short.push(c);
+        }
+    }
     if chars.next().is_some() {
         format!("`{short}…`")
     } else {
@@ -217,8 +250,14 @@ fn parse_email(cell: &str) -> Result<&str, String> {
             quote(cell)
         ));
     }
-    if cell.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{} contains a space", quote(cell)));
+    if let Some(c) = cell.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        let what = match c {
+            ' ' => "a space".to_string(),
+            '\n' | '\r' => "a line break".to_string(),
+            '\t' => "a tab".to_string(),
+            other => format!("the character U+{:04X}", other as u32),
+        };
+        return Err(format!("{} contains {what}", quote(cell)));
     }
     let mut parts = cell.split('@');
     let (local, domain) = match (parts.next(), parts.next(), parts.next()) {
@@ -490,6 +529,8 @@ mod tests {
         assert!(!ok("user@"));
         assert!(!ok("user@localhost"));
         assert!(!ok("us er@example.com"));
+        let e = parse_cell(Field::Email, "a\nb@x.com", "null").unwrap_err();
+        assert_eq!(e, "email: `a\\nb@x.com` contains a line break");
         let long = format!("{}@example.com", "a".repeat(243));
         assert_eq!(long.len(), 255);
         assert!(!ok(&long));
@@ -502,6 +543,39 @@ mod tests {
         assert_eq!(
             parse_cell(Field::Phone, "null", "-"),
             Ok(Value::Text("null".into()))
+        );
+    }
+
+    #[test]
+    fn values_that_do_not_survive_a_csv_cell() {
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(unrepresentable(Field::Name, &text("Ann"), "null"), None);
+        assert_eq!(unrepresentable(Field::Seller, &Value::Null, "null"), None);
+        assert!(
+            unrepresentable(Field::CustomId, &text("null"), "null")
+                .unwrap()
+                .contains("reads back as null")
+        );
+        assert_eq!(unrepresentable(Field::CustomId, &text("null"), "-"), None);
+        assert!(
+            unrepresentable(Field::Name, &text(" Ann"), "null")
+                .unwrap()
+                .contains("trimmed")
+        );
+        assert!(
+            unrepresentable(Field::Phone, &text(""), "null")
+                .unwrap()
+                .contains("empty")
+        );
+        assert!(
+            unrepresentable(Field::Reseller, &Value::Null, "null")
+                .unwrap()
+                .contains("cannot clear")
+        );
+        assert!(
+            unrepresentable(Field::Email, &text("root@localhost"), "null")
+                .unwrap()
+                .contains("no dot")
         );
     }
 

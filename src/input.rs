@@ -4,13 +4,13 @@
 //! becomes an [`InputRow`], valid or not; only an unusable file or header is an
 //! error, and that stops the run before anything is sent.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 
 use csv::ByteRecord;
 
 use crate::error::Fatal;
 use crate::fields::{self, ClientPatch, Field};
+use crate::seen::SeenIds;
 use crate::shard::Shard;
 
 /// Header names accepted for the row key, in the order they are suggested.
@@ -69,10 +69,11 @@ impl Header {
                 if let Some(first) = key {
                     return Err(Fatal::Input(format!(
                         "the header has two key columns: `{}` (column {}) and `{name}` \
-                         (column {}); keep one",
+                         (column {}); keep one. Accepted columns: {}",
                         names[first],
                         first + 1,
-                        i + 1
+                        i + 1,
+                        accepted_columns()
                     )));
                 }
                 key = Some(i);
@@ -83,10 +84,12 @@ impl Header {
                 Some(field) => {
                     if let Some(first) = columns.iter().position(|c| *c == Some(field)) {
                         return Err(Fatal::Input(format!(
-                            "the header names `{}` twice (columns {} and {}); keep one",
+                            "the header names `{}` twice (columns {} and {}); keep one. \
+                             Accepted columns: {}",
                             field.api_name(),
                             first + 1,
-                            i + 1
+                            i + 1,
+                            accepted_columns()
                         )));
                     }
                     columns.push(Some(field));
@@ -123,20 +126,15 @@ impl Header {
         let Some(key) = key else {
             return Err(Fatal::Input(format!(
                 "the header has no key column: name one column client_id (or clientId, id); \
-                 found: {}",
+                 found: {}. Accepted columns: {}",
                 names
                     .iter()
                     .map(|n| format!("`{n}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                accepted_columns()
             )));
         };
-        if columns.iter().all(Option::is_none) {
-            return Err(Fatal::Input(format!(
-                "the header has no column to change: add at least one of {}",
-                patch_columns()
-            )));
-        }
         Ok(Header {
             key,
             columns,
@@ -209,7 +207,7 @@ pub struct RowReader<R: Read> {
     header: Header,
     options: ReadOptions,
     /// First line on which each client id appeared.
-    seen: HashMap<u64, u64>,
+    seen: SeenIds,
     record: ByteRecord,
     selected: u64,
 }
@@ -239,7 +237,7 @@ impl<R: Read> RowReader<R> {
             csv,
             header,
             options,
-            seen: HashMap::new(),
+            seen: SeenIds::default(),
             record,
             selected: 0,
         })
@@ -275,11 +273,22 @@ impl<R: Read> RowReader<R> {
                 continue;
             }
             self.selected += 1;
-            let line = self.record.position().map_or(0, |p| p.line());
+            let line = self.start_line();
             let unterminated = self.csv.get_ref().ended_inside_quotes();
             let patch = self.validate(line, &key, unterminated);
             return Some(Ok(InputRow { line, key, patch }));
         }
+    }
+
+    /// The line where the record just read starts. The `csv` crate's own
+    /// record position counts blank lines skipped before a record as part of
+    /// it; this counts back from where the record ended instead: past its
+    /// line end (unless the input ended there) and the line breaks in its cells.
+    fn start_line(&self) -> u64 {
+        let after = self.csv.position().line();
+        let inside = memchr::memchr_iter(b'\n', self.record.as_slice()).count() as u64;
+        let ended_by_line_end = u64::from(!self.csv.get_ref().at_end());
+        after.saturating_sub(inside + ended_by_line_end).max(2)
     }
 
     fn validate(
@@ -312,10 +321,13 @@ impl<R: Read> RowReader<R> {
                 ));
             }
         }
-        let mut cells = Vec::with_capacity(record.len());
-        for (i, cell) in record.iter().enumerate() {
-            match std::str::from_utf8(cell) {
-                Ok(text) => cells.push(text.trim()),
+        // One pass: check each cell is UTF-8 and parse it; the key is parsed
+        // last, so that a row that is not text never counts as the id's first.
+        let mut changes = Vec::with_capacity(header.width());
+        let mut field_problems = Vec::new();
+        for (i, (cell, column)) in record.iter().zip(&header.columns).enumerate() {
+            let text = match std::str::from_utf8(cell) {
+                Ok(text) => text.trim(),
                 Err(e) => {
                     return Err(format!(
                         "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell)",
@@ -323,14 +335,21 @@ impl<R: Read> RowReader<R> {
                         e.valid_up_to()
                     ));
                 }
+            };
+            let Some(field) = column else { continue };
+            if text.is_empty() {
+                continue;
+            }
+            match fields::parse_cell(*field, text, &self.options.null_token) {
+                Ok(value) => changes.push((*field, value)),
+                Err(e) => field_problems.push(e),
             }
         }
 
         let mut problems = Vec::new();
         let client_id = match fields::parse_client_id(key) {
             Ok(id) => {
-                let first = *self.seen.entry(id).or_insert(line);
-                if first != line {
+                if let Some(first) = self.seen.first_seen(id, line) {
                     problems.push(format!("client_id {id} already appeared on line {first}"));
                 }
                 Some(id)
@@ -340,19 +359,16 @@ impl<R: Read> RowReader<R> {
                 None
             }
         };
-        let mut changes = Vec::new();
-        for (cell, column) in cells.iter().zip(&header.columns) {
-            let Some(field) = column else { continue };
-            if cell.is_empty() {
-                continue;
-            }
-            match fields::parse_cell(*field, cell, &self.options.null_token) {
-                Ok(value) => changes.push((*field, value)),
-                Err(e) => problems.push(e),
-            }
-        }
+        problems.extend(field_problems);
         if problems.is_empty() && changes.is_empty() {
-            problems.push("the row sets no field: every cell but client_id is empty".into());
+            problems.push(if header.fields().is_empty() {
+                format!(
+                    "the row sets no field: the header has no column to change (add one of {})",
+                    patch_columns()
+                )
+            } else {
+                "the row sets no field: every cell but client_id is empty".into()
+            });
         }
         match (client_id, problems.is_empty()) {
             (Some(client_id), true) => Ok(ClientPatch { client_id, changes }),
@@ -379,19 +395,18 @@ fn csv_to_io(e: csv::Error) -> io::Error {
 /// The bytes of a CSV source on their way to the parser. It strips a UTF-8
 /// byte-order mark, turns CRLF and lone CR line ends into LF (the `csv` crate
 /// ends records at either but counts lines only at LF, and `line` in the
-/// results must be exact), and
-/// follows RFC 4180 quoting alongside the parser, so that a quoted field still
-/// open at the end of the input can be reported (the `csv` crate silently
-/// closes it).
+/// results must be exact), and follows RFC 4180 quoting alongside the parser,
+/// so that a quoted field still open at the end of the input can be reported
+/// (the `csv` crate silently closes it). It works in the caller's buffer:
+/// input without CRs is neither copied nor moved.
 pub struct CsvBytes<R> {
     inner: R,
-    /// Normalized bytes not yet handed on, from `out[served..]`.
-    out: Vec<u8>,
-    served: usize,
-    raw: Box<[u8]>,
     started: bool,
-    /// A `\r` ended the last raw chunk: whether it is a CRLF depends on the next byte.
+    /// The last chunk ended with `\r`: a line end, emitted with the next chunk
+    /// (which may begin with the `\n` of a CRLF).
     held_cr: bool,
+    /// Bytes produced for a caller's buffer too small to take them.
+    spill: Vec<u8>,
     state: QuoteState,
     at_eof: bool,
 }
@@ -411,11 +426,9 @@ impl<R: Read> CsvBytes<R> {
     pub fn new(inner: R) -> CsvBytes<R> {
         CsvBytes {
             inner,
-            out: Vec::new(),
-            served: 0,
-            raw: vec![0; 64 * 1024].into_boxed_slice(),
             started: false,
             held_cr: false,
+            spill: Vec::new(),
             state: QuoteState::FieldStart,
             at_eof: false,
         }
@@ -426,80 +439,97 @@ impl<R: Read> CsvBytes<R> {
         self.at_eof && self.state == QuoteState::Quoted
     }
 
-    fn read_raw(&mut self) -> io::Result<usize> {
+    /// True once the source has ended.
+    pub fn at_end(&self) -> bool {
+        self.at_eof
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.inner.read(&mut self.raw) {
+            match self.inner.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return other,
             }
         }
     }
 
-    /// Refills `out` from the source; false at the end of the input.
-    fn refill(&mut self) -> io::Result<bool> {
-        self.out.clear();
-        self.served = 0;
-        while self.out.is_empty() {
-            let mut n = self.read_raw()?;
-            let mut skip = 0;
-            if !self.started {
-                // A byte-order mark may arrive split over several reads.
-                let mut head = self.raw[..n].to_vec();
-                while n > 0 && head.len() < BOM.len() {
-                    n = self.read_raw()?;
-                    head.extend_from_slice(&self.raw[..n]);
-                }
-                self.started = true;
-                if head.starts_with(&BOM) {
-                    skip = BOM.len();
-                }
-                self.normalize_into_out(&head[skip..]);
-                n = usize::from(!head.is_empty());
-            } else {
-                let raw = std::mem::take(&mut self.raw);
-                self.normalize_into_out(&raw[..n]);
-                self.raw = raw;
-            }
-            if n == 0 {
-                // At the end, a held `\r` became a line end with the empty chunk.
-                self.at_eof = true;
-                if self.out.is_empty() {
-                    return Ok(false);
-                }
-                break;
+    /// The first read: at least three bytes (or the whole input) so that a
+    /// byte-order mark split over reads is still recognised.
+    fn read_start(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.started = true;
+        let mut n = 0;
+        while n < BOM.len() {
+            match self.read_inner(&mut buf[n..])? {
+                0 => return Ok(n), // too short for a mark
+                got => n += got,
             }
         }
-        let mut state = self.state;
-        for &b in &self.out {
-            state = match (state, b) {
-                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
-                (QuoteState::Quoted, _) => QuoteState::Quoted,
-                (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
-                (_, b',' | b'\n' | b'\r') => QuoteState::FieldStart,
-                (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
-                _ => QuoteState::Unquoted,
-            };
+        if !buf[..n].starts_with(&BOM) {
+            return Ok(n);
         }
-        self.state = state;
-        Ok(true)
+        buf.copy_within(BOM.len()..n, 0);
+        match n - BOM.len() {
+            0 => self.read_inner(buf),
+            rest => Ok(rest),
+        }
     }
 
-    /// Appends `raw` to `out` with every CRLF and lone CR turned into LF.
-    fn normalize_into_out(&mut self, raw: &[u8]) {
-        let mut rest = raw;
-        if std::mem::take(&mut self.held_cr) && rest.first() != Some(&b'\n') {
-            self.out.push(b'\n');
-        }
-        while let Some(i) = rest.iter().position(|&b| b == b'\r') {
-            self.out.extend_from_slice(&rest[..i]);
-            match rest.get(i + 1) {
-                Some(b'\n') => {}
-                Some(_) => self.out.push(b'\n'),
-                None => self.held_cr = true,
+    /// Turns CRLF and lone CR into LF within `buf[from..end]`, writing from
+    /// `to`; returns where the output ends. A CR at the very end is held.
+    fn normalize(&mut self, buf: &mut [u8], mut from: usize, end: usize, mut to: usize) -> usize {
+        while let Some(offset) = memchr::memchr(b'\r', &buf[from..end]) {
+            let cr = from + offset;
+            if to != from {
+                buf.copy_within(from..cr, to);
             }
-            rest = &rest[i + 1..];
+            to += cr - from;
+            if cr + 1 == end {
+                self.held_cr = true;
+                return to;
+            }
+            buf[to] = b'\n';
+            to += 1;
+            from = if buf[cr + 1] == b'\n' { cr + 2 } else { cr + 1 };
         }
-        self.out.extend_from_slice(rest);
+        if to != from {
+            buf.copy_within(from..end, to);
+        }
+        to + (end - from)
+    }
+
+    /// Follows the quoting state across `bytes`, skipping from one byte that
+    /// matters to the next.
+    fn track(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        let mut state = self.state;
+        while i < bytes.len() {
+            match state {
+                QuoteState::Quoted => match memchr::memchr(b'"', &bytes[i..]) {
+                    Some(q) => {
+                        state = QuoteState::QuoteInQuoted;
+                        i += q + 1;
+                    }
+                    None => break,
+                },
+                QuoteState::Unquoted => match memchr::memchr2(b',', b'\n', &bytes[i..]) {
+                    Some(sep) => {
+                        state = QuoteState::FieldStart;
+                        i += sep + 1;
+                    }
+                    None => break,
+                },
+                QuoteState::FieldStart | QuoteState::QuoteInQuoted => {
+                    state = match (state, bytes[i]) {
+                        (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+                        (_, b',' | b'\n') => QuoteState::FieldStart,
+                        (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
+                        _ => QuoteState::Unquoted,
+                    };
+                    i += 1;
+                }
+            }
+        }
+        self.state = state;
     }
 }
 
@@ -508,13 +538,53 @@ impl<R: Read> Read for CsvBytes<R> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.served == self.out.len() && !self.refill()? {
-            return Ok(0);
+        if !self.spill.is_empty() {
+            let n = buf.len().min(self.spill.len());
+            buf[..n].copy_from_slice(&self.spill[..n]);
+            self.spill.drain(..n);
+            return Ok(n);
         }
-        let n = buf.len().min(self.out.len() - self.served);
-        buf[..n].copy_from_slice(&self.out[self.served..self.served + n]);
-        self.served += n;
-        Ok(n)
+        if buf.len() < 8 {
+            // Too small to work in: go through a scratch buffer.
+            let mut scratch = [0u8; 64];
+            let n = self.read(&mut scratch)?;
+            let fits = n.min(buf.len());
+            buf[..fits].copy_from_slice(&scratch[..fits]);
+            self.spill.extend_from_slice(&scratch[fits..n]);
+            return Ok(fits);
+        }
+        loop {
+            // A held CR becomes the line end at the front of this chunk.
+            let front = usize::from(self.held_cr);
+            let n = if self.started {
+                self.read_inner(&mut buf[front..])?
+            } else {
+                self.read_start(buf)?
+            };
+            let out = if n == 0 {
+                self.at_eof = true;
+                if std::mem::take(&mut self.held_cr) {
+                    buf[0] = b'\n';
+                    1
+                } else {
+                    return Ok(0);
+                }
+            } else {
+                let mut from = front;
+                if std::mem::take(&mut self.held_cr) {
+                    buf[0] = b'\n';
+                    if buf[1] == b'\n' {
+                        from += 1; // the LF of a CRLF split between chunks
+                    }
+                }
+                self.normalize(buf, from, front + n, front)
+            };
+            if out > 0 {
+                self.track(&buf[..out]);
+                return Ok(out);
+            }
+            // Only a held CR so far: read on.
+        }
     }
 }
 
@@ -650,7 +720,17 @@ mod tests {
         assert!(e.contains("`colour` (column 3)"), "{e}");
         assert!(e.contains("accepted columns: client_id"), "{e}");
         assert!(header_error(b"client_id,email,\n").contains("an empty column name"));
-        assert!(header_error(b"client_id\n1\n").contains("no column to change"));
+        assert!(header_error(b"id,email,EMAIL\n").contains("Accepted columns: client_id"));
+        assert!(header_error(b"name\n").contains("Accepted columns: client_id"));
+        // A header with only the key is accepted; its rows set nothing.
+        let only_key = rows(b"client_id\n1\n");
+        assert!(
+            only_key[0]
+                .patch
+                .as_ref()
+                .unwrap_err()
+                .contains("no column to change")
+        );
         assert!(header_error(b"\x00\x01\x02,\x03\n").contains("binary"));
         assert!(header_error(b"client_id,\xff\xfe\n").contains("not valid UTF-8"));
         let ok = reader(b" ClientId , Reseller ,IS_TEST\n").unwrap();
@@ -702,6 +782,19 @@ mod tests {
         assert_eq!(
             rows.iter().map(|r| r.line).collect::<Vec<_>>(),
             vec![2, 3, 5]
+        );
+    }
+
+    #[test]
+    fn blank_lines_do_not_shift_line_numbers() {
+        let rows = rows(b"client_id,name\n1,a\n\n\n\n2,b\n\n3,\"c\n\nd\"\n\n4,e");
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 6, 8, 12]);
+        let rows = super::tests::rows(b"client_id,name\r\n\r\n1,a\r\n\r\n1,b\r\n");
+        assert_eq!(rows[1].line, 5);
+        assert_eq!(
+            rows[1].patch.as_ref().unwrap_err(),
+            "client_id 1 already appeared on line 3"
         );
     }
 

@@ -35,11 +35,31 @@ pub fn open_locked(path: &Path) -> Result<File, Fatal> {
     }
 }
 
+/// Whether two paths name the same existing file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `path` holds the results of a run (its header starts with the
+/// results columns): a ledger that nothing but `run --resume` may write to.
+pub fn holds_results(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let _ = io::BufRead::read_line(&mut io::BufReader::new(file.take(512)), &mut first);
+    first.starts_with("line,client_id,outcome,")
+}
+
 /// What to do with a file that already has rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
-    /// Refuse (exit 2) unless it is empty.
-    Refuse,
+    /// Refuse (exit 2) unless it is empty, saying what to do instead.
+    Refuse { advice: &'static str },
     /// Append to it (`--resume`).
     Append,
     /// Start it afresh (`--force`).
@@ -62,15 +82,16 @@ pub fn prepare(
         _ if len == 0 => return Ok(false),
         // A header and nothing else (a run stopped before its first row):
         // nothing to lose.
-        Existing::Refuse | Existing::Overwrite if holds_only(file, header).map_err(io_err)? => {
+        Existing::Refuse { .. } | Existing::Overwrite
+            if holds_only(file, header).map_err(io_err)? =>
+        {
             file.set_len(0).map_err(io_err)?;
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
-        Existing::Refuse => {
+        Existing::Refuse { advice } => {
             return Err(Fatal::Usage(format!(
-                "{} already exists and is not empty: add --resume to continue the run it \
-                 records, or --force to overwrite it",
+                "{} already exists and is not empty: {advice}",
                 path.display()
             )));
         }
@@ -350,7 +371,10 @@ mod tests {
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "x\n").unwrap();
         let mut file = open_locked(&path).unwrap();
-        let e = prepare(&mut file, &path, &HEADER, Existing::Refuse, |_| {}).unwrap_err();
+        let refuse = Existing::Refuse {
+            advice: "add --resume or --force",
+        };
+        let e = prepare(&mut file, &path, &HEADER, refuse, |_| {}).unwrap_err();
         assert!(e.to_string().contains("--resume") && e.to_string().contains("--force"));
         assert!(!prepare(&mut file, &path, &HEADER, Existing::Overwrite, |_| {}).unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
@@ -362,8 +386,23 @@ mod tests {
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "line,client_id,outcome\n").unwrap();
         let mut file = open_locked(&path).unwrap();
-        assert!(!prepare(&mut file, &path, &HEADER, Existing::Refuse, |_| {}).unwrap());
+        let refuse = Existing::Refuse { advice: "" };
+        assert!(!prepare(&mut file, &path, &HEADER, refuse, |_| {}).unwrap());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn recognises_the_same_file_and_a_results_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.csv");
+        std::fs::write(&a, "line,client_id,outcome,http_status\n").unwrap();
+        let b = dir.path().join("b.csv");
+        std::fs::write(&b, "client_id,reseller\n").unwrap();
+        assert!(same_file(&a, &dir.path().join(".").join("a.csv")));
+        assert!(!same_file(&a, &b));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+        assert!(holds_results(&a));
+        assert!(!holds_results(&b));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod retry;
+pub mod seen;
 pub mod shard;
 pub mod sim;
 pub mod stats;
@@ -73,7 +74,7 @@ pub fn run(cli: Cli) -> u8 {
 /// Runs a command on a multi-threaded runtime. Anything still running when it
 /// returns (a signal watcher, say) is dropped, not waited for.
 fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

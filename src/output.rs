@@ -159,23 +159,54 @@ impl Out {
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The writer wakes this often when idle, to sync what it wrote.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
-/// Rows written between two flushes at most, under load.
-const BATCH: usize = 512;
-/// Finished rows waiting for the writer; a full queue holds the senders back,
-/// so memory stays flat however fast rows finish.
-const QUEUE: usize = 4096;
+/// When fewer rows than this came in one go, rows are trickling in: the
+/// writer pauses for `GATHER` so that the next ones arrive together, instead
+/// of being woken for each. No row waits longer than that to be flushed.
+const TRICKLE: usize = 64;
+const GATHER: Duration = Duration::from_millis(10);
+/// Batches waiting for the writer; a full queue holds the senders back, so
+/// memory stays flat however fast rows finish.
+const QUEUE: usize = 256;
+
+/// What goes down the channel: one row from a worker, many from the reader,
+/// or the end of the run.
+enum Batch {
+    One(RowResult),
+    Many(Vec<RowResult>),
+    Finish,
+}
 
 type Shared = Arc<Mutex<csv::Writer<Out>>>;
 
 /// Sends finished rows to the writer thread.
 #[derive(Clone)]
-pub struct ResultSender(mpsc::SyncSender<RowResult>);
+pub struct ResultSender(mpsc::SyncSender<Batch>);
 
 impl ResultSender {
-    pub fn send(&self, row: RowResult) {
-        // The writer only hangs up after a write error, which already stops
-        // the run and is reported by `finish`.
-        let _ = self.0.send(row);
+    // The writer only hangs up after a write error, which already stops the
+    // run and is reported by `finish`: a failed send needs no handling here.
+
+    /// Sends rows from a thread; waits while the writer is behind.
+    pub fn send_many(&self, rows: Vec<RowResult>) {
+        if !rows.is_empty() {
+            let _ = self.0.send(Batch::Many(rows));
+        }
+    }
+
+    /// Sends a row from an async task. While the writer is behind (a full
+    /// disk, a reader of standard output that stopped reading), this waits
+    /// without holding up the runtime, so signals are still answered.
+    pub async fn send(&self, row: RowResult) {
+        let mut batch = Batch::One(row);
+        loop {
+            match self.0.try_send(batch) {
+                Err(mpsc::TrySendError::Full(back)) => {
+                    batch = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        }
     }
 }
 
@@ -184,18 +215,36 @@ impl ResultSender {
 pub struct Flusher(Shared);
 
 impl Flusher {
+    /// Waits (a second at most) for a write in progress, so that the file
+    /// ends on a whole row; a writer stuck on a full disk or a stalled pipe
+    /// does not hold up the exit.
     pub fn flush_now(&self) {
-        // Waits for a write in progress, so the file ends on a whole row.
-        let mut csv = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = csv.flush();
-        let _ = csv.get_ref().sync();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.0.try_lock() {
+                Ok(mut csv) => {
+                    let _ = csv.flush();
+                    let _ = csv.get_ref().sync();
+                    return;
+                }
+                Err(std::sync::TryLockError::Poisoned(e)) => {
+                    let mut csv = e.into_inner();
+                    let _ = csv.flush();
+                    return;
+                }
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            }
+        }
     }
 }
 
 /// The results writer: a thread that owns the file and writes rows in the
 /// order they finish.
 pub struct ResultsSink {
-    sender: Option<mpsc::SyncSender<RowResult>>,
+    sender: Option<mpsc::SyncSender<Batch>>,
     thread: Option<JoinHandle<Result<(), String>>>,
     writer: Shared,
 }
@@ -243,10 +292,13 @@ impl ResultsSink {
         Flusher(Arc::clone(&self.writer))
     }
 
-    /// Closes the channel, waits for every row to be written, flushes and
-    /// syncs. Every `ResultSender` clone must be dropped first.
+    /// Ends the run's results: every row sent before is written, flushed and
+    /// synced. A sender still held elsewhere (a reader stuck on its input
+    /// after an interrupt) does not hold this up.
     pub fn finish(mut self) -> Result<(), String> {
-        self.sender.take();
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Batch::Finish);
+        }
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err("the results writer stopped unexpectedly".into()),
@@ -257,30 +309,52 @@ impl ResultsSink {
 
 fn write_rows(
     writer: &Shared,
-    receiver: &mpsc::Receiver<RowResult>,
+    receiver: &mpsc::Receiver<Batch>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         stop.cancel();
         format!("cannot write the results: {e}")
     };
+    let mut finished = false;
+    let write = |csv: &mut csv::Writer<Out>, batch: Batch, finished: &mut bool| {
+        match batch {
+            Batch::One(row) => row.write_to(csv).map(|()| 1),
+            Batch::Many(rows) => rows
+                .iter()
+                .try_for_each(|row| row.write_to(csv))
+                .map(|()| rows.len()),
+            Batch::Finish => {
+                *finished = true;
+                Ok(0)
+            }
+        }
+        .map_err(|e| fail(&e))
+    };
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
         let first = match receiver.recv_timeout(IDLE_WAKE) {
-            Ok(row) => Some(row),
+            Ok(batch) => Some(batch),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if let Some(row) = first {
+        if let Some(batch) = first {
             let mut csv = writer.lock().unwrap_or_else(|e| e.into_inner());
-            row.write_to(&mut csv).map_err(|e| fail(&e))?;
+            let mut written = write(&mut csv, batch, &mut finished)?;
             // Whatever else is ready goes in the same flush.
-            for row in receiver.try_iter().take(BATCH) {
-                row.write_to(&mut csv).map_err(|e| fail(&e))?;
+            for batch in receiver.try_iter().take(QUEUE) {
+                written += write(&mut csv, batch, &mut finished)?;
             }
             csv.flush().map_err(|e| fail(&e))?;
+            drop(csv);
             unsynced = true;
+            if finished {
+                break;
+            }
+            if written < TRICKLE {
+                std::thread::sleep(GATHER);
+            }
         }
         if unsynced && last_sync.elapsed() >= SYNC_EVERY {
             let csv = writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -307,7 +381,7 @@ mod tests {
         let sink =
             ResultsSink::start(Destination::File(file), true, CancellationToken::new()).unwrap();
         let tx = sink.sender();
-        tx.send(RowResult {
+        tx.send_many(vec![RowResult {
             line: 2,
             client_id: "7".into(),
             outcome: Outcome::Updated,
@@ -318,12 +392,12 @@ mod tests {
             request: r#"{"name":"a, \"b\""}"#.into(),
             duration_ms: 12,
             diff: String::new(),
-        });
-        tx.send(RowResult::invalid(
+        }]);
+        tx.send_many(vec![RowResult::invalid(
             3,
             "x".into(),
             "client_id: `x` bad".into(),
-        ));
+        )]);
         drop(tx);
         sink.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

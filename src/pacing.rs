@@ -83,6 +83,11 @@ impl FromStr for Rate {
             return Err(format!("`{s}`: the rate must be more than 0"));
         }
         let per_second = count / seconds;
+        if per_second < 1.0 / 86_400.0 {
+            return Err(format!(
+                "`{s}`: the rate must be at least one request a day"
+            ));
+        }
         if per_second > 1_000_000.0 {
             return Err(format!("`{s}`: more than 1000000/s; use `unlimited`"));
         }
@@ -457,6 +462,9 @@ mod tests {
         assert!("5/d".parse::<Rate>().is_err());
         assert!("fast".parse::<Rate>().is_err());
         assert!("NaN".parse::<Rate>().is_err());
+        assert!("1e-300/s".parse::<Rate>().is_err());
+        assert!("1e-12/s".parse::<Rate>().is_err());
+        assert!("1e9/s".parse::<Rate>().is_err());
     }
 
     #[test]

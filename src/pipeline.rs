@@ -7,7 +7,11 @@
 //!              │ invalid / dry-run rows                          ▲
 //!              └─────────────────────────────────────────────────┘
 //! ```
+//!
+//! Rows travel in small chunks, so that neither the reader nor a worker is
+//! woken for every row; at most a few chunks are read ahead.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -39,6 +43,24 @@ pub struct Thresholds {
 
 /// The failure rate is judged only after this many rows were sent.
 pub const FAILURE_RATE_MIN_SENT: u64 = 50;
+
+/// How long a stopped run waits for the reader to hand over its last rows.
+const READER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Valid rows handed to the workers at once, at most.
+const CHUNK: usize = 32;
+/// Chunks read ahead of the workers.
+const CHUNKS_AHEAD: usize = 2;
+/// Invalid and dry-run rows the reader gathers before handing them to the
+/// results writer.
+const RESULTS_BATCH: usize = 256;
+
+/// Valid rows waiting for a worker: a chunk being taken apart, and the
+/// channel the next chunks come from.
+struct WorkQueue {
+    rows: VecDeque<ValidRow>,
+    chunks: mpsc::Receiver<Vec<ValidRow>>,
+}
 
 impl Default for Thresholds {
     fn default() -> Self {
@@ -92,24 +114,27 @@ impl Pipeline {
     pub async fn run<R: Read + Send + 'static>(self, reader: RowReader<R>, results: ResultSender) {
         let shared = Arc::new(self);
         let dry_run = matches!(shared.mode, Mode::DryRun);
-        let (rows_tx, rows_rx) = mpsc::channel::<ValidRow>(shared.concurrency.max(1));
-        let rows_tx = (!dry_run).then_some(rows_tx);
+        let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<ValidRow>>(CHUNKS_AHEAD);
+        let chunks_tx = (!dry_run).then_some(chunks_tx);
 
         let reading = {
             let shared = Arc::clone(&shared);
             let results = results.clone();
-            tokio::task::spawn_blocking(move || shared.read_rows(reader, rows_tx, &results))
+            tokio::task::spawn_blocking(move || shared.read_rows(reader, chunks_tx, &results))
         };
 
         if !dry_run {
-            let rows_rx = Arc::new(Mutex::new(rows_rx));
+            let queue = Arc::new(Mutex::new(WorkQueue {
+                rows: VecDeque::with_capacity(CHUNK),
+                chunks: chunks_rx,
+            }));
             let mut workers = Vec::with_capacity(shared.concurrency);
             for _ in 0..shared.concurrency.max(1) {
                 let shared = Arc::clone(&shared);
-                let rows_rx = Arc::clone(&rows_rx);
+                let queue = Arc::clone(&queue);
                 let results = results.clone();
                 workers.push(tokio::spawn(async move {
-                    shared.work(&rows_rx, &results).await;
+                    shared.work(&queue, &results).await;
                 }));
             }
             for worker in workers {
@@ -121,9 +146,22 @@ impl Pipeline {
             }
             // Rows still queued were never started: they get no result, and
             // closing the channel tells the reader to stop.
-            rows_rx.lock().await.close();
+            queue.lock().await.chunks.close();
         }
-        if reading.await.is_err() {
+        // After a stop the reader may be blocked on its input (a pipe whose
+        // writer went quiet): it gets a moment to hand over the rows it
+        // finished, then is left behind rather than waited for.
+        let mut reading = reading;
+        let read = tokio::select! {
+            read = &mut reading => read,
+            _ = shared.stop.token().cancelled() => {
+                match tokio::time::timeout(READER_GRACE, &mut reading).await {
+                    Ok(read) => read,
+                    Err(_) => return,
+                }
+            }
+        };
+        if read.is_err() {
             shared
                 .stop
                 .stop(StopReason::Failed("the input reader failed".into()));
@@ -131,13 +169,15 @@ impl Pipeline {
     }
 
     /// The reader thread: validates rows, records invalid and dry-run rows
-    /// itself, and hands valid rows to the workers.
+    /// itself, and hands valid rows to the workers in chunks.
     fn read_rows<R: Read>(
         &self,
         reader: RowReader<R>,
-        rows: Option<mpsc::Sender<ValidRow>>,
+        chunks: Option<mpsc::Sender<Vec<ValidRow>>>,
         results: &ResultSender,
     ) {
+        let mut finished = Vec::with_capacity(RESULTS_BATCH);
+        let mut chunk = Vec::with_capacity(CHUNK);
         for row in reader {
             if self.stop.is_stopped() {
                 break;
@@ -155,34 +195,53 @@ impl Pipeline {
                 self.stats.already_done();
                 continue;
             }
-            match (row.patch, &rows) {
-                (Err(error), _) => {
-                    self.record(RowResult::invalid(row.line, row.key, error), results)
+            let valid = match row.patch {
+                Err(error) => {
+                    self.count(RowResult::invalid(row.line, row.key, error), &mut finished);
+                    None
                 }
-                (Ok(patch), None) => self.record(
-                    apply::dry_run(ValidRow {
-                        line: row.line,
-                        key: row.key,
-                        patch,
-                    }),
-                    results,
-                ),
-                (Ok(patch), Some(rows)) => {
-                    let row = ValidRow {
-                        line: row.line,
-                        key: row.key,
-                        patch,
-                    };
-                    if rows.blocking_send(row).is_err() {
-                        break;
+                Ok(patch) => Some(ValidRow {
+                    line: row.line,
+                    key: row.key,
+                    patch,
+                }),
+            };
+            match (valid, &chunks) {
+                (None, _) => {}
+                (Some(row), None) => self.count(apply::dry_run(row), &mut finished),
+                (Some(row), Some(chunks)) => {
+                    chunk.push(row);
+                    // A full chunk waits for room; a partial one goes only
+                    // when there is room already, so idle workers are fed at
+                    // once and busy ones get whole chunks.
+                    let ready = chunk.len() >= CHUNK || chunks.capacity() > 0;
+                    if ready {
+                        results.send_many(std::mem::take(&mut finished));
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if chunks.blocking_send(full).is_err() {
+                            return;
+                        }
                     }
                 }
             }
+            if finished.len() >= RESULTS_BATCH {
+                results.send_many(std::mem::replace(
+                    &mut finished,
+                    Vec::with_capacity(RESULTS_BATCH),
+                ));
+            }
+        }
+        results.send_many(finished);
+        if let Some(chunks) = &chunks
+            && !chunk.is_empty()
+            && !self.stop.is_stopped()
+        {
+            let _ = chunks.blocking_send(chunk);
         }
     }
 
     /// A worker: takes rows until the input ends or the run stops.
-    async fn work(&self, rows: &Mutex<mpsc::Receiver<ValidRow>>, results: &ResultSender) {
+    async fn work(&self, queue: &Mutex<WorkQueue>, results: &ResultSender) {
         let caller = self
             .caller
             .as_deref()
@@ -192,10 +251,19 @@ impl Pipeline {
                 return;
             }
             let row = {
-                let mut rows = rows.lock().await;
-                tokio::select! {
-                    row = rows.recv() => row,
-                    _ = self.stop.token().cancelled() => None,
+                let mut queue = queue.lock().await;
+                match queue.rows.pop_front() {
+                    Some(row) => Some(row),
+                    None => {
+                        let chunk = tokio::select! {
+                            chunk = queue.chunks.recv() => chunk,
+                            _ = self.stop.token().cancelled() => None,
+                        };
+                        chunk.and_then(|chunk| {
+                            queue.rows.extend(chunk);
+                            queue.rows.pop_front()
+                        })
+                    }
                 }
             };
             let Some(row) = row else { return };
@@ -205,12 +273,21 @@ impl Pipeline {
                 Mode::DryRun => Some(apply::dry_run(row)),
             };
             if let Some(result) = result {
-                self.record(result, results);
+                self.tally(&result);
+                results.send(result).await;
             }
         }
     }
 
-    fn record(&self, result: RowResult, results: &ResultSender) {
+    /// Counts a row finished by the reader and keeps it for the next batch.
+    fn count(&self, result: RowResult, finished: &mut Vec<RowResult>) {
+        self.tally(&result);
+        finished.push(result);
+    }
+
+    /// Counts a finished row and stops the run when a failure threshold is
+    /// crossed.
+    fn tally(&self, result: &RowResult) {
         let outcome = result.outcome;
         tracing::debug!(
             line = result.line,
@@ -220,7 +297,6 @@ impl Pipeline {
             result.error
         );
         self.stats.finished(outcome);
-        results.send(result);
         if matches!(outcome, Outcome::Failed | Outcome::Mismatch) {
             let now = self.stats.snapshot();
             if let Some(why) = self.thresholds.crossed(now.failures(), now.sent_rows()) {

@@ -271,9 +271,19 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
         .prefix(".gcore-iam-bulk-")
         .tempfile_in(dir)?;
     temp.write_all(contents.as_bytes())?;
+    give_mode_of(temp.as_file(), path)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Gives a temporary file about to replace `path` the mode `path` has, or
+/// `rw-r--r--` for a new file. Temporary files are created private, and a
+/// metrics file node_exporter cannot read would be no use.
+pub fn give_mode_of(temp: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    temp.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]
@@ -337,5 +347,12 @@ mod tests {
         write_atomically(&path, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "readable by a metrics collector");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&path, "three").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "an existing file keeps its mode");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Fatal;
-use crate::fields::{AccountView, ClientPatch, Field, Value};
+use crate::fields::{AccountView, ClientPatch, Field, Value, unrepresentable};
 use crate::ledger::{self, Existing};
 
 pub struct UndoWriter {
@@ -93,27 +93,18 @@ impl UndoWriter {
         Ok(())
     }
 
-    /// The cell that restores `value`. A field that cannot be cleared but had
-    /// no value cannot be restored by a CSV row; it is left out, with a warning.
+    /// The cell that restores `value`. A value no cell can restore exactly
+    /// (see [`unrepresentable`]) is written as well as it can be, with a
+    /// warning naming the account and the field.
     fn cell(&self, field: Field, value: Value, client_id: u64) -> String {
+        if let Some(why) = unrepresentable(field, &value, &self.null_token) {
+            tracing::warn!(
+                "client {client_id}: the previous {} {why}; the undo file cannot restore it exactly",
+                field.api_name()
+            );
+        }
         match value {
-            Value::Null if !field.nullable() => {
-                tracing::warn!(
-                    "client {client_id}: {} had no value before the change; the undo file \
-                     cannot restore an empty {}",
-                    field.api_name(),
-                    field.api_name()
-                );
-                String::new()
-            }
-            Value::Text(ref s) if s.trim().is_empty() => {
-                tracing::warn!(
-                    "client {client_id}: {} was empty before the change; an empty cell in \
-                     the undo file leaves it as it is",
-                    field.api_name()
-                );
-                String::new()
-            }
+            Value::Null if !field.nullable() => String::new(),
             other => other.to_cell(&self.null_token),
         }
     }

@@ -12,7 +12,8 @@ use crate::call::CallEnd;
 use crate::cli::ExportArgs;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::Fatal;
-use crate::fields::{AccountView, Field, Value};
+use crate::fields::{AccountView, Field, Value, unrepresentable};
+use crate::ledger;
 use crate::logging::Console;
 use crate::report::RunSummary;
 use crate::stats::Stats;
@@ -93,11 +94,39 @@ impl Filters {
 #[serde(untagged)]
 enum Listing {
     Page {
-        #[serde(default)]
+        /// `Some(Null)` for `"next": null`, `None` when there is no `next`.
+        #[serde(default, deserialize_with = "present")]
         next: Option<serde_json::Value>,
+        #[serde(default)]
+        count: Option<u64>,
         results: Vec<AccountView>,
     },
     All(Vec<AccountView>),
+}
+
+/// Keeps a `null` as `Some(Null)`, so that it differs from an absent field.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// Whether another page follows. The API's `next` decides when it is there
+/// (a server may cap the page size below `limit`), then `count`, and only
+/// without either a short page.
+fn more_pages(
+    next: Option<&serde_json::Value>,
+    count: Option<u64>,
+    offset: u64,
+    got: usize,
+    limit: u32,
+) -> bool {
+    if got == 0 {
+        return false;
+    }
+    match (next, count) {
+        (Some(next), _) => !next.is_null(),
+        (None, Some(count)) => offset < count,
+        (None, None) => got as u64 >= u64::from(limit),
+    }
 }
 
 fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
@@ -148,6 +177,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     } else {
         Target::api(&args.connection, true)?
     };
+
+    if ledger::holds_results(&args.output) {
+        return Err(Fatal::Usage(format!(
+            "{} holds the results of a run; export will not replace it: choose another -o",
+            args.output.display()
+        )));
+    }
 
     // Written beside the destination and renamed over it at the end: a failed
     // or interrupted export never leaves a file that looks complete.
@@ -220,9 +256,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             }
         };
         let (accounts, more) = match serde_json::from_slice::<Listing>(&body) {
-            Ok(Listing::Page { next, results }) => {
-                let more = results.len() as u64 >= u64::from(limit)
-                    && !matches!(next, Some(serde_json::Value::Null));
+            Ok(Listing::Page {
+                next,
+                count,
+                results,
+            }) => {
+                let after = offset + results.len() as u64;
+                let more = more_pages(next.as_ref(), count, after, results.len(), limit);
                 (results, more)
             }
             Ok(Listing::All(all)) => (all, false),
@@ -263,7 +303,16 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             let mut row = Vec::with_capacity(columns.len() + 1);
             row.push(id.to_string());
             for field in &columns {
-                row.push(export_cell(*field, account.value(*field), null_token));
+                let value = account.value(*field);
+                if let Some(why) = unrepresentable(*field, &value, null_token)
+                    && (value != Value::Null || field.nullable())
+                {
+                    tracing::warn!(
+                        "client {id}: {} {why}; check that cell before using the file as input",
+                        field.api_name()
+                    );
+                }
+                row.push(export_cell(*field, value, null_token));
             }
             csv.write_record(&row).map_err(|e| write_err(&e))?;
             exported += 1;
@@ -330,6 +379,23 @@ mod tests {
         assert_eq!(
             export_cell(Field::IsTest, Value::Bool(true), "null"),
             "true"
+        );
+    }
+
+    #[test]
+    fn paging_follows_next_then_count_then_short_pages() {
+        let null = serde_json::Value::Null;
+        let link = serde_json::json!("http://x/iam/clients?offset=50");
+        // A server capping pages at 50 while asked for 100: `next` says go on.
+        assert!(more_pages(Some(&link), Some(230), 50, 50, 100));
+        assert!(!more_pages(Some(&null), Some(230), 230, 30, 100));
+        assert!(more_pages(None, Some(230), 50, 50, 100));
+        assert!(!more_pages(None, Some(230), 230, 30, 100));
+        assert!(more_pages(None, None, 100, 100, 100));
+        assert!(!more_pages(None, None, 130, 30, 100));
+        assert!(
+            !more_pages(Some(&link), None, 0, 0, 100),
+            "an empty page ends it"
         );
     }
 

@@ -93,7 +93,7 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
         input: &args.input,
         output: &args.output,
         resume: false,
-        force: true,
+        force: args.force,
         skip_unchanged: false,
         undo_file: None,
         thresholds: Thresholds {
@@ -146,6 +146,24 @@ async fn execute(
         ));
     }
 
+    for (flag, path) in [("-o", Some(job.output)), ("--undo-file", job.undo_file)] {
+        if let Some(path) = path
+            && ledger::same_file(job.input, path)
+        {
+            return Err(Fatal::Usage(format!(
+                "{flag} {} is the input file itself; choose another file",
+                path.display()
+            )));
+        }
+    }
+    if let Some(undo) = job.undo_file
+        && (undo == job.output || ledger::same_file(undo, job.output))
+    {
+        return Err(Fatal::Usage(
+            "--undo-file and -o name the same file; give each its own".into(),
+        ));
+    }
+
     let mut input = InputSource::new(job.input);
     if job.resume || job.connection.simulator {
         input.spool_stdin()?;
@@ -160,11 +178,37 @@ async fn execute(
         Some(Target::api(job.connection, true)?)
     };
 
+    // The undo file before the results file: a refusal must leave both as
+    // they were. `--force` never empties an undo file: it holds the only
+    // copy of the values the accounts had before the first run changed them.
+    let undo = match job.undo_file {
+        Some(path) => Some(Arc::new(UndoWriter::open(
+            path,
+            reader.header().fields(),
+            &read_options.null_token,
+            if job.resume {
+                Existing::Append
+            } else {
+                Existing::Refuse {
+                    advice: "add --resume to go on with the run that wrote it, or choose \
+                             another --undo-file (delete it only once you are sure that run \
+                             need not be undone)",
+                }
+            },
+        )?)),
+        None => None,
+    };
+
     // The results file: locked for the whole run, never overwritten by mistake.
     let existing = match (job.resume, job.force) {
         (true, _) => Existing::Append,
         (false, true) => Existing::Overwrite,
-        (false, false) => Existing::Refuse,
+        (false, false) if job.kind == Kind::Plan => Existing::Refuse {
+            advice: "add --force to overwrite it",
+        },
+        (false, false) => Existing::Refuse {
+            advice: "add --resume to continue the run it records, or --force to overwrite it",
+        },
     };
     let mut ledger = Ledger::default();
     let (destination, write_header) = if to_stdout {
@@ -186,16 +230,6 @@ async fn execute(
             ledger.check_against(rows, job.output)?;
         }
         (Destination::File(file), !has_header)
-    };
-
-    let undo = match job.undo_file {
-        Some(path) => Some(Arc::new(UndoWriter::open(
-            path,
-            reader.header().fields(),
-            &read_options.null_token,
-            existing,
-        )?)),
-        None => None,
     };
 
     if let (Some(above), Some(target)) = (job.confirm, &target) {
@@ -274,7 +308,12 @@ async fn execute(
     pipeline.run(reader, sink.sender()).await;
     progress.finish().await;
 
-    let write_error = sink.finish().err();
+    // Off the runtime: a writer stuck on a stalled pipe must not keep a
+    // second interrupt from being answered.
+    let write_error = match tokio::task::spawn_blocking(move || sink.finish()).await {
+        Ok(result) => result.err(),
+        Err(_) => Some("the results writer stopped unexpectedly".to_string()),
+    };
     if let Some(undo) = &undo
         && let Err(e) = undo.finish()
     {

@@ -295,6 +295,32 @@ fn undo_survives_a_resume_without_recording_new_values_as_old() {
     assert_exit(&ran, 0);
     let undo = work.results("undo.csv");
     assert_eq!(undo.len(), 60, "one undo row per account");
+
+    // --force starts the results afresh but never empties the undo file.
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--undo-file",
+            "undo.csv",
+            "--force",
+        ],
+    );
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("add --resume to go on"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(work.results("undo.csv").len(), 60);
+    assert_eq!(
+        work.results("out.csv").len(),
+        60,
+        "the refusal left the results alone"
+    );
     let ran = work.run_against(
         &sim,
         &[

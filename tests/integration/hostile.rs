@@ -27,7 +27,6 @@ fn header_errors_exit_2_before_any_request() {
             b"client_id,reseller,colour\n1,2,red\n",
             "accepted columns: client_id",
         ),
-        (b"client_id\n1\n", "no column to change"),
         (b"", "empty"),
         (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\n\x00\x00", "binary"),
         (b"client_id,r\xe9seller\n1,2\n", "not valid UTF-8"),
@@ -47,6 +46,19 @@ fn header_errors_exit_2_before_any_request() {
             "{message}: a results file was written"
         );
     }
+}
+
+#[test]
+fn a_header_with_only_the_key_makes_every_row_invalid() {
+    let (ran, work, sim) = run_input(b"client_id\n1\n2\n");
+    assert_exit(&ran, 1);
+    let rows = work.results("out.csv");
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row["outcome"], "invalid");
+        assert!(row["error"].contains("no column to change"), "{row:?}");
+    }
+    assert!(sim.patches().is_empty());
 }
 
 #[test]
@@ -113,6 +125,16 @@ fn every_invalid_row_rule_sends_nothing_for_that_row() {
     let mut sent: Vec<_> = sim.patches().iter().filter_map(|p| p.client_id).collect();
     sent.sort();
     assert_eq!(sent, vec![1, 14]);
+}
+
+#[test]
+fn line_numbers_count_blank_lines_and_multiline_cells() {
+    let input = b"client_id,name\n1,a\n\n\n2,\"two\nlines\"\n\n1,dup\n";
+    let (ran, work, _sim) = run_input(input);
+    assert_exit(&ran, 1);
+    let rows = work.results_by_line("out.csv");
+    assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![2, 5, 8]);
+    assert_eq!(rows[&8]["error"], "client_id 1 already appeared on line 2");
 }
 
 #[test]

@@ -496,3 +496,110 @@ fn a_second_sigint_stops_at_once_and_leaves_valid_csv() {
     let rows = work.results("out.csv");
     assert_eq!(updated_lines(&rows).len(), 4, "{rows:?}");
 }
+
+#[test]
+fn a_stalled_reader_of_standard_output_cannot_make_the_run_unstoppable() {
+    // Results go to a pipe nobody reads: once it is full the writer blocks.
+    // Signals must still be answered.
+    let sim = Sim::with_accounts(1..=20_000);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=20_000, 9));
+    let mut child = work.spawn_against(&sim, &["run", "in.csv", "-o", "-", "--rate", "unlimited"]);
+    let start = std::time::Instant::now();
+    while sim.patches().len() < 3_000 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run ignored two interrupts"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn a_results_file_that_is_the_input_is_refused() {
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=3, 9));
+    let ran = work.run(&["run", "in.csv", "-o", "./in.csv", "--dry-run", "--force"]);
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("is the input file itself"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(work.read("in.csv"), reseller_moves(1..=3, 9));
+}
+
+#[test]
+fn an_echoed_token_is_masked_everywhere() {
+    // A server that repeats the Authorization header in its error messages.
+    use axum::http::HeaderMap;
+    use axum::routing::{get, patch};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(async {
+        let echo = |status: u16| {
+            move |headers: HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(
+                        serde_json::json!({ "detail": format!("token {auth} may not do this") }),
+                    ),
+                )
+            }
+        };
+        let app = axum::Router::new()
+            .route(
+                "/iam/clients/me",
+                get(|| async { axum::Json(serde_json::json!({"id": 1})) }),
+            )
+            .route("/iam/clients/{id}", patch(echo(403)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    });
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=2, 9));
+    let mut cmd = work.command();
+    cmd.args(["run", "in.csv", "-o", "out.csv", "--api-url", &url, "-vv"])
+        .env("GCORE_API_KEY", TOKEN);
+    let ran = wait(cmd.spawn().unwrap());
+    assert_exit(&ran, 1);
+    let results = work.read("out.csv");
+    assert!(
+        results.contains("HTTP 403: token APIKey *** may not do this"),
+        "{results}"
+    );
+    let secret = TOKEN.split('$').nth(1).unwrap();
+    for (what, text) in [("stderr", &ran.stderr), ("results", &results)] {
+        assert!(
+            !text.contains(secret),
+            "the token leaked into {what}: {text}"
+        );
+    }
+    drop(runtime);
+}
