@@ -76,8 +76,9 @@ fn reason(code: u16) -> &'static str {
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
-    /// `{base}/iam/clients`, built once.
-    clients_url: String,
+    /// `{base}/iam/clients`, parsed once: each request's URL is a copy with a
+    /// path segment added, never parsed again.
+    clients_url: reqwest::Url,
     timeout: Duration,
     token: Option<ApiToken>,
 }
@@ -119,7 +120,11 @@ impl ApiClient {
             .map_err(|e| Fatal::Usage(format!("cannot set up the HTTP client: {e}")))?;
         Ok(ApiClient {
             http,
-            clients_url: format!("{}/iam/clients", base_url.trim_end_matches('/')),
+            clients_url: reqwest::Url::parse(&format!(
+                "{}/iam/clients",
+                base_url.trim_end_matches('/')
+            ))
+            .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?,
             timeout,
             token,
         })
@@ -130,14 +135,14 @@ impl ApiClient {
         let builder = match request {
             Request::Patch { client_id, body } => self
                 .http
-                .patch(format!("{}/{client_id}", self.clients_url))
+                .patch(self.client_url(itoa::Buffer::new().format(*client_id)))
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body.clone()),
-            Request::Get { client_id } => {
-                self.http.get(format!("{}/{client_id}", self.clients_url))
-            }
-            Request::Me => self.http.get(format!("{}/me", self.clients_url)),
-            Request::List { query } => self.http.get(&self.clients_url).query(query),
+            Request::Get { client_id } => self
+                .http
+                .get(self.client_url(itoa::Buffer::new().format(*client_id))),
+            Request::Me => self.http.get(self.client_url("me")),
+            Request::List { query } => self.http.get(self.clients_url.clone()).query(query),
         };
         let response = match builder.timeout(self.timeout).send().await {
             Ok(response) => response,
@@ -188,6 +193,15 @@ impl ApiClient {
                 ))
             },
         }
+    }
+
+    /// `{base}/iam/clients/{segment}`.
+    fn client_url(&self, segment: &str) -> reqwest::Url {
+        let mut url = self.clients_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push(segment);
+        }
+        url
     }
 
     fn failed(&self, (kind, text): (Transport, String)) -> Exchange {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api::Request;
-use crate::call::{CallEnd, Called, Caller};
+use crate::call::{AccountRequest, CallEnd, Called, Caller};
 use crate::fields::{AccountView, ClientPatch};
 use crate::output::{Outcome, RowResult};
 use crate::undo::UndoWriter;
@@ -92,7 +92,7 @@ async fn read_account(
     client_id: u64,
     context: &str,
 ) -> Result<AccountView, Option<()>> {
-    let what = format!("GET client {client_id}");
+    let what = AccountRequest("GET", client_id);
     let called = caller.call(&Request::Get { client_id }, &what).await;
     record.add(&called);
     match &called.end {
@@ -164,7 +164,7 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
 
     let body = patch.body();
     record.result.request = body.clone();
-    let what = format!("PATCH client {client_id}");
+    let what = AccountRequest("PATCH", client_id);
     let called = caller
         .call(
             &Request::Patch {

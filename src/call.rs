@@ -74,6 +74,15 @@ impl Called {
     }
 }
 
+/// Names a request to one account in log lines (formatted only if logged).
+pub struct AccountRequest(pub &'static str, pub u64);
+
+impl std::fmt::Display for AccountRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} client {}", self.0, self.1)
+    }
+}
+
 impl Caller {
     /// Sends `request` until it succeeds, fails for good, runs out of attempts,
     /// or the run stops. Every attempt waits for the pacer first.

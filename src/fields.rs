@@ -92,23 +92,21 @@ pub enum Value {
 
 impl Value {
     /// The value as JSON text, as it goes into the PATCH body.
-    pub fn write_json(&self, out: &mut String) {
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Value::Null => out.push_str("null"),
+            Value::Null => out.extend_from_slice(b"null"),
             Value::Text(s) => {
-                out.push_str(&serde_json::to_string(s).expect("a string always serializes"))
+                serde_json::to_writer(&mut *out, s).expect("a string always serializes")
             }
-            Value::Number(n) => {
-                let _ = write!(out, "{n}");
-            }
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         }
     }
 
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
         self.write_json(&mut out);
-        out
+        String::from_utf8(out).expect("JSON is UTF-8")
     }
 
     /// The value as a CSV cell: the null token for null.
@@ -208,10 +206,13 @@ pub fn parse_cell(field: Field, cell: &str, null_token: &str) -> Result<Value, S
 
 /// Digits only (no sign, no spaces), fitting in 64 bits.
 pub fn parse_whole_number(cell: &str) -> Option<u64> {
-    if cell.is_empty() || !cell.bytes().all(|b| b.is_ascii_digit()) {
+    if cell.is_empty() {
         return None;
     }
-    cell.parse().ok()
+    cell.bytes().try_fold(0u64, |n, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// A `client_id`: a whole number ≥ 1.
@@ -295,19 +296,24 @@ pub struct ClientPatch {
 impl ClientPatch {
     /// The PATCH body: exactly the row's fields, `null` where the row says so.
     pub fn body(&self) -> String {
-        let mut out = String::with_capacity(16 + self.changes.len() * 24);
-        out.push('{');
+        let mut out = Vec::with_capacity(16 + self.changes.len() * 24);
+        self.write_body(&mut out);
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    /// Appends the PATCH body to `out`.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
         for (i, (field, value)) in self.changes.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push('"');
-            out.push_str(field.api_name());
-            out.push_str("\":");
-            value.write_json(&mut out);
+            out.push(b'"');
+            out.extend_from_slice(field.api_name().as_bytes());
+            out.extend_from_slice(b"\":");
+            value.write_json(out);
         }
-        out.push('}');
-        out
+        out.push(b'}');
     }
 
     /// The same patch restricted to the fields the account does not already hold.
@@ -577,6 +583,17 @@ mod tests {
                 .unwrap()
                 .contains("no dot")
         );
+    }
+
+    #[test]
+    fn whole_numbers() {
+        assert_eq!(parse_whole_number("0"), Some(0));
+        assert_eq!(parse_whole_number("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_whole_number("18446744073709551616"), None);
+        assert_eq!(parse_whole_number("99999999999999999999"), None);
+        for bad in ["", "+1", "-1", " 1", "1 ", "1.0", "1e3", "١"] {
+            assert_eq!(parse_whole_number(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

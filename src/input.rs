@@ -262,11 +262,13 @@ impl<R: Read> RowReader<R> {
                 Ok(true) => {}
                 Err(e) => return Some(Err(csv_to_io(e))),
             }
-            let key = self
-                .record
-                .get(self.header.key)
-                .map(|cell| String::from_utf8_lossy(cell).trim().to_string())
-                .unwrap_or_default();
+            let key = match self.record.get(self.header.key) {
+                Some(cell) => match std::str::from_utf8(cell) {
+                    Ok(text) => text.trim().to_string(),
+                    Err(_) => String::from_utf8_lossy(cell).trim().to_string(),
+                },
+                None => String::new(),
+            };
             if let Some(shard) = &self.options.shard
                 && !shard.selects(&key)
             {

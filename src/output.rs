@@ -3,12 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
+use crate::fields::ClientPatch;
+use crate::stop::{StopReason, StopSignal};
 
 /// The results header. The first seven columns are the contract's; `request`,
 /// `duration_ms` and `diff` follow.
@@ -97,24 +97,196 @@ impl RowResult {
         }
     }
 
-    fn write_to<W: Write>(&self, csv: &mut csv::Writer<W>) -> csv::Result<()> {
-        let mut line = itoa::Buffer::new();
-        let mut status = itoa::Buffer::new();
-        let mut attempts = itoa::Buffer::new();
-        let mut duration = itoa::Buffer::new();
-        csv.write_record([
-            line.format(self.line).as_bytes(),
-            self.client_id.as_bytes(),
-            self.outcome.as_str().as_bytes(),
-            self.http_status
-                .map_or(&b""[..], |s| status.format(s).as_bytes()),
-            attempts.format(self.attempts).as_bytes(),
-            self.account_status.as_deref().unwrap_or("").as_bytes(),
-            self.error.as_bytes(),
-            self.request.as_bytes(),
-            duration.format(self.duration_ms).as_bytes(),
-            self.diff.as_bytes(),
-        ])
+    /// Appends the row as one CSV record.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut number = itoa::Buffer::new();
+        out.extend_from_slice(number.format(self.line).as_bytes());
+        out.push(b',');
+        push_field(out, self.client_id.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.push(b',');
+        if let Some(status) = self.http_status {
+            out.extend_from_slice(number.format(status).as_bytes());
+        }
+        out.push(b',');
+        out.extend_from_slice(number.format(self.attempts).as_bytes());
+        out.push(b',');
+        push_field(out, self.account_status.as_deref().unwrap_or("").as_bytes());
+        out.push(b',');
+        push_field(out, self.error.as_bytes());
+        out.push(b',');
+        push_field(out, self.request.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(number.format(self.duration_ms).as_bytes());
+        out.push(b',');
+        push_field(out, self.diff.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Appends one CSV field, quoted (RFC 4180) only when it holds a comma, a
+/// quote or a line break. The results writer formats rows itself: with the
+/// JSON bodies, quoting is most of its work, and copying the stretches between
+/// quotes beats the `csv` crate's byte-by-byte writer several times over. The
+/// tests check that the `csv` crate reads every record back as written.
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    let special = memchr::memchr3(b',', b'"', b'\n', field).is_some()
+        || memchr::memchr(b'\r', field).is_some();
+    if !special {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    let mut rest = field;
+    while let Some(quote) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=quote]);
+        out.push(b'"');
+        rest = &rest[quote + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Rows the reader thread finished itself (invalid or dry-run: nothing was
+/// sent for them), packed into one buffer as they come, and formatted by the
+/// writer thread. The reader makes no heap object per row this way, and the
+/// formatting runs on the other core: a dry run over a large file is split
+/// between two threads that never touch the same allocation.
+#[derive(Default)]
+pub struct PackedRows {
+    bytes: Vec<u8>,
+}
+
+impl PackedRows {
+    pub fn with_capacity(bytes: usize) -> PackedRows {
+        PackedRows {
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// Packs a row: its line, key, outcome, error and, for a valid row, the
+    /// body it would send.
+    pub fn push(
+        &mut self,
+        line: u64,
+        key: &str,
+        outcome: Outcome,
+        error: &str,
+        request: Option<&ClientPatch>,
+    ) {
+        self.bytes.extend_from_slice(&line.to_le_bytes());
+        self.bytes.push(outcome as u8);
+        self.push_text(key.as_bytes());
+        self.push_text(error.as_bytes());
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0; 4]);
+        if let Some(patch) = request {
+            patch.write_body(&mut self.bytes);
+        }
+        let len = (self.bytes.len() - at - 4) as u32;
+        self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    fn push_text(&mut self, text: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(text.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(text);
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Formats every packed row as a CSV record onto `out`.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let mut rest = &self.bytes[..];
+        while let Some(row) = Unpacked::take(&mut rest) {
+            let mut number = itoa::Buffer::new();
+            out.extend_from_slice(number.format(row.line).as_bytes());
+            out.push(b',');
+            push_field(out, row.key);
+            out.push(b',');
+            out.extend_from_slice(row.outcome.as_str().as_bytes());
+            out.extend_from_slice(b",,0,,");
+            push_field(out, row.error);
+            out.push(b',');
+            push_field(out, row.request);
+            out.extend_from_slice(b",0,\n");
+        }
+    }
+}
+
+/// One row read back from [`PackedRows`].
+struct Unpacked<'a> {
+    line: u64,
+    outcome: Outcome,
+    key: &'a [u8],
+    error: &'a [u8],
+    request: &'a [u8],
+}
+
+impl<'a> Unpacked<'a> {
+    fn take(rest: &mut &'a [u8]) -> Option<Unpacked<'a>> {
+        let line = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+        let outcome = *Outcome::ALL.get(usize::from(*rest.get(8)?))?;
+        *rest = &rest[9..];
+        let mut text = || {
+            let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let text = rest.get(4..4 + len)?;
+            *rest = &rest[4 + len..];
+            Some(text)
+        };
+        Some(Unpacked {
+            line,
+            outcome,
+            key: text()?,
+            error: text()?,
+            request: text()?,
+        })
+    }
+}
+
+/// The results file and the bytes not yet written to it.
+struct ResultFile {
+    out: Out,
+    buffer: Vec<u8>,
+}
+
+/// Bytes gathered before a write, at most.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+impl ResultFile {
+    fn write_row(&mut self, row: &RowResult) -> io::Result<()> {
+        row.write_to(&mut self.buffer);
+        if self.buffer.len() >= WRITE_CHUNK {
+            self.out.write_all(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    fn write_packed(&mut self, rows: &PackedRows) -> io::Result<()> {
+        rows.write_to(&mut self.buffer);
+        if self.buffer.len() >= WRITE_CHUNK {
+            self.out.write_all(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buffer)?;
+        self.buffer.clear();
+        self.out.flush()
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.out.sync()
     }
 }
 
@@ -163,49 +335,132 @@ const IDLE_WAKE: Duration = Duration::from_millis(250);
 /// writer pauses for `GATHER` so that the next ones arrive together, instead
 /// of being woken for each. No row waits longer than that to be flushed.
 const TRICKLE: usize = 64;
-const GATHER: Duration = Duration::from_millis(10);
-/// Batches waiting for the writer; a full queue holds the senders back, so
-/// memory stays flat however fast rows finish.
-const QUEUE: usize = 256;
+const GATHER: Duration = Duration::from_millis(5);
+/// Finished rows waiting for the writer, at most. A full inbox holds the
+/// senders back, so memory stays flat however fast rows finish.
+const INBOX_ROWS: usize = 4096;
+/// The same bound for rows the reader packed.
+const INBOX_BYTES: usize = 512 * 1024;
 
-/// What goes down the channel: one row from a worker, many from the reader,
-/// or the end of the run.
-enum Batch {
-    One(RowResult),
-    Many(Vec<RowResult>),
-    Finish,
+type Shared = Arc<Mutex<ResultFile>>;
+
+/// Finished rows on their way to the writer. The writer takes them all at
+/// once, so it is woken once per batch rather than once per row.
+#[derive(Default)]
+struct Inbox {
+    state: Mutex<InboxState>,
+    /// Rows arrived (or the run ended): for the writer.
+    filled: Condvar,
+    /// The writer took the rows: for senders waiting for room.
+    emptied: Condvar,
 }
 
-type Shared = Arc<Mutex<csv::Writer<Out>>>;
+#[derive(Default)]
+struct InboxState {
+    rows: Vec<RowResult>,
+    /// Rows the reader thread finished and packed.
+    packed: PackedRows,
+    finished: bool,
+    /// The writer failed: nothing more is taken.
+    closed: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl InboxState {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.packed.is_empty()
+    }
+}
 
 /// Sends finished rows to the writer thread.
 #[derive(Clone)]
-pub struct ResultSender(mpsc::SyncSender<Batch>);
+pub struct ResultSender(Arc<Inbox>);
 
 impl ResultSender {
-    // The writer only hangs up after a write error, which already stops the
-    // run and is reported by `finish`: a failed send needs no handling here.
-
     /// Sends rows from a thread; waits while the writer is behind.
     pub fn send_many(&self, rows: Vec<RowResult>) {
-        if !rows.is_empty() {
-            let _ = self.0.send(Batch::Many(rows));
+        if rows.is_empty() {
+            return;
         }
+        let state = self.wait_for_room(|s| s.rows.len() >= INBOX_ROWS);
+        self.put(state, rows);
+    }
+
+    /// Sends rows packed by the reader thread; waits while the writer is
+    /// behind.
+    pub fn send_packed(&self, rows: PackedRows) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut state = self.wait_for_room(|s| s.packed.len() >= INBOX_BYTES);
+        if state.closed {
+            return;
+        }
+        let was_empty = state.is_empty();
+        if state.packed.is_empty() {
+            state.packed = rows;
+        } else {
+            state.packed.bytes.extend_from_slice(&rows.bytes);
+        }
+        drop(state);
+        if was_empty {
+            self.0.filled.notify_one();
+        }
+    }
+
+    fn wait_for_room(
+        &self,
+        full: impl Fn(&InboxState) -> bool,
+    ) -> std::sync::MutexGuard<'_, InboxState> {
+        let mut state = self.0.lock();
+        while full(&state) && !state.closed {
+            state = self
+                .0
+                .emptied
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        state
     }
 
     /// Sends a row from an async task. While the writer is behind (a full
     /// disk, a reader of standard output that stopped reading), this waits
     /// without holding up the runtime, so signals are still answered.
     pub async fn send(&self, row: RowResult) {
-        let mut batch = Batch::One(row);
-        loop {
-            match self.0.try_send(batch) {
-                Err(mpsc::TrySendError::Full(back)) => {
-                    batch = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut row = Some(row);
+        while let Some(waiting) = row.take() {
+            {
+                let state = self.0.lock();
+                if state.rows.len() >= INBOX_ROWS && !state.closed {
+                    row = Some(waiting);
+                } else {
+                    self.put(state, vec![waiting]);
                 }
-                Ok(()) | Err(mpsc::TrySendError::Disconnected(_)) => return,
             }
+            if row.is_some() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+
+    fn put(&self, mut state: std::sync::MutexGuard<'_, InboxState>, rows: Vec<RowResult>) {
+        if state.closed {
+            return;
+        }
+        let was_empty = state.is_empty();
+        if state.rows.is_empty() && rows.capacity() >= INBOX_ROWS / 4 {
+            state.rows = rows;
+        } else {
+            state.rows.extend(rows);
+        }
+        drop(state);
+        if was_empty {
+            self.0.filled.notify_one();
         }
     }
 }
@@ -222,14 +477,13 @@ impl Flusher {
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
             match self.0.try_lock() {
-                Ok(mut csv) => {
-                    let _ = csv.flush();
-                    let _ = csv.get_ref().sync();
+                Ok(mut file) => {
+                    let _ = file.flush();
+                    let _ = file.sync();
                     return;
                 }
                 Err(std::sync::TryLockError::Poisoned(e)) => {
-                    let mut csv = e.into_inner();
-                    let _ = csv.flush();
+                    let _ = e.into_inner().flush();
                     return;
                 }
                 Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
@@ -244,47 +498,51 @@ impl Flusher {
 /// The results writer: a thread that owns the file and writes rows in the
 /// order they finish.
 pub struct ResultsSink {
-    sender: Option<mpsc::SyncSender<Batch>>,
+    inbox: Arc<Inbox>,
     thread: Option<JoinHandle<Result<(), String>>>,
     writer: Shared,
 }
 
 impl ResultsSink {
     /// Starts the writer. `write_header` is false when appending to a ledger
-    /// that has one. A write error cancels `stop`, which ends the run.
+    /// that has one. A write error stops the run.
     pub fn start(
         destination: Destination,
         write_header: bool,
-        stop: CancellationToken,
+        stop: Arc<StopSignal>,
     ) -> io::Result<ResultsSink> {
         let out = match destination {
             Destination::Stdout => Out::Stdout(io::stdout()),
             Destination::File(f) => Out::File(f),
         };
-        let mut csv = csv::WriterBuilder::new()
-            .buffer_capacity(64 * 1024)
-            .from_writer(out);
+        let mut file = ResultFile {
+            out,
+            buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
+        };
         if write_header {
-            csv.write_record(RESULT_HEADER)?;
-            csv.flush()?;
+            file.buffer
+                .extend_from_slice(RESULT_HEADER.join(",").as_bytes());
+            file.buffer.push(b'\n');
+            file.flush()?;
         }
-        let writer = Arc::new(Mutex::new(csv));
-        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let writer = Arc::new(Mutex::new(file));
+        let inbox = Arc::new(Inbox::default());
         let thread = {
             let writer = Arc::clone(&writer);
+            let inbox = Arc::clone(&inbox);
             std::thread::Builder::new()
                 .name("results".into())
-                .spawn(move || write_rows(&writer, &receiver, &stop))?
+                .spawn(move || write_rows(&writer, &inbox, &stop))?
         };
         Ok(ResultsSink {
-            sender: Some(sender),
+            inbox,
             thread: Some(thread),
             writer,
         })
     }
 
     pub fn sender(&self) -> ResultSender {
-        ResultSender(self.sender.clone().expect("the sink is open until finish"))
+        ResultSender(Arc::clone(&self.inbox))
     }
 
     /// A handle that writes out what is buffered, for a hard exit.
@@ -296,9 +554,8 @@ impl ResultsSink {
     /// synced. A sender still held elsewhere (a reader stuck on its input
     /// after an interrupt) does not hold this up.
     pub fn finish(mut self) -> Result<(), String> {
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.send(Batch::Finish);
-        }
+        self.inbox.lock().finished = true;
+        self.inbox.filled.notify_one();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err("the results writer stopped unexpectedly".into()),
@@ -307,65 +564,67 @@ impl ResultsSink {
     }
 }
 
-fn write_rows(
-    writer: &Shared,
-    receiver: &mpsc::Receiver<Batch>,
-    stop: &CancellationToken,
-) -> Result<(), String> {
+fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
-        stop.cancel();
-        format!("cannot write the results: {e}")
-    };
-    let mut finished = false;
-    let write = |csv: &mut csv::Writer<Out>, batch: Batch, finished: &mut bool| {
-        match batch {
-            Batch::One(row) => row.write_to(csv).map(|()| 1),
-            Batch::Many(rows) => rows
-                .iter()
-                .try_for_each(|row| row.write_to(csv))
-                .map(|()| rows.len()),
-            Batch::Finish => {
-                *finished = true;
-                Ok(0)
-            }
-        }
-        .map_err(|e| fail(&e))
+        let message = format!("cannot write the results: {e}");
+        stop.stop(StopReason::Failed(message.clone()));
+        let mut state = inbox.lock();
+        state.closed = true;
+        state.rows = Vec::new();
+        drop(state);
+        inbox.emptied.notify_all();
+        message
     };
     let mut last_sync = Instant::now();
     let mut unsynced = false;
+    let (mut spare_rows, mut spare_packed) = (Vec::new(), PackedRows::default());
     loop {
-        let first = match receiver.recv_timeout(IDLE_WAKE) {
-            Ok(batch) => Some(batch),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        let (rows, packed, finished) = {
+            let mut state = inbox.lock();
+            if state.is_empty() && !state.finished {
+                state = inbox
+                    .filled
+                    .wait_timeout(state, IDLE_WAKE)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let rows = std::mem::replace(&mut state.rows, std::mem::take(&mut spare_rows));
+            let packed = std::mem::replace(&mut state.packed, std::mem::take(&mut spare_packed));
+            (rows, packed, state.finished)
         };
-        if let Some(batch) = first {
-            let mut csv = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let mut written = write(&mut csv, batch, &mut finished)?;
-            // Whatever else is ready goes in the same flush.
-            for batch in receiver.try_iter().take(QUEUE) {
-                written += write(&mut csv, batch, &mut finished)?;
+        // Packed rows come in large batches: they never count as a trickle.
+        let written = rows.len() + if packed.is_empty() { 0 } else { TRICKLE };
+        if written > 0 {
+            inbox.emptied.notify_all();
+            let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
+            file.write_packed(&packed).map_err(|e| fail(&e))?;
+            for row in &rows {
+                file.write_row(row).map_err(|e| fail(&e))?;
             }
-            csv.flush().map_err(|e| fail(&e))?;
-            drop(csv);
+            file.flush().map_err(|e| fail(&e))?;
+            drop(file);
             unsynced = true;
-            if finished {
-                break;
-            }
-            if written < TRICKLE {
-                std::thread::sleep(GATHER);
-            }
         }
+        if finished && inbox.lock().is_empty() {
+            break;
+        }
+        spare_rows = rows;
+        spare_rows.clear();
+        spare_packed = packed;
+        spare_packed.bytes.clear();
         if unsynced && last_sync.elapsed() >= SYNC_EVERY {
-            let csv = writer.lock().unwrap_or_else(|e| e.into_inner());
-            csv.get_ref().sync().map_err(|e| fail(&e))?;
+            let file = writer.lock().unwrap_or_else(|e| e.into_inner());
+            file.sync().map_err(|e| fail(&e))?;
             last_sync = Instant::now();
             unsynced = false;
         }
+        if written > 0 && written < TRICKLE {
+            std::thread::sleep(GATHER);
+        }
     }
-    let mut csv = writer.lock().unwrap_or_else(|e| e.into_inner());
-    csv.flush().map_err(|e| fail(&e))?;
-    csv.get_ref().sync().map_err(|e| fail(&e))?;
+    let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
+    file.flush().map_err(|e| fail(&e))?;
+    file.sync().map_err(|e| fail(&e))?;
     Ok(())
 }
 
@@ -378,8 +637,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
         let file = File::create(&path).unwrap();
-        let sink =
-            ResultsSink::start(Destination::File(file), true, CancellationToken::new()).unwrap();
+        let sink = ResultsSink::start(Destination::File(file), true, StopSignal::new()).unwrap();
         let tx = sink.sender();
         tx.send_many(vec![RowResult {
             line: 2,
@@ -407,6 +665,71 @@ mod tests {
              2,7,updated,200,1,active,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",12,\n\
              3,x,invalid,,0,,client_id: `x` bad,,0,\n"
         );
+    }
+
+    #[test]
+    fn packed_rows_format_like_results() {
+        let patch = ClientPatch {
+            client_id: 7,
+            changes: vec![(
+                crate::fields::Field::Name,
+                crate::fields::Value::Text("a, \"b\"".into()),
+            )],
+        };
+        let mut packed = PackedRows::default();
+        packed.push(2, "7", Outcome::DryRun, "", Some(&patch));
+        packed.push(3, "x,y", Outcome::Invalid, "client_id: `x,y` bad", None);
+        let mut out = Vec::new();
+        packed.write_to(&mut out);
+        let mut expected = Vec::new();
+        RowResult {
+            request: patch.body(),
+            outcome: Outcome::DryRun,
+            ..RowResult::invalid(2, "7".into(), String::new())
+        }
+        .write_to(&mut expected);
+        RowResult::invalid(3, "x,y".into(), "client_id: `x,y` bad".into()).write_to(&mut expected);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_csv_crate_reads_back_every_record(
+            client_id in ".{0,12}",
+            error in "[a-z,\"\n\r ]{0,20}",
+            request in proptest::string::string_regex("[{}\":,a-z0-9\\\\\n]{0,30}").unwrap(),
+            diff in ".{0,20}",
+        ) {
+            let row = RowResult {
+                line: 7,
+                client_id,
+                outcome: Outcome::Failed,
+                http_status: Some(503),
+                attempts: 2,
+                account_status: None,
+                error,
+                request,
+                duration_ms: 9,
+                diff,
+            };
+            let mut bytes = Vec::new();
+            row.write_to(&mut bytes);
+            row.write_to(&mut bytes);
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(&bytes[..]);
+            let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(records.len(), 2);
+            for record in records {
+                let fields: Vec<&str> = record.iter().collect();
+                proptest::prop_assert_eq!(
+                    fields,
+                    vec!["7", row.client_id.as_str(), "failed", "503", "2", "",
+                         row.error.as_str(), row.request.as_str(), "9", row.diff.as_str()]
+                );
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::apply::{self, ApplyOptions, ValidRow};
 use crate::call::Caller;
 use crate::input::RowReader;
 use crate::ledger::Ledger;
-use crate::output::{Outcome, ResultSender, RowResult};
+use crate::output::{Outcome, PackedRows, ResultSender};
 use crate::stats::Stats;
 use crate::stop::{StopReason, StopSignal};
 
@@ -51,9 +51,9 @@ const READER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 const CHUNK: usize = 32;
 /// Chunks read ahead of the workers.
 const CHUNKS_AHEAD: usize = 2;
-/// Invalid and dry-run rows the reader gathers before handing them to the
-/// results writer.
-const RESULTS_BATCH: usize = 256;
+/// Bytes of invalid and dry-run rows the reader packs before handing them to
+/// the results writer.
+const RECORDS_BATCH: usize = 64 * 1024;
 
 /// Valid rows waiting for a worker: a chunk being taken apart, and the
 /// channel the next chunks come from.
@@ -176,7 +176,7 @@ impl Pipeline {
         chunks: Option<mpsc::Sender<Vec<ValidRow>>>,
         results: &ResultSender,
     ) {
-        let mut finished = Vec::with_capacity(RESULTS_BATCH);
+        let mut finished = PackedRows::with_capacity(RECORDS_BATCH + 4096);
         let mut chunk = Vec::with_capacity(CHUNK);
         for row in reader {
             if self.stop.is_stopped() {
@@ -197,7 +197,8 @@ impl Pipeline {
             }
             let valid = match row.patch {
                 Err(error) => {
-                    self.count(RowResult::invalid(row.line, row.key, error), &mut finished);
+                    self.tally(Outcome::Invalid, row.line, &row.key, &error);
+                    finished.push(row.line, &row.key, Outcome::Invalid, &error, None);
                     None
                 }
                 Ok(patch) => Some(ValidRow {
@@ -208,7 +209,10 @@ impl Pipeline {
             };
             match (valid, &chunks) {
                 (None, _) => {}
-                (Some(row), None) => self.count(apply::dry_run(row), &mut finished),
+                (Some(row), None) => {
+                    self.tally(Outcome::DryRun, row.line, &row.key, "");
+                    finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
+                }
                 (Some(row), Some(chunks)) => {
                     chunk.push(row);
                     // A full chunk waits for room; a partial one goes only
@@ -216,7 +220,7 @@ impl Pipeline {
                     // once and busy ones get whole chunks.
                     let ready = chunk.len() >= CHUNK || chunks.capacity() > 0;
                     if ready {
-                        results.send_many(std::mem::take(&mut finished));
+                        results.send_packed(std::mem::take(&mut finished));
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                         if chunks.blocking_send(full).is_err() {
                             return;
@@ -224,14 +228,15 @@ impl Pipeline {
                     }
                 }
             }
-            if finished.len() >= RESULTS_BATCH {
-                results.send_many(std::mem::replace(
+            if finished.len() >= RECORDS_BATCH {
+                let full = std::mem::replace(
                     &mut finished,
-                    Vec::with_capacity(RESULTS_BATCH),
-                ));
+                    PackedRows::with_capacity(RECORDS_BATCH + 4096),
+                );
+                results.send_packed(full);
             }
         }
-        results.send_many(finished);
+        results.send_packed(finished);
         if let Some(chunks) = &chunks
             && !chunk.is_empty()
             && !self.stop.is_stopped()
@@ -273,29 +278,21 @@ impl Pipeline {
                 Mode::DryRun => Some(apply::dry_run(row)),
             };
             if let Some(result) = result {
-                self.tally(&result);
+                self.tally(
+                    result.outcome,
+                    result.line,
+                    &result.client_id,
+                    &result.error,
+                );
                 results.send(result).await;
             }
         }
     }
 
-    /// Counts a row finished by the reader and keeps it for the next batch.
-    fn count(&self, result: RowResult, finished: &mut Vec<RowResult>) {
-        self.tally(&result);
-        finished.push(result);
-    }
-
     /// Counts a finished row and stops the run when a failure threshold is
     /// crossed.
-    fn tally(&self, result: &RowResult) {
-        let outcome = result.outcome;
-        tracing::debug!(
-            line = result.line,
-            client_id = %result.client_id,
-            outcome = outcome.as_str(),
-            "{}",
-            result.error
-        );
+    fn tally(&self, outcome: Outcome, line: u64, client_id: &str, error: &str) {
+        tracing::debug!(line, client_id, outcome = outcome.as_str(), "{error}");
         self.stats.finished(outcome);
         if matches!(outcome, Outcome::Failed | Outcome::Mismatch) {
             let now = self.stats.snapshot();

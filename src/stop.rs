@@ -1,6 +1,7 @@
 //! Stopping a run: why it stopped (first reason wins) and the token every
 //! worker watches. Also the signal handling that triggers it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,9 @@ impl StopReason {
 #[derive(Debug, Default)]
 pub struct StopSignal {
     token: CancellationToken,
+    /// Mirrors the token for the reader, which asks once per row: a plain
+    /// load instead of the token's lock.
+    stopped: AtomicBool,
     reason: Mutex<Option<StopReason>>,
 }
 
@@ -61,6 +65,7 @@ impl StopSignal {
             *slot = Some(reason);
         }
         drop(slot);
+        self.stopped.store(true, Ordering::Release);
         self.token.cancel();
     }
 
@@ -69,18 +74,14 @@ impl StopSignal {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.token.is_cancelled()
+        self.stopped.load(Ordering::Acquire)
     }
 
     pub fn reason(&self) -> Option<StopReason> {
-        let slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        slot.clone().or_else(|| {
-            // Cancelled without a reason: the results writer failed and will
-            // report it itself.
-            self.token
-                .is_cancelled()
-                .then(|| StopReason::Failed("the results could not be written".into()))
-        })
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

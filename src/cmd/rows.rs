@@ -274,7 +274,7 @@ async fn execute(
         });
     }
 
-    let sink = ResultsSink::start(destination, write_header, stop.token().clone())
+    let sink = ResultsSink::start(destination, write_header, Arc::clone(&stop))
         .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", job.output.display())))?;
     let _ = flusher.set(sink.flusher());
     let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
