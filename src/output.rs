@@ -382,22 +382,20 @@ impl InboxState {
 pub struct ResultSender(Arc<Inbox>);
 
 impl ResultSender {
-    /// Sends rows from a thread; waits while the writer is behind.
-    pub fn send_many(&self, rows: Vec<RowResult>) {
-        if rows.is_empty() {
-            return;
-        }
-        let state = self.wait_for_room(|s| s.rows.len() >= INBOX_ROWS);
-        self.put(state, rows);
-    }
-
     /// Sends rows packed by the reader thread; waits while the writer is
     /// behind.
     pub fn send_packed(&self, rows: PackedRows) {
         if rows.is_empty() {
             return;
         }
-        let mut state = self.wait_for_room(|s| s.packed.len() >= INBOX_BYTES);
+        let mut state = self.0.lock();
+        while state.packed.len() >= INBOX_BYTES && !state.closed {
+            state = self
+                .0
+                .emptied
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
         if state.closed {
             return;
         }
@@ -413,21 +411,6 @@ impl ResultSender {
         }
     }
 
-    fn wait_for_room(
-        &self,
-        full: impl Fn(&InboxState) -> bool,
-    ) -> std::sync::MutexGuard<'_, InboxState> {
-        let mut state = self.0.lock();
-        while full(&state) && !state.closed {
-            state = self
-                .0
-                .emptied
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        state
-    }
-
     /// Sends a row from an async task. While the writer is behind (a full
     /// disk, a reader of standard output that stopped reading), this waits
     /// without holding up the runtime, so signals are still answered.
@@ -435,32 +418,21 @@ impl ResultSender {
         let mut row = Some(row);
         while let Some(waiting) = row.take() {
             {
-                let state = self.0.lock();
+                let mut state = self.0.lock();
                 if state.rows.len() >= INBOX_ROWS && !state.closed {
                     row = Some(waiting);
-                } else {
-                    self.put(state, vec![waiting]);
+                } else if !state.closed {
+                    let was_empty = state.is_empty();
+                    state.rows.push(waiting);
+                    drop(state);
+                    if was_empty {
+                        self.0.filled.notify_one();
+                    }
                 }
             }
             if row.is_some() {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-        }
-    }
-
-    fn put(&self, mut state: std::sync::MutexGuard<'_, InboxState>, rows: Vec<RowResult>) {
-        if state.closed {
-            return;
-        }
-        let was_empty = state.is_empty();
-        if state.rows.is_empty() && rows.capacity() >= INBOX_ROWS / 4 {
-            state.rows = rows;
-        } else {
-            state.rows.extend(rows);
-        }
-        drop(state);
-        if was_empty {
-            self.0.filled.notify_one();
         }
     }
 }
@@ -639,7 +611,11 @@ mod tests {
         let file = File::create(&path).unwrap();
         let sink = ResultsSink::start(Destination::File(file), true, StopSignal::new()).unwrap();
         let tx = sink.sender();
-        tx.send_many(vec![RowResult {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(tx.send(RowResult {
             line: 2,
             client_id: "7".into(),
             outcome: Outcome::Updated,
@@ -650,12 +626,12 @@ mod tests {
             request: r#"{"name":"a, \"b\""}"#.into(),
             duration_ms: 12,
             diff: String::new(),
-        }]);
-        tx.send_many(vec![RowResult::invalid(
+        }));
+        runtime.block_on(tx.send(RowResult::invalid(
             3,
             "x".into(),
             "client_id: `x` bad".into(),
-        )]);
+        )));
         drop(tx);
         sink.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
