@@ -152,6 +152,31 @@ impl Header {
     }
 }
 
+/// Cell `i` of `record` as text. `whole` is the record as text when it all
+/// is (then only the cell's ends need checking), else each cell is checked.
+fn cell_text<'a>(
+    whole: Option<&'a str>,
+    record: &'a ByteRecord,
+    i: usize,
+) -> Result<&'a str, std::str::Utf8Error> {
+    match whole
+        .zip(record.range(i))
+        .and_then(|(whole, range)| whole.get(range))
+    {
+        Some(text) => Ok(text),
+        None => std::str::from_utf8(record.get(i).unwrap_or_default()),
+    }
+}
+
+/// Trims a cell: `str::trim`, with a shortcut for the usual cell that starts
+/// and ends with a visible ASCII character.
+fn trim(cell: &str) -> &str {
+    match (cell.as_bytes().first(), cell.as_bytes().last()) {
+        (Some(&first), Some(&last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => cell,
+        _ => cell.trim(),
+    }
+}
+
 /// Every accepted column name, for error messages and `--help`.
 pub fn accepted_columns() -> String {
     format!("client_id (or clientId, id), {}", patch_columns())
@@ -262,9 +287,12 @@ impl<R: Read> RowReader<R> {
                 Ok(true) => {}
                 Err(e) => return Some(Err(csv_to_io(e))),
             }
+            // The record is checked as UTF-8 once, whole: a cell is then
+            // text when its ends fall between characters.
+            let whole = std::str::from_utf8(self.record.as_slice()).ok();
             let key = match self.record.get(self.header.key) {
-                Some(cell) => match std::str::from_utf8(cell) {
-                    Ok(text) => text.trim().to_string(),
+                Some(cell) => match cell_text(whole, &self.record, self.header.key) {
+                    Ok(text) => trim(text).to_string(),
                     Err(_) => String::from_utf8_lossy(cell).trim().to_string(),
                 },
                 None => String::new(),
@@ -277,7 +305,18 @@ impl<R: Read> RowReader<R> {
             self.selected += 1;
             let line = self.start_line();
             let unterminated = self.csv.get_ref().ended_inside_quotes();
-            let patch = self.validate(line, &key, unterminated);
+            let patch = validate(
+                Record {
+                    cells: &self.record,
+                    whole,
+                    line,
+                    key: &key,
+                    unterminated,
+                },
+                &self.header,
+                &mut self.seen,
+                &self.options.null_token,
+            );
             return Some(Ok(InputRow { line, key, patch }));
         }
     }
@@ -292,90 +331,105 @@ impl<R: Read> RowReader<R> {
         let ended_by_line_end = u64::from(!self.csv.get_ref().at_end());
         after.saturating_sub(inside + ended_by_line_end).max(2)
     }
+}
 
-    fn validate(
-        &mut self,
-        line: u64,
-        key: &str,
-        unterminated: bool,
-    ) -> Result<ClientPatch, String> {
-        let record = &self.record;
-        let header = &self.header;
-        if unterminated {
-            return Err(
-                "a quoted field opened on this row is never closed (unterminated `\"`)".into(),
-            );
-        }
-        if record.len() != header.width() {
+/// One record as read, for [`validate`].
+struct Record<'a> {
+    cells: &'a ByteRecord,
+    /// The whole record as text, when it all is.
+    whole: Option<&'a str>,
+    line: u64,
+    key: &'a str,
+    unterminated: bool,
+}
+
+/// The contract's row rules: the change a record asks for, or what is wrong
+/// with it.
+fn validate(
+    row: Record<'_>,
+    header: &Header,
+    seen: &mut SeenIds,
+    null_token: &str,
+) -> Result<ClientPatch, String> {
+    let Record {
+        cells: record,
+        whole,
+        line,
+        key,
+        unterminated,
+    } = row;
+    if unterminated {
+        return Err("a quoted field opened on this row is never closed (unterminated `\"`)".into());
+    }
+    if record.len() != header.width() {
+        return Err(format!(
+            "the row has {} field{}, the header has {}",
+            record.len(),
+            if record.len() == 1 { "" } else { "s" },
+            header.width()
+        ));
+    }
+    for (i, cell) in record.iter().enumerate() {
+        if cell.len() > MAX_CELL_BYTES {
             return Err(format!(
-                "the row has {} field{}, the header has {}",
-                record.len(),
-                if record.len() == 1 { "" } else { "s" },
-                header.width()
+                "column `{}`: the cell is {} bytes, more than the 64 KiB limit",
+                header.names[i],
+                cell.len()
             ));
         }
-        for (i, cell) in record.iter().enumerate() {
-            if cell.len() > MAX_CELL_BYTES {
+    }
+    // One pass: check each cell is UTF-8 and parse it; the key is parsed
+    // last, so that a row that is not text never counts as the id's first.
+    let mut changes = Vec::with_capacity(header.width());
+    let mut field_problems = Vec::new();
+    for (i, column) in header.columns.iter().enumerate() {
+        let text = match cell_text(whole, record, i) {
+            Ok(text) => trim(text),
+            Err(e) => {
                 return Err(format!(
-                    "column `{}`: the cell is {} bytes, more than the 64 KiB limit",
+                    "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell)",
                     header.names[i],
-                    cell.len()
+                    e.valid_up_to()
                 ));
             }
-        }
-        // One pass: check each cell is UTF-8 and parse it; the key is parsed
-        // last, so that a row that is not text never counts as the id's first.
-        let mut changes = Vec::with_capacity(header.width());
-        let mut field_problems = Vec::new();
-        for (i, (cell, column)) in record.iter().zip(&header.columns).enumerate() {
-            let text = match std::str::from_utf8(cell) {
-                Ok(text) => text.trim(),
-                Err(e) => {
-                    return Err(format!(
-                        "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell)",
-                        header.names[i],
-                        e.valid_up_to()
-                    ));
-                }
-            };
-            let Some(field) = column else { continue };
-            if text.is_empty() {
-                continue;
-            }
-            match fields::parse_cell(*field, text, &self.options.null_token) {
-                Ok(value) => changes.push((*field, value)),
-                Err(e) => field_problems.push(e),
-            }
-        }
-
-        let mut problems = Vec::new();
-        let client_id = match fields::parse_client_id(key) {
-            Ok(id) => {
-                if let Some(first) = self.seen.first_seen(id, line) {
-                    problems.push(format!("client_id {id} already appeared on line {first}"));
-                }
-                Some(id)
-            }
-            Err(e) => {
-                problems.push(e);
-                None
-            }
         };
-        problems.extend(field_problems);
-        if problems.is_empty() && changes.is_empty() {
-            problems.push(if header.fields().is_empty() {
-                format!(
-                    "the row sets no field: the header has no column to change (add one of {})",
-                    patch_columns()
-                )
-            } else {
-                "the row sets no field: every cell but client_id is empty".into()
-            });
+        let Some(field) = column else { continue };
+        if text.is_empty() {
+            continue;
         }
-        match (client_id, problems.is_empty()) {
-            (Some(client_id), true) => Ok(ClientPatch { client_id, changes }),
-            _ => Err(problems.join("; ")),
+        match fields::parse_cell(*field, text, null_token) {
+            Ok(value) => changes.push((*field, value)),
+            Err(e) => field_problems.push(e),
         }
+    }
+
+    let mut problems = Vec::new();
+    let client_id = match fields::parse_client_id(key) {
+        Ok(id) => {
+            if let Some(first) = seen.first_seen(id, line) {
+                problems.push(format!("client_id {id} already appeared on line {first}"));
+            }
+            Some(id)
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    problems.extend(field_problems);
+    if problems.is_empty() && changes.is_empty() {
+        problems.push(if header.fields().is_empty() {
+            format!(
+                "the row sets no field: the header has no column to change (add one of {})",
+                patch_columns()
+            )
+        } else {
+            "the row sets no field: every cell but client_id is empty".into()
+        });
+    }
+    match (client_id, problems.is_empty()) {
+        (Some(client_id), true) => Ok(ClientPatch { client_id, changes }),
+        _ => Err(problems.join("; ")),
     }
 }
 

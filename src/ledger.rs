@@ -245,6 +245,9 @@ impl Ledger {
 
     /// Whether the row at `line` with this key already ended `updated`.
     pub fn is_done(&self, line: u64, key: &str) -> bool {
+        if self.entries.is_empty() {
+            return false;
+        }
         let hash = key_hash(key);
         let start = self.entries.partition_point(|e| e.0 < line);
         self.entries[start..]

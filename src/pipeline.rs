@@ -55,6 +55,50 @@ const CHUNKS_AHEAD: usize = 2;
 /// the results writer.
 const RECORDS_BATCH: usize = 64 * 1024;
 
+/// The reader's counts, added to the shared ones in batches (an atomic add
+/// per row and counter was a few percent of a dry run) and when it is dropped.
+struct ReaderCounts<'a> {
+    stats: &'a Stats,
+    read: u64,
+    already_done: u64,
+    invalid: u64,
+    dry_run: u64,
+}
+
+impl<'a> ReaderCounts<'a> {
+    fn new(stats: &'a Stats) -> ReaderCounts<'a> {
+        ReaderCounts {
+            stats,
+            read: 0,
+            already_done: 0,
+            invalid: 0,
+            dry_run: 0,
+        }
+    }
+
+    fn publish(&mut self) {
+        let take = |n: &mut u64| Some(std::mem::take(n)).filter(|n| *n > 0);
+        if let Some(n) = take(&mut self.read) {
+            self.stats.rows_read(n);
+        }
+        if let Some(n) = take(&mut self.already_done) {
+            self.stats.already_done(n);
+        }
+        if let Some(n) = take(&mut self.invalid) {
+            self.stats.finished_many(Outcome::Invalid, n);
+        }
+        if let Some(n) = take(&mut self.dry_run) {
+            self.stats.finished_many(Outcome::DryRun, n);
+        }
+    }
+}
+
+impl Drop for ReaderCounts<'_> {
+    fn drop(&mut self) {
+        self.publish();
+    }
+}
+
 /// Valid rows waiting for a worker: a chunk being taken apart, and the
 /// channel the next chunks come from.
 struct WorkQueue {
@@ -178,6 +222,7 @@ impl Pipeline {
     ) {
         let mut finished = PackedRows::with_capacity(RECORDS_BATCH + 4096);
         let mut chunk = Vec::with_capacity(CHUNK);
+        let mut counts = ReaderCounts::new(&self.stats);
         for row in reader {
             if self.stop.is_stopped() {
                 break;
@@ -190,14 +235,15 @@ impl Pipeline {
                     break;
                 }
             };
-            self.stats.row_read();
+            counts.read += 1;
             if self.ledger.is_done(row.line, &row.key) {
-                self.stats.already_done();
+                counts.already_done += 1;
                 continue;
             }
             let valid = match row.patch {
                 Err(error) => {
-                    self.tally(Outcome::Invalid, row.line, &row.key, &error);
+                    tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
+                    counts.invalid += 1;
                     finished.push(row.line, &row.key, Outcome::Invalid, &error, None);
                     None
                 }
@@ -210,7 +256,7 @@ impl Pipeline {
             match (valid, &chunks) {
                 (None, _) => {}
                 (Some(row), None) => {
-                    self.tally(Outcome::DryRun, row.line, &row.key, "");
+                    counts.dry_run += 1;
                     finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
                 }
                 (Some(row), Some(chunks)) => {
@@ -220,6 +266,7 @@ impl Pipeline {
                     // once and busy ones get whole chunks.
                     let ready = chunk.len() >= CHUNK || chunks.capacity() > 0;
                     if ready {
+                        counts.publish();
                         results.send_packed(std::mem::take(&mut finished));
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                         if chunks.blocking_send(full).is_err() {
@@ -229,6 +276,7 @@ impl Pipeline {
                 }
             }
             if finished.len() >= RECORDS_BATCH {
+                counts.publish();
                 let full = std::mem::replace(
                     &mut finished,
                     PackedRows::with_capacity(RECORDS_BATCH + 4096),
@@ -236,6 +284,7 @@ impl Pipeline {
                 results.send_packed(full);
             }
         }
+        counts.publish();
         results.send_packed(finished);
         if let Some(chunks) = &chunks
             && !chunk.is_empty()

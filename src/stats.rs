@@ -54,7 +54,11 @@ impl Stats {
     }
 
     pub fn finished(&self, outcome: Outcome) {
-        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.finished_many(outcome, 1);
+    }
+
+    pub fn finished_many(&self, outcome: Outcome, rows: u64) {
+        self.outcomes[outcome as usize].fetch_add(rows, Ordering::Relaxed);
     }
 
     pub fn request_sent(&self, is_retry: bool) {
@@ -68,12 +72,12 @@ impl Stats {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn row_read(&self) {
-        self.rows_read.fetch_add(1, Ordering::Relaxed);
+    pub fn rows_read(&self, rows: u64) {
+        self.rows_read.fetch_add(rows, Ordering::Relaxed);
     }
 
-    pub fn already_done(&self) {
-        self.already_done.fetch_add(1, Ordering::Relaxed);
+    pub fn already_done(&self, rows: u64) {
+        self.already_done.fetch_add(rows, Ordering::Relaxed);
     }
 
     pub fn set_total(&self, total: u64) {

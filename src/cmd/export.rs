@@ -296,7 +296,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
                 continue;
             }
             last_id = Some(id);
-            stats.row_read();
+            stats.rows_read(1);
             if !filters.admits(account) {
                 continue;
             }
