@@ -50,8 +50,7 @@ enum Kind {
 }
 
 pub async fn run(args: RunArgs, console: Console) -> u8 {
-    let started_at = SystemTime::now();
-    let job = Job {
+    Job {
         command: "run",
         kind: if args.dry_run {
             Kind::DryRun
@@ -73,21 +72,13 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
-    };
-    let result = execute(&job, console, started_at).await;
-    finish(
-        result,
-        job.command,
-        job.report,
-        console,
-        started_at,
-        job.output,
-    )
+    }
+    .go(console)
+    .await
 }
 
 pub async fn plan(args: PlanArgs, console: Console) -> u8 {
-    let started_at = SystemTime::now();
-    let job = Job {
+    Job {
         command: "plan",
         kind: Kind::Plan,
         input: &args.input,
@@ -105,16 +96,25 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
-    };
-    let result = execute(&job, console, started_at).await;
-    finish(
-        result,
-        job.command,
-        job.report,
-        console,
-        started_at,
-        job.output,
-    )
+    }
+    .go(console)
+    .await
+}
+
+impl Job<'_> {
+    /// Runs the job and ends it: summary, report files, exit code.
+    async fn go(self, console: Console) -> u8 {
+        let started_at = SystemTime::now();
+        let result = execute(&self, console, started_at).await;
+        finish(
+            result,
+            self.command,
+            self.report,
+            console,
+            started_at,
+            self.output,
+        )
+    }
 }
 
 async fn execute(
