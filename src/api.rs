@@ -97,6 +97,12 @@ impl ApiClient {
                 "--api-url `{base_url}` must be an http:// or https:// URL with a host"
             )));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Fatal::Usage(format!(
+                "--api-url `{base_url}` must not have a query or a fragment: give the base, \
+                 such as https://api.gcore.com"
+            )));
+        }
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(

@@ -150,7 +150,7 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
             }
         }
         if let Some(undo) = &options.undo
-            && let Err(e) = undo.record(&account, &patch)
+            && let Err(e) = record_previous(undo, &account, &patch).await
         {
             caller.stop.stop(crate::stop::StopReason::Failed(format!(
                 "cannot write the undo file: {e}"
@@ -207,6 +207,20 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
             record.end(Outcome::Failed, error)
         }
     }
+}
+
+/// Writes the undo row off the async thread: the file is flushed (and now
+/// and then synced) before the PATCH may go, and a slow disk must not hold up
+/// every other request, nor the answer to an interrupt.
+async fn record_previous(
+    undo: &Arc<UndoWriter>,
+    account: &AccountView,
+    patch: &ClientPatch,
+) -> std::io::Result<()> {
+    let (undo, account, patch) = (Arc::clone(undo), account.clone(), patch.clone());
+    tokio::task::spawn_blocking(move || undo.record(&account, &patch))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// `plan`: read the account and record what `run` would change.

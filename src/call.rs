@@ -89,12 +89,17 @@ impl Caller {
     pub async fn call(&self, request: &Request, what: &(dyn std::fmt::Display + Sync)) -> Called {
         let mut attempts = 0;
         let mut last_status = None;
+        let mut last: Option<Exchange> = None;
         loop {
             // Checked again after the wait: a stop that came while this attempt
             // queued must not let it out.
             if self.pacer.acquire(self.stop.token()).await.is_err() || self.stop.is_stopped() {
+                let end = match last {
+                    Some(exchange) => CallEnd::Interrupted(exchange),
+                    None => CallEnd::NotStarted,
+                };
                 return Called {
-                    end: CallEnd::NotStarted,
+                    end,
                     attempts,
                     last_status,
                 };
@@ -146,7 +151,10 @@ impl Caller {
                         humantime::format_duration(round_ms(wait))
                     );
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => continue,
+                        _ = tokio::time::sleep(wait) => {
+                            last = Some(exchange);
+                            continue;
+                        }
                         _ = self.stop.token().cancelled() => CallEnd::Interrupted(exchange),
                     }
                 }

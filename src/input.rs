@@ -618,11 +618,14 @@ impl<R: Read> Read for CsvBytes<R> {
                 self.read_start(buf)?
             };
             let out = if n == 0 {
-                self.at_eof = true;
+                // A CR held at the very end is the last line end: handed on
+                // now, and the end is noted at the next read, so that the
+                // record it closed counts as ended by a line end.
                 if std::mem::take(&mut self.held_cr) {
                     buf[0] = b'\n';
                     1
                 } else {
+                    self.at_eof = true;
                     return Ok(0);
                 }
             } else {
@@ -647,7 +650,11 @@ impl<R: Read> Read for CsvBytes<R> {
 /// Where the input comes from: a file, or standard input (`-`), which
 /// `--resume` first copies to a temporary file so it can be read twice.
 pub struct InputSource {
+    /// The path named, unless it was `-`.
     path: Option<std::path::PathBuf>,
+    /// The path is a regular file: it can be read again, and reading it
+    /// never waits on a writer (unlike a pipe, a FIFO or standard input).
+    regular: bool,
     spool: Option<tempfile::TempPath>,
     label: String,
 }
@@ -655,17 +662,18 @@ pub struct InputSource {
 impl InputSource {
     pub fn new(arg: &std::path::Path) -> InputSource {
         if arg.as_os_str() == "-" {
-            InputSource {
+            return InputSource {
                 path: None,
+                regular: false,
                 spool: None,
                 label: "-".into(),
-            }
-        } else {
-            InputSource {
-                path: Some(arg.to_path_buf()),
-                spool: None,
-                label: arg.display().to_string(),
-            }
+            };
+        }
+        InputSource {
+            path: Some(arg.to_path_buf()),
+            regular: std::fs::metadata(arg).is_ok_and(|m| m.is_file()),
+            spool: None,
+            label: arg.display().to_string(),
         }
     }
 
@@ -674,19 +682,27 @@ impl InputSource {
         &self.label
     }
 
-    /// Whether the input can be read more than once.
+    /// Whether the input can be read more than once. A pipe cannot: a second
+    /// reader would take rows away from the first.
     pub fn rereadable(&self) -> bool {
-        self.path.is_some() || self.spool.is_some()
+        self.regular || self.spool.is_some()
     }
 
-    /// Copies standard input to a temporary file, so it can be read again.
-    pub fn spool_stdin(&mut self) -> Result<(), Fatal> {
+    /// Whether a read may wait for a writer (a pipe, standard input).
+    pub fn may_block(&self) -> bool {
+        !self.rereadable()
+    }
+
+    /// Copies an input that cannot be read twice (standard input, a pipe)
+    /// to a temporary file, which is read from then on.
+    pub fn spool(&mut self) -> Result<(), Fatal> {
         if self.rereadable() {
             return Ok(());
         }
-        let fail = |e: io::Error| Fatal::Input(format!("cannot copy standard input aside: {e}"));
+        let fail = |e: io::Error| Fatal::Input(format!("cannot copy {} aside: {e}", self.label));
+        let mut source = self.open()?;
         let mut temp = tempfile::NamedTempFile::new().map_err(fail)?;
-        io::copy(&mut io::stdin().lock(), &mut temp).map_err(fail)?;
+        io::copy(&mut source, &mut temp).map_err(fail)?;
         self.spool = Some(temp.into_temp_path());
         Ok(())
     }
@@ -846,6 +862,11 @@ mod tests {
         let rows = rows(b"client_id,name\n1,a\n\n\n\n2,b\n\n3,\"c\n\nd\"\n\n4,e");
         let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![2, 6, 8, 12]);
+        let lone_cr = super::tests::rows(b"client_id,name\r1,a\r2,\"b\rc\"\r");
+        assert_eq!(
+            lone_cr.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         let rows = super::tests::rows(b"client_id,name\r\n\r\n1,a\r\n\r\n1,b\r\n");
         assert_eq!(rows[1].line, 5);
         assert_eq!(

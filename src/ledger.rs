@@ -9,7 +9,6 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use crate::error::Fatal;
-use crate::input::CsvBytes;
 
 /// Opens `path` for writing without truncating it, and takes an exclusive OS
 /// lock on it. The lock dies with the process, so a `kill -9` leaves none
@@ -114,7 +113,9 @@ pub fn prepare(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(CsvBytes::new(io::BufReader::new(&*file)));
+        // The raw bytes, not the input adapter: the byte offsets are used to
+        // cut a torn line, so they must be the file's own.
+        .from_reader(io::BufReader::new(&*file));
     let mut found = ByteRecord::new();
     let read = |reader: &mut csv::Reader<_>, record: &mut ByteRecord| {
         reader
@@ -162,16 +163,22 @@ pub fn prepare(
         pending = Some((record.clone(), start));
     }
     if let Some((last, start)) = pending {
-        let torn = !ends_with_newline
-            || last.len() != header.len()
-            || reader.get_ref().ended_inside_quotes();
+        let torn = !ends_with_newline || last.len() != header.len();
         if torn {
             tracing::warn!(
                 "the last line of {} was cut short (a run was killed while writing it); \
                  it is dropped and its row will be processed again",
                 path.display()
             );
-            file.set_len(start).map_err(io_err)?;
+            // The csv crate ends a CRLF record at the CR: the LF before the
+            // torn line belongs to the record before it.
+            let mut byte = [0u8];
+            file.seek(SeekFrom::Start(start)).map_err(io_err)?;
+            let cut = match file.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => start + 1,
+                _ => start,
+            };
+            file.set_len(cut).map_err(io_err)?;
         } else {
             visit(&last);
         }
@@ -353,6 +360,18 @@ mod tests {
         let (_, seen, after) = scan(b"line,client_id,outcome\n2,5,updated\n3,\"6\n");
         assert_eq!(seen, vec!["25updated"]);
         assert_eq!(after, b"line,client_id,outcome\n2,5,updated\n");
+    }
+
+    #[test]
+    fn a_torn_line_is_cut_at_its_own_bytes_in_a_crlf_file() {
+        let (r, seen, after) =
+            scan(b"line,client_id,outcome\r\n2,5,updated\r\n3,6,updated\r\n4,7,upd");
+        assert!(r.unwrap());
+        assert_eq!(seen, vec!["25updated", "36updated"]);
+        assert_eq!(
+            after,
+            b"line,client_id,outcome\r\n2,5,updated\r\n3,6,updated\r\n"
+        );
     }
 
     #[test]

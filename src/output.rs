@@ -366,8 +366,9 @@ struct InboxState {
     rows: Vec<RowResult>,
     /// Rows the reader thread finished and packed.
     packed: PackedRows,
+    /// The run's results are complete: the writer ends once it has the rest.
     finished: bool,
-    /// The writer failed: nothing more is taken.
+    /// Nothing more is taken: the results were finished, or the writer failed.
     closed: bool,
 }
 
@@ -389,10 +390,11 @@ pub struct ResultSender(Arc<Inbox>);
 
 impl ResultSender {
     /// Sends rows packed by the reader thread; waits while the writer is
-    /// behind.
-    pub fn send_packed(&self, rows: PackedRows) {
+    /// behind. False when the writer takes no more rows (it failed, or the
+    /// run's results were already closed): those rows are not written.
+    pub fn send_packed(&self, rows: PackedRows) -> bool {
         if rows.is_empty() {
-            return;
+            return true;
         }
         let mut state = self.0.lock();
         while state.packed.len() >= INBOX_BYTES && !state.closed {
@@ -403,7 +405,7 @@ impl ResultSender {
                 .unwrap_or_else(|e| e.into_inner());
         }
         if state.closed {
-            return;
+            return false;
         }
         let was_empty = state.is_empty();
         if state.packed.is_empty() {
@@ -415,6 +417,7 @@ impl ResultSender {
         if was_empty {
             self.0.filled.notify_one();
         }
+        true
     }
 
     /// Sends a row from an async task. While the writer is behind (a full
@@ -443,33 +446,46 @@ impl ResultSender {
     }
 }
 
-/// Writes whatever the results writer has buffered and forces it to disk,
-/// now: for a second interrupt, which exits at once.
-pub struct Flusher(Shared);
+/// Writes every finished row the writer has not written yet and forces it to
+/// disk, now: for a second interrupt, which exits at once.
+pub struct Flusher {
+    file: Shared,
+    inbox: Arc<Inbox>,
+}
 
 impl Flusher {
     /// Waits (a second at most) for a write in progress, so that the file
-    /// ends on a whole row; a writer stuck on a full disk or a stalled pipe
-    /// does not hold up the exit.
+    /// ends on a whole row, then writes what waits in the inbox too. A writer
+    /// stuck on a full disk or a stalled pipe does not hold up the exit. The
+    /// file stays locked afterwards, so nothing else writes half a row before
+    /// the process ends.
     pub fn flush_now(&self) {
         let deadline = Instant::now() + Duration::from_secs(1);
-        loop {
-            match self.0.try_lock() {
-                Ok(mut file) => {
-                    let _ = file.flush();
-                    let _ = file.sync();
-                    return;
-                }
-                Err(std::sync::TryLockError::Poisoned(e)) => {
-                    let _ = e.into_inner().flush();
-                    return;
-                }
+        let mut file = loop {
+            match self.file.try_lock() {
+                Ok(file) => break file,
+                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(std::sync::TryLockError::WouldBlock) => return,
             }
+        };
+        let (rows, packed) = {
+            let mut state = self.inbox.lock();
+            state.closed = true;
+            (
+                std::mem::take(&mut state.rows),
+                std::mem::take(&mut state.packed),
+            )
+        };
+        let _ = file.write_packed(&packed);
+        for row in &rows {
+            let _ = file.write_row(row);
         }
+        let _ = file.flush();
+        let _ = file.sync();
+        std::mem::forget(file);
     }
 }
 
@@ -523,17 +539,25 @@ impl ResultsSink {
         ResultSender(Arc::clone(&self.inbox))
     }
 
-    /// A handle that writes out what is buffered, for a hard exit.
+    /// A handle that writes out what is waiting, for a hard exit.
     pub fn flusher(&self) -> Flusher {
-        Flusher(Arc::clone(&self.writer))
+        Flusher {
+            file: Arc::clone(&self.writer),
+            inbox: Arc::clone(&self.inbox),
+        }
     }
 
     /// Ends the run's results: every row sent before is written, flushed and
     /// synced. A sender still held elsewhere (a reader stuck on its input
     /// after an interrupt) does not hold this up.
     pub fn finish(mut self) -> Result<(), String> {
-        self.inbox.lock().finished = true;
+        {
+            let mut state = self.inbox.lock();
+            state.finished = true;
+            state.closed = true;
+        }
         self.inbox.filled.notify_one();
+        self.inbox.emptied.notify_all();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err("the results writer stopped unexpectedly".into()),
@@ -545,6 +569,8 @@ impl ResultsSink {
 fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         let message = format!("cannot write the results: {e}");
+        // Logged as well: a run already stopping keeps its first reason.
+        tracing::error!("{message}");
         stop.stop(StopReason::Failed(message.clone()));
         let mut state = inbox.lock();
         state.closed = true;

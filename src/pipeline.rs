@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::apply::{self, ApplyOptions, ValidRow};
 use crate::call::Caller;
+use crate::fields::ClientPatch;
 use crate::input::RowReader;
 use crate::ledger::Ledger;
 use crate::output::{Outcome, PackedRows, ResultSender};
@@ -55,20 +56,27 @@ const CHUNKS_AHEAD: usize = 2;
 /// the results writer.
 const RECORDS_BATCH: usize = 64 * 1024;
 
-/// The reader's counts, added to the shared ones in batches (an atomic add
-/// per row and counter was a few percent of a dry run) and when it is dropped.
-struct ReaderCounts<'a> {
+/// What the reader finished itself (invalid and dry-run rows), packed for
+/// the results writer, and its counts. Both reach the shared side in batches
+/// (an atomic add per row and counter was a few percent of a dry run), and
+/// outcome counts only once their rows were taken, so that the summary
+/// matches the results file.
+struct Finished<'a> {
     stats: &'a Stats,
+    results: &'a ResultSender,
+    rows: PackedRows,
     read: u64,
     already_done: u64,
     invalid: u64,
     dry_run: u64,
 }
 
-impl<'a> ReaderCounts<'a> {
-    fn new(stats: &'a Stats) -> ReaderCounts<'a> {
-        ReaderCounts {
+impl<'a> Finished<'a> {
+    fn new(stats: &'a Stats, results: &'a ResultSender) -> Finished<'a> {
+        Finished {
             stats,
+            results,
+            rows: PackedRows::with_capacity(RECORDS_BATCH + 4096),
             read: 0,
             already_done: 0,
             invalid: 0,
@@ -76,26 +84,45 @@ impl<'a> ReaderCounts<'a> {
         }
     }
 
-    fn publish(&mut self) {
+    fn push(
+        &mut self,
+        line: u64,
+        key: &str,
+        outcome: Outcome,
+        error: &str,
+        request: Option<&ClientPatch>,
+    ) {
+        match outcome {
+            Outcome::Invalid => self.invalid += 1,
+            _ => self.dry_run += 1,
+        }
+        self.rows.push(line, key, outcome, error, request);
+    }
+
+    /// Hands the packed rows to the writer and publishes the counts.
+    fn hand_over(&mut self) {
         let take = |n: &mut u64| Some(std::mem::take(n)).filter(|n| *n > 0);
+        if !self.rows.is_empty() {
+            let rows = std::mem::replace(
+                &mut self.rows,
+                PackedRows::with_capacity(RECORDS_BATCH + 4096),
+            );
+            let (invalid, dry_run) = (take(&mut self.invalid), take(&mut self.dry_run));
+            if self.results.send_packed(rows) {
+                if let Some(n) = invalid {
+                    self.stats.finished_many(Outcome::Invalid, n);
+                }
+                if let Some(n) = dry_run {
+                    self.stats.finished_many(Outcome::DryRun, n);
+                }
+            }
+        }
         if let Some(n) = take(&mut self.read) {
             self.stats.rows_read(n);
         }
         if let Some(n) = take(&mut self.already_done) {
             self.stats.already_done(n);
         }
-        if let Some(n) = take(&mut self.invalid) {
-            self.stats.finished_many(Outcome::Invalid, n);
-        }
-        if let Some(n) = take(&mut self.dry_run) {
-            self.stats.finished_many(Outcome::DryRun, n);
-        }
-    }
-}
-
-impl Drop for ReaderCounts<'_> {
-    fn drop(&mut self) {
-        self.publish();
     }
 }
 
@@ -150,6 +177,10 @@ pub struct Pipeline {
     pub thresholds: Thresholds,
     /// Rows an earlier run already updated (`--resume`).
     pub ledger: Ledger,
+    /// The input may keep the reader waiting (a pipe, standard input): rows
+    /// it finishes itself are handed over one by one rather than in batches,
+    /// so that none is held back while it waits.
+    pub hand_over_each: bool,
 }
 
 impl Pipeline {
@@ -220,9 +251,8 @@ impl Pipeline {
         chunks: Option<mpsc::Sender<Vec<ValidRow>>>,
         results: &ResultSender,
     ) {
-        let mut finished = PackedRows::with_capacity(RECORDS_BATCH + 4096);
+        let mut finished = Finished::new(&self.stats, results);
         let mut chunk = Vec::with_capacity(CHUNK);
-        let mut counts = ReaderCounts::new(&self.stats);
         for row in reader {
             if self.stop.is_stopped() {
                 break;
@@ -235,15 +265,14 @@ impl Pipeline {
                     break;
                 }
             };
-            counts.read += 1;
+            finished.read += 1;
             if self.ledger.is_done(row.line, &row.key) {
-                counts.already_done += 1;
+                finished.already_done += 1;
                 continue;
             }
             let valid = match row.patch {
                 Err(error) => {
                     tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
-                    counts.invalid += 1;
                     finished.push(row.line, &row.key, Outcome::Invalid, &error, None);
                     None
                 }
@@ -256,7 +285,6 @@ impl Pipeline {
             match (valid, &chunks) {
                 (None, _) => {}
                 (Some(row), None) => {
-                    counts.dry_run += 1;
                     finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
                 }
                 (Some(row), Some(chunks)) => {
@@ -266,8 +294,7 @@ impl Pipeline {
                     // once and busy ones get whole chunks.
                     let ready = chunk.len() >= CHUNK || chunks.capacity() > 0;
                     if ready {
-                        counts.publish();
-                        results.send_packed(std::mem::take(&mut finished));
+                        finished.hand_over();
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                         if chunks.blocking_send(full).is_err() {
                             return;
@@ -275,17 +302,11 @@ impl Pipeline {
                     }
                 }
             }
-            if finished.len() >= RECORDS_BATCH {
-                counts.publish();
-                let full = std::mem::replace(
-                    &mut finished,
-                    PackedRows::with_capacity(RECORDS_BATCH + 4096),
-                );
-                results.send_packed(full);
+            if self.hand_over_each || finished.rows.len() >= RECORDS_BATCH {
+                finished.hand_over();
             }
         }
-        counts.publish();
-        results.send_packed(finished);
+        finished.hand_over();
         if let Some(chunks) = &chunks
             && !chunk.is_empty()
             && !self.stop.is_stopped()

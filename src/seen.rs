@@ -53,8 +53,11 @@ impl SeenIds {
 
     fn line_of(&mut self, id: u64) -> u64 {
         if self.index.is_none() && self.scans >= SCANS_BEFORE_INDEX {
-            let index = (0..self.order.len())
-                .map(|i| (self.id_at(i), self.lines.get(i)))
+            let index = self
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, line)| (self.id_at(i), line))
                 .collect();
             self.index = Some(index);
         }
@@ -111,6 +114,22 @@ impl LineLog {
         self.last = line;
     }
 
+    /// Every line, in order, in one pass.
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let mut line = 0;
+        let mut far = self.far.iter().peekable();
+        self.steps.iter().enumerate().map(move |(i, &step)| {
+            line = if i.is_multiple_of(BLOCK) {
+                self.checkpoints[i / BLOCK]
+            } else if step == 0 {
+                far.find(|(p, _)| *p == i).map_or(line, |(_, l)| *l)
+            } else {
+                line + u64::from(step)
+            };
+            line
+        })
+    }
+
     fn get(&self, i: usize) -> u64 {
         let block = i / BLOCK;
         let mut line = self.checkpoints[block];
@@ -160,6 +179,10 @@ mod tests {
             assert_eq!(seen.first_seen(id * 3, line), Some(lines[id as usize]));
         }
         assert!(seen.index.is_some());
+        assert_eq!(
+            seen.lines.iter().collect::<Vec<_>>()[..lines.len()],
+            lines[..]
+        );
         assert_eq!(seen.first_seen(999_999, line + 1), None);
         assert_eq!(seen.first_seen(999_999, line + 2), Some(line + 1));
     }

@@ -178,7 +178,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         Target::api(&args.connection, true)?
     };
 
-    if ledger::holds_results(&args.output) {
+    if args.output.as_os_str() != "-" && ledger::holds_results(&args.output) {
         return Err(Fatal::Usage(format!(
             "{} holds the results of a run; export will not replace it: choose another -o",
             args.output.display()

@@ -166,7 +166,7 @@ async fn execute(
 
     let mut input = InputSource::new(job.input);
     if job.resume || job.connection.simulator {
-        input.spool_stdin()?;
+        input.spool()?;
     }
     let reader = RowReader::new(input.open()?, read_options.clone())?;
 
@@ -304,6 +304,7 @@ async fn execute(
         stop: Arc::clone(&stop),
         thresholds: job.thresholds,
         ledger,
+        hand_over_each: input.may_block(),
     };
     pipeline.run(reader, sink.sender()).await;
     progress.finish().await;

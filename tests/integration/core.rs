@@ -122,6 +122,29 @@ fn a_real_run_without_a_token_says_where_to_put_it() {
 }
 
 #[test]
+fn an_api_url_with_a_query_is_refused() {
+    let work = Work::new();
+    work.write("in.csv", "client_id,reseller\n1,5\n");
+    let mut cmd = work.command();
+    cmd.args([
+        "run",
+        "in.csv",
+        "-o",
+        "out.csv",
+        "--api-url",
+        "http://127.0.0.1:9/?a=b",
+    ])
+    .env("GCORE_API_KEY", TOKEN);
+    let ran = wait(cmd.spawn().unwrap());
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("must not have a query"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
 fn token_from_a_file_is_used() {
     let sim = Sim::with_accounts([1]);
     let work = Work::new();

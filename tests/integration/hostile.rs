@@ -206,6 +206,7 @@ fn bad_flags_exit_2_and_say_what_to_fix() {
         (vec!["--null-token", " "], "--null-token cannot be empty"),
         (vec!["--shard", "3/3"], "out of range"),
         (vec!["--resume", "--force"], "cannot be used with"),
+        (vec!["--rate", "1e-9/s"], "at least one request a day"),
     ] {
         let mut full = vec!["run", "in.csv", "-o", "out.csv", "--dry-run"];
         full.extend(args.iter().copied());

@@ -603,3 +603,118 @@ fn an_echoed_token_is_masked_everywhere() {
     }
     drop(runtime);
 }
+
+/// A FIFO in the work directory, fed by a thread: `rows` are written with a
+/// pause after each, then the FIFO stays open until `hold` has passed.
+fn fifo_input(
+    work: &Work,
+    text: Vec<String>,
+    pause: Duration,
+    hold: Duration,
+) -> std::thread::JoinHandle<()> {
+    let path = work.path("in.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for line in text {
+            if fifo.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+            let _ = fifo.flush();
+            std::thread::sleep(pause);
+        }
+        std::thread::sleep(hold);
+    })
+}
+
+#[test]
+fn a_pipe_as_input_loses_no_row() {
+    let sim = Sim::with_accounts(1..=20);
+    let work = Work::new();
+    let mut text = vec!["client_id,reseller\n".to_string()];
+    text.extend((1..=20).map(|id| format!("{id},9\n")));
+    let feeder = fifo_input(&work, text, Duration::from_millis(20), Duration::ZERO);
+    let ran = work.run_against(
+        &sim,
+        &["run", "in.fifo", "-o", "out.csv", "--rate", "unlimited"],
+    );
+    feeder.join().unwrap();
+    assert_exit(&ran, 0);
+    assert_eq!(work.results("out.csv").len(), 20);
+    assert_eq!(sim.patches().len(), 20);
+}
+
+#[test]
+fn rows_finished_while_the_input_waits_are_written_at_once() {
+    // Two invalid rows, then the writer of the pipe goes quiet: their results
+    // must not wait for more input, and an interrupt must not lose them.
+    let sim = Sim::with_accounts([1]);
+    let work = Work::new();
+    let text = vec!["client_id,reseller\n1,9\nx,9\n2,no\n".to_string()];
+    let feeder = fifo_input(&work, text, Duration::ZERO, Duration::from_secs(20));
+    let child = work.spawn_against(
+        &sim,
+        &["run", "in.fifo", "-o", "out.csv", "--rate", "unlimited"],
+    );
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        seen = std::fs::read_to_string(work.path("out.csv")).map_or(0, |t| t.lines().count());
+        if seen >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        seen, 4,
+        "the header and three rows, while the input still waits"
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    assert_eq!(work.results("out.csv").len(), 3);
+    drop(feeder);
+}
+
+#[test]
+fn a_retry_cut_short_by_an_interrupt_says_it_was_sent() {
+    let sim = Sim::with_faults(
+        [1],
+        faults(vec![
+            rule(
+                Fault::TooManyRequests {
+                    retry_after: Some("30".into()),
+                },
+                Trigger::Always,
+            )
+            .on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves([1], 9));
+    let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let start = std::time::Instant::now();
+    while sim.patches().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    let row = &work.results("out.csv")[0];
+    assert_eq!(row["outcome"], "failed");
+    assert_eq!(row["http_status"], "429");
+    assert_eq!(row["attempts"], "1");
+    assert!(row["error"].contains("before the next attempt"), "{row:?}");
+}
