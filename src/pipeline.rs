@@ -103,10 +103,15 @@ impl<'a> Finished<'a> {
     fn hand_over(&mut self) {
         let take = |n: &mut u64| Some(std::mem::take(n)).filter(|n| *n > 0);
         if !self.rows.is_empty() {
-            let rows = std::mem::replace(
-                &mut self.rows,
-                PackedRows::with_capacity(RECORDS_BATCH + 4096),
-            );
+            // A full batch is followed by another of the same size; rows
+            // handed over one by one (input from a pipe) need no more room
+            // than they take.
+            let room = if self.rows.len() >= RECORDS_BATCH {
+                RECORDS_BATCH + 4096
+            } else {
+                0
+            };
+            let rows = std::mem::replace(&mut self.rows, PackedRows::with_capacity(room));
             let (invalid, dry_run) = (take(&mut self.invalid), take(&mut self.dry_run));
             if self.results.send_packed(rows) {
                 if let Some(n) = invalid {

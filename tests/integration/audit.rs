@@ -272,10 +272,7 @@ fn undo_survives_a_resume_without_recording_new_values_as_old() {
             "40/s",
         ],
     );
-    let start = std::time::Instant::now();
-    while sim.patches().len() < 20 && start.elapsed() < std::time::Duration::from_secs(30) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    sim.wait_for_patches(20, std::time::Duration::from_secs(30));
     child.kill().unwrap();
     child.wait().unwrap();
     let ran = work.run_against(

@@ -32,10 +32,7 @@ fn kill_9_then_resume_sends_nothing_twice_and_finishes_the_job() {
         ],
     );
     // Let it get part of the way, then kill it without warning.
-    let start = std::time::Instant::now();
-    while sim.patches().len() < 40 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sim.wait_for_patches(40, std::time::Duration::from_secs(30));
     child.kill().expect("kill -9");
     child.wait().unwrap();
     let before = work.results("out.csv");
@@ -111,16 +108,8 @@ fn sigint_finishes_in_flight_rows_records_them_and_exits_130() {
             "8",
         ],
     );
-    let pid = child.id();
-    let start = std::time::Instant::now();
-    while sim.patches().len() < 20 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sim.wait_for_patches(20, std::time::Duration::from_secs(30));
+    signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
     assert!(
@@ -165,12 +154,8 @@ fn sigterm_behaves_like_sigint() {
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=100, 9));
     let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "20/s"]);
-    let pid = child.id();
     std::thread::sleep(Duration::from_millis(800));
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    signal(&child, "TERM");
     let ran = wait(child);
     assert_exit(&ran, 130);
     let rows = work.results("out.csv");
@@ -183,10 +168,7 @@ fn a_second_run_on_the_same_results_file_is_refused() {
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=30, 9));
     let mut first = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "5/s"]);
-    let start = std::time::Instant::now();
-    while sim.patches().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sim.wait_for_patches(1, std::time::Duration::from_secs(20));
     let second = work.run_against(
         &sim,
         &[
@@ -467,25 +449,15 @@ fn a_second_sigint_stops_at_once_and_leaves_valid_csv() {
             "60s",
         ],
     );
-    let start = std::time::Instant::now();
-    while sim.patches().len() < 8 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    let interrupt = || {
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-    };
-    interrupt();
+    sim.wait_for_patches(8, std::time::Duration::from_secs(20));
+    signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         child.try_wait().unwrap().is_none(),
         "the first SIGINT waits for requests in flight"
     );
     let second = std::time::Instant::now();
-    interrupt();
+    signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
     assert!(
@@ -505,16 +477,9 @@ fn a_stalled_reader_of_standard_output_cannot_make_the_run_unstoppable() {
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=20_000, 9));
     let mut child = work.spawn_against(&sim, &["run", "in.csv", "-o", "-", "--rate", "unlimited"]);
-    let start = std::time::Instant::now();
-    while sim.patches().len() < 3_000 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
+    sim.wait_for_patches(3_000, std::time::Duration::from_secs(30));
     for _ in 0..2 {
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
+        signal(&child, "INT");
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -674,10 +639,7 @@ fn rows_finished_while_the_input_waits_are_written_at_once() {
         seen, 4,
         "the header and three rows, while the input still waits"
     );
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
     assert_eq!(work.results("out.csv").len(), 3);
@@ -701,15 +663,9 @@ fn a_retry_cut_short_by_an_interrupt_says_it_was_sent() {
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
     let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
-    let start = std::time::Instant::now();
-    while sim.patches().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sim.wait_for_patches(1, std::time::Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(200));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
     let row = &work.results("out.csv")[0];

@@ -275,3 +275,22 @@ pub fn assert_exit(ran: &Ran, code: i32) {
         ran.code, ran.stderr
     );
 }
+
+impl Sim {
+    /// Waits (at most `within`) until the simulator has seen `n` PATCHes.
+    pub fn wait_for_patches(&self, n: usize, within: Duration) {
+        let start = Instant::now();
+        while self.patches().len() < n && start.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Sends `signal` (`INT`, `TERM`) to a running child.
+pub fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} failed");
+}
