@@ -10,6 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 
 use crate::error::Fatal;
+use crate::pacing::Quota;
 use crate::retry::{Reply, Transport, parse_retry_after};
 use crate::token::ApiToken;
 
@@ -38,6 +39,8 @@ pub struct Exchange {
     pub status: Option<u16>,
     pub body: Bytes,
     pub retry_after: Option<Duration>,
+    /// What the answer's rate-limit header fields say, if it has any.
+    pub quota: Option<Quota>,
     /// One line saying what went wrong (a network error, or the status and the
     /// API's message), with any echo of the token masked. `None` on a 2xx.
     pub failure: Option<String>,
@@ -53,6 +56,21 @@ impl Exchange {
             (None, None) => "no response".into(),
         }
     }
+}
+
+/// The server's rate-limit figures, from whichever header fields it sends.
+fn read_quota(headers: &HeaderMap) -> Option<Quota> {
+    // Most answers carry none: skip the work.
+    if !headers
+        .keys()
+        .any(|name| name.as_str().contains("ratelimit"))
+    {
+        return None;
+    }
+    let now_unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Quota::from_headers(|name| headers.get(name)?.to_str().ok(), now_unix)
 }
 
 /// `HTTP 404: Not found.`, from the status and the error body.
@@ -160,6 +178,7 @@ impl ApiClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let quota = read_quota(response.headers());
         match read_body(response).await {
             Ok(body) => {
                 // Only a 5xx needs to know: its retry depends on it.
@@ -175,6 +194,7 @@ impl ApiClient {
                     status: Some(status),
                     body,
                     retry_after,
+                    quota,
                     failure,
                 }
             }
@@ -216,6 +236,7 @@ impl ApiClient {
             status: None,
             body: Bytes::new(),
             retry_after: None,
+            quota: None,
             failure: Some(self.mask(&text)),
         }
     }

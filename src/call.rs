@@ -2,7 +2,6 @@
 //! fails for good, or the run stops.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::api::{ApiClient, Exchange, Request};
 use crate::pacing::Pacer;
@@ -93,26 +92,28 @@ impl Caller {
         loop {
             // Checked again after the wait: a stop that came while this attempt
             // queued must not let it out.
-            if self.pacer.acquire(self.stop.token()).await.is_err() || self.stop.is_stopped() {
-                let end = match last {
-                    Some(exchange) => CallEnd::Interrupted(exchange),
-                    None => CallEnd::NotStarted,
-                };
-                return Called {
-                    end,
-                    attempts,
-                    last_status,
-                };
-            }
+            let permit = match self.pacer.acquire(self.stop.token()).await {
+                Ok(permit) if !self.stop.is_stopped() => permit,
+                _ => {
+                    let end = match last {
+                        Some(exchange) => CallEnd::Interrupted(exchange),
+                        None => CallEnd::NotStarted,
+                    };
+                    return Called {
+                        end,
+                        attempts,
+                        last_status,
+                    };
+                }
+            };
             attempts += 1;
             self.stats.request_sent(attempts > 1);
-            let sent_at = Instant::now();
             let exchange = self.api.send(request).await;
             last_status = exchange.status.or(last_status);
             let verdict = classify(exchange.reply);
             let end = match verdict {
                 Verdict::Success => {
-                    self.pacer.on_success();
+                    self.pacer.on_success(permit, exchange.quota);
                     CallEnd::Success(exchange)
                 }
                 Verdict::FailRow => CallEnd::Failed(exchange),
@@ -122,7 +123,7 @@ impl Caller {
                     CallEnd::Unauthorized(exchange)
                 }
                 Verdict::Retry => {
-                    let wait = retry_wait(
+                    let mut wait = retry_wait(
                         &self.policy,
                         attempts,
                         fastrand::f64(),
@@ -132,11 +133,9 @@ impl Caller {
                     // has attempts left.
                     if exchange.status == Some(429) {
                         self.stats.throttled();
-                        self.pacer.on_throttled(sent_at);
-                        let pause = exchange
-                            .retry_after
-                            .map_or(wait, |asked| asked.min(RETRY_AFTER_MAX));
-                        self.pacer.pause_until(Instant::now() + pause);
+                        let asked = exchange.retry_after.map(|a| a.min(RETRY_AFTER_MAX));
+                        let at_least = self.pacer.on_throttled(permit, asked, exchange.quota);
+                        wait = wait.max(at_least);
                     }
                     if attempts >= self.policy.max_attempts {
                         return Called {

@@ -12,10 +12,19 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::logging::Console;
 use crate::output::Outcome;
+use crate::pacing::Learned;
 use crate::stats::{Snapshot, Stats};
 
 /// Reads the request rate in force (it changes under adaptive pacing).
-pub type RateProbe = Arc<dyn Fn() -> Option<f64> + Send + Sync>;
+pub type RateProbe = Arc<dyn Fn() -> Pace + Send + Sync>;
+
+/// The pacing as the progress line shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pace {
+    /// Requests per second now; `None` when unlimited.
+    pub rate: Option<f64>,
+    pub learned: Option<Learned>,
+}
 
 pub struct Progress {
     task: Option<JoinHandle<()>>,
@@ -35,7 +44,7 @@ impl Progress {
         let task = if console.quiet {
             None
         } else if console.bar {
-            Some(tokio::spawn(run_bar(stats, done.clone())))
+            Some(tokio::spawn(run_bar(stats, rate, done.clone())))
         } else {
             Some(tokio::spawn(run_status(
                 stats,
@@ -56,21 +65,21 @@ impl Progress {
     }
 }
 
-async fn run_bar(stats: Arc<Stats>, done: CancellationToken) {
+async fn run_bar(stats: Arc<Stats>, rate: Option<RateProbe>, done: CancellationToken) {
     let span = tracing::info_span!("progress", indicatif.pb_show = tracing::field::Empty);
-    let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+    let rows_per_second = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
         let _ = write!(w, "{:.1} rows/s", state.per_sec());
     };
     let with_total = ProgressStyle::with_template(
         "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {rate} · ETA {eta}{msg}",
     )
     .expect("a valid template")
-    .with_key("rate", rate)
+    .with_key("rate", rows_per_second)
     .progress_chars("=> ");
     let without_total =
         ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} rows · {rate}{msg}")
             .expect("a valid template")
-            .with_key("rate", rate);
+            .with_key("rate", rows_per_second);
     span.pb_set_style(&without_total);
     span.pb_start();
     let mut has_total = false;
@@ -89,7 +98,12 @@ async fn run_bar(stats: Arc<Stats>, done: CancellationToken) {
             span.pb_set_length(total);
         }
         span.pb_set_position(now.done() + now.already_done);
-        span.pb_set_message(&problems(&now));
+        let mut message = problems(&now);
+        if let Some(learned) = rate.as_ref().and_then(|probe| probe().learned) {
+            message.push_str(" · ");
+            message.push_str(&learned.describe());
+        }
+        span.pb_set_message(&message);
     }
 }
 
@@ -119,11 +133,12 @@ async fn run_status(
         let now = stats.snapshot();
         let recent = (now.done() - previous.done()) as f64
             / (now.elapsed - previous.elapsed).as_secs_f64().max(1e-3);
-        let limit = rate.as_ref().and_then(|probe| probe());
+        let pace = rate.as_ref().map(|probe| probe()).unwrap_or_default();
         let line = StatusLine {
             now: &now,
             recent,
-            limit,
+            limit: pace.rate,
+            learned: pace.learned,
         };
         if json {
             tracing::info!(
@@ -134,6 +149,7 @@ async fn run_status(
                 invalid = now.count(Outcome::Invalid),
                 rows_per_second = round1(recent),
                 eta_seconds = line.eta().map(|d| d.as_secs()),
+                server_limit_per_second = pace.learned.map(|l| round1(l.limit)),
                 "status"
             );
         } else {
@@ -147,6 +163,7 @@ struct StatusLine<'a> {
     now: &'a Snapshot,
     recent: f64,
     limit: Option<f64>,
+    learned: Option<Learned>,
 }
 
 impl StatusLine<'_> {
@@ -176,6 +193,9 @@ impl std::fmt::Display for StatusLine<'_> {
         write!(f, "; {:.1} rows/s", self.recent)?;
         if let Some(limit) = self.limit {
             write!(f, " (limit {})", crate::pacing::format_rate(limit))?;
+        }
+        if let Some(learned) = self.learned {
+            write!(f, "; {}", learned.describe())?;
         }
         match self.eta() {
             Some(eta) => write!(f, "; ETA {}", humantime::format_duration(eta)),
@@ -211,6 +231,7 @@ mod tests {
             now: &now,
             recent: 5.0,
             limit: Some(5.0),
+            learned: None,
         }
         .to_string();
         assert_eq!(

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::logging::Console;
 use crate::output::Outcome;
+use crate::pacing::{Learned, Source};
 use crate::stats::Snapshot;
 
 /// Everything known about a finished run.
@@ -18,6 +19,10 @@ pub struct RunSummary {
     pub command: &'static str,
     pub snapshot: Snapshot,
     pub rate_changes: u64,
+    /// What pacing learned of the server's limit.
+    pub learned: Option<Learned>,
+    /// The `--rate` asked for; `None` for unlimited.
+    pub asked_rate: Option<f64>,
     pub exit_code: u8,
     pub input: Option<String>,
     pub output: String,
@@ -80,6 +85,12 @@ impl RunSummary {
                 self.request_rate()
             );
         }
+        if let Some(learned) = &self.learned {
+            let _ = write!(out, "\n  {}", learned.describe());
+            if let Some(rate) = learned.suggested_rate(self.asked_rate) {
+                let _ = write!(out, "; next time use --rate {rate}");
+            }
+        }
         let _ = write!(out, "\n  results: {}", self.output);
         if let Some(why) = &self.stopped {
             let _ = write!(out, "\n  {why}");
@@ -135,6 +146,16 @@ impl RunSummary {
             retries: s.retries,
             throttled_429: s.throttled,
             rate_changes: self.rate_changes,
+            server_limit: self.learned.map(|l| ServerLimitJson {
+                per_second: round3(l.limit),
+                pace_per_second: round3(l.pace),
+                source: match l.source {
+                    Source::Headers => "headers",
+                    Source::Throttling => "throttling",
+                },
+                learned_from_429s: l.throttles,
+                suggested_rate: l.suggested_rate(self.asked_rate),
+            }),
             elapsed_seconds: round3(elapsed),
             effective_rate: round3(s.rows_per_second()),
             request_rate: round3(self.request_rate()),
@@ -196,6 +217,13 @@ impl RunSummary {
             "HTTP 429 answers the last run received.",
             &one(s.throttled as f64),
         );
+        if let Some(learned) = &self.learned {
+            gauge(
+                "server_limit_per_second",
+                "The server's rate limit as the last run learned it (requests/s).",
+                &one(round3(learned.limit)),
+            );
+        }
         gauge(
             "last_run_start_timestamp_seconds",
             "When the last run started (Unix time).",
@@ -232,6 +260,9 @@ struct SummaryJson<'a> {
     retries: u64,
     throttled_429: u64,
     rate_changes: u64,
+    /// Absent when nothing was learned (no 429, no rate-limit headers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_limit: Option<ServerLimitJson>,
     elapsed_seconds: f64,
     effective_rate: f64,
     request_rate: f64,
@@ -242,6 +273,15 @@ struct SummaryJson<'a> {
     stopped: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     accounts_exported: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ServerLimitJson {
+    per_second: f64,
+    pace_per_second: f64,
+    source: &'static str,
+    learned_from_429s: u64,
+    suggested_rate: Option<String>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -307,6 +347,8 @@ mod tests {
                 elapsed: Duration::from_secs(2),
             },
             rate_changes: 1,
+            learned: None,
+            asked_rate: Some(50.0),
             exit_code: 1,
             input: Some("in.csv".into()),
             output: "out.csv".into(),
@@ -315,6 +357,36 @@ mod tests {
             stopped: None,
             exported: None,
         }
+    }
+
+    #[test]
+    fn the_learned_limit_and_the_rate_to_use_next_time() {
+        let mut s = summary();
+        s.asked_rate = Some(100.0);
+        s.learned = Some(Learned {
+            limit: 19.72,
+            pace: 19.3,
+            source: Source::Throttling,
+            throttles: 6,
+        });
+        let text = s.text();
+        assert!(
+            text.contains(
+                "server limit ≈ 19.7/s (learned from 6 × 429); next time use --rate 19/s"
+            ),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["server_limit"]["per_second"], 19.72);
+        assert_eq!(json["server_limit"]["suggested_rate"], "19/s");
+        assert!(
+            s.to_prometheus()
+                .contains("gcore_iam_bulk_server_limit_per_second{command=\"run\"} 19.72")
+        );
+        // Asked below the limit: nothing to suggest.
+        s.asked_rate = Some(10.0);
+        assert!(!s.text().contains("next time"));
+        assert!(summary().to_json().find("server_limit").is_none());
     }
 
     #[test]

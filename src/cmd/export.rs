@@ -338,6 +338,8 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         exit_code: stopped.as_ref().map_or(0, StopReason::exit_code),
         stopped: stopped.map(|r| r.describe()),
         rate_changes: caller.pacer.rate_changes(),
+        learned: caller.pacer.learned(),
+        asked_rate: args.pacing.rate.per_second(),
         snapshot,
         input: None,
         output: args.output.display().to_string(),

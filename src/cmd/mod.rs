@@ -172,6 +172,8 @@ pub fn finish(
                 command,
                 snapshot: Stats::new().snapshot(),
                 rate_changes: 0,
+                learned: None,
+                asked_rate: None,
                 exit_code: fatal.exit_code(),
                 input: None,
                 output: output.display().to_string(),

@@ -18,7 +18,7 @@ use crate::ledger::{self, Existing, Ledger};
 use crate::logging::Console;
 use crate::output::{Destination, Flusher, RESULT_HEADER, ResultsSink};
 use crate::pipeline::{Mode, Pipeline, Thresholds};
-use crate::progress::{Progress, RateProbe};
+use crate::progress::{Pace, Progress, RateProbe};
 use crate::report::RunSummary;
 use crate::stats::Stats;
 use crate::stop::{StopSignal, watch_signals};
@@ -279,7 +279,10 @@ async fn execute(
     let _ = flusher.set(sink.flusher());
     let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
         let c = Arc::clone(c);
-        Arc::new(move || c.pacer.current_rate()) as RateProbe
+        Arc::new(move || Pace {
+            rate: c.pacer.current_rate(),
+            learned: c.pacer.learned(),
+        }) as RateProbe
     });
     let progress = Progress::start(
         console,
@@ -342,6 +345,8 @@ async fn execute(
         command: job.command,
         snapshot,
         rate_changes: caller.as_ref().map_or(0, |c| c.pacer.rate_changes()),
+        learned: caller.as_ref().and_then(|c| c.pacer.learned()),
+        asked_rate: job.pacing.rate.per_second(),
         exit_code,
         input: Some(input.label().to_string()),
         output: job.output.display().to_string(),

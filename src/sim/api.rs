@@ -62,6 +62,25 @@ impl IamTarget {
 
 /// The axum handler for every request under `/iam`.
 pub(crate) async fn handle_iam(State(sim): State<Arc<SimState>>, request: Request) -> Response {
+    let mut rate_headers = Vec::new();
+    let mut response = answer_iam(sim, request, &mut rate_headers).await;
+    for (name, value) in rate_headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+/// Answers one `/iam` request; `rate_headers` receives the rate-limit header
+/// fields the answer carries.
+async fn answer_iam(
+    sim: Arc<SimState>,
+    request: Request,
+    rate_headers: &mut Vec<(&'static str, String)>,
+) -> Response {
     let kill = request.extensions().get::<ConnectionKill>().cloned();
     let (parts, body) = request.into_parts();
     let (raw_body, body_unreadable) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -85,12 +104,20 @@ pub(crate) async fn handle_iam(State(sim): State<Arc<SimState>>, request: Reques
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    if let Err(seconds) = sim.admit() {
-        let answer = Answer::detail(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Request was throttled. Expected available in {seconds} seconds."),
-        )
-        .with_header(RETRY_AFTER, HeaderValue::from(seconds));
+    let admission = sim.admit();
+    *rate_headers = admission.headers;
+    if let Some(retry_after) = admission.refused {
+        let answer = match retry_after {
+            Some(seconds) => Answer::detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Request was throttled. Expected available in {seconds} seconds."),
+            )
+            .with_header(RETRY_AFTER, HeaderValue::from(seconds)),
+            None => Answer::detail(
+                StatusCode::TOO_MANY_REQUESTS,
+                detail_for_status(StatusCode::TOO_MANY_REQUESTS.as_u16()),
+            ),
+        };
         return sim.answered(seq, answer.into_response());
     }
     if body_unreadable {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::faults::{Fault, Faults, ServerRate, exclusive_share_rules};
+use super::faults::{Fault, Faults, ServerLimit, exclusive_share_rules};
+use super::limit::{HeaderStyle, Shape};
 use super::patch::PATCH_FIELDS;
 use super::server::{SimConfig, Simulator};
 
@@ -44,6 +45,24 @@ pub struct SimulateArgs {
     /// Requests the server-side limit lets through back to back.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "server_rate")]
     pub server_burst: u32,
+
+    /// Server-side limit of a given shape: `bucket:RATE:BURST` (a token
+    /// bucket; nginx `limit_req` without `burst` is `bucket:R:1`),
+    /// `sliding:N:SECONDS` (at most N in any span of SECONDS, as Django REST
+    /// framework's throttle) or `window:N:SECONDS` (N per fixed window).
+    #[arg(long, value_name = "SHAPE", conflicts_with = "server_rate", value_parser = parse_shape)]
+    pub limit: Option<Shape>,
+
+    /// Rate-limit header fields on every /iam answer while a limit is set:
+    /// `ietf` (RateLimit-Limit/-Remaining/-Reset/-Policy), `ietf-structured`
+    /// (RateLimit and RateLimit-Policy), `x` (X-RateLimit-*, reset in
+    /// seconds) or `x-epoch` (reset as a Unix time).
+    #[arg(long, value_name = "STYLE", value_enum, default_value = "none")]
+    pub ratelimit_headers: HeaderStyle,
+
+    /// The server-side limit's 429s carry no `Retry-After` (as nginx).
+    #[arg(long)]
+    pub no_retry_after: bool,
 
     /// Share of /iam requests (0 to 1) answered 500, 502 or 503, in equal parts.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_share)]
@@ -106,10 +125,18 @@ impl SimulateArgs {
         let faults = Faults {
             rules,
             latency: self.latency,
-            server_rate: self.server_rate.map(|per_second| ServerRate {
-                per_second,
-                burst: self.server_burst,
-            }),
+            server_rate: None,
+            limit: self
+                .limit
+                .or(self.server_rate.map(|rate| Shape::Bucket {
+                    rate,
+                    burst: self.server_burst,
+                }))
+                .map(|shape| ServerLimit {
+                    shape,
+                    retry_after: !self.no_retry_after,
+                    headers: self.ratelimit_headers,
+                }),
             ignore_fields: self.ignore_fields.clone(),
             forbidden_ids: Vec::new(),
             seed: self.seed,
@@ -194,6 +221,10 @@ fn parse_account_ids(text: &str) -> Result<AccountIds, String> {
     Ok(AccountIds(ranges))
 }
 
+fn parse_shape(text: &str) -> Result<Shape, String> {
+    text.parse()
+}
+
 /// `N/s`, `N/m`, `N/h` or `N` (per second) → requests per second.
 fn parse_rate(text: &str) -> Result<f64, String> {
     let (count, period) = match text.split_once('/') {
@@ -256,7 +287,31 @@ mod tests {
         assert_eq!(args.accounts.ids().count(), 1000);
         let config = args.config().expect("defaults are valid");
         assert!(config.faults.rules.is_empty());
-        assert_eq!(config.faults.server_rate, None);
+        assert_eq!(config.faults.limit, None);
+    }
+
+    #[test]
+    fn limit_shapes() {
+        let args = parse(&[
+            "--limit=sliding:60:3",
+            "--ratelimit-headers=x-epoch",
+            "--no-retry-after",
+        ])
+        .expect("flags parse");
+        let config = args.config().expect("valid flags");
+        assert_eq!(
+            config.faults.limit,
+            Some(ServerLimit {
+                shape: Shape::Sliding {
+                    n: 60,
+                    seconds: 3.0
+                },
+                retry_after: false,
+                headers: HeaderStyle::XEpoch,
+            })
+        );
+        assert!(parse(&["--limit=bucket:5:1", "--server-rate=5"]).is_err());
+        assert!(parse(&["--limit=funnel:5:1"]).is_err());
     }
 
     #[test]
@@ -282,11 +337,11 @@ mod tests {
         assert_eq!(ids, [1, 2, 3, 10]);
         assert_eq!(config.faults.latency, Duration::from_millis(100));
         assert_eq!(
-            config.faults.server_rate,
-            Some(ServerRate {
-                per_second: 2.0,
+            config.faults.limit,
+            Some(ServerLimit::new(Shape::Bucket {
+                rate: 2.0,
                 burst: 4
-            })
+            }))
         );
         assert_eq!(config.faults.rules.len(), 5);
         assert_eq!(config.faults.ignore_fields, ["phone", "seller"]);

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::limit::{HeaderStyle, Limiter, Shape};
+
 /// Everything the simulator does wrong on purpose. `Faults::default()` is a
 /// well-behaved server.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -14,7 +16,11 @@ pub struct Faults {
     /// Added before every `/iam` answer (and before the rate limit and rules).
     pub latency: Duration,
     /// A token bucket over all `/iam` requests; beyond it → 429 + `Retry-After`.
+    /// Shorthand for a `limit` of `Shape::Bucket` with `Retry-After` and no
+    /// rate-limit headers; `limit` wins when both are set.
     pub server_rate: Option<ServerRate>,
+    /// A server-side limit of any shape over all `/iam` requests.
+    pub limit: Option<ServerLimit>,
     /// PATCH validates these body fields but does not store them, and still
     /// answers 200 with the unchanged values (a client can detect it).
     pub ignore_fields: Vec<String>,
@@ -30,6 +36,36 @@ pub struct Faults {
 pub struct ServerRate {
     pub per_second: f64,
     pub burst: u32,
+}
+
+/// A server-side limit, how its 429s read, and what every answer says of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServerLimit {
+    pub shape: Shape,
+    /// 429s carry `Retry-After` (whole seconds, rounded up).
+    pub retry_after: bool,
+    /// Rate-limit header fields on every `/iam` answer.
+    pub headers: HeaderStyle,
+}
+
+impl ServerLimit {
+    /// A limit with `Retry-After` and no rate-limit headers.
+    pub fn new(shape: Shape) -> ServerLimit {
+        ServerLimit {
+            shape,
+            retry_after: true,
+            headers: HeaderStyle::None,
+        }
+    }
+}
+
+/// What the server-side limit decided for one request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Admission {
+    /// `Some` when refused (429): the `Retry-After` seconds to send, if any.
+    pub refused: Option<Option<u64>>,
+    /// Rate-limit header fields for the answer, accepted or not.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// One fault and the requests it applies to.
@@ -127,7 +163,7 @@ pub(crate) struct FaultState {
     rng: fastrand::Rng,
     /// (rule index, client id) → matching requests seen so far.
     seen_per_account: HashMap<(usize, u64), u32>,
-    bucket: Option<TokenBucket>,
+    limit: Option<(Limiter, ServerLimit, Instant)>,
 }
 
 impl FaultState {
@@ -135,7 +171,15 @@ impl FaultState {
         FaultState {
             rng: fastrand::Rng::with_seed(faults.seed),
             seen_per_account: HashMap::new(),
-            bucket: faults.server_rate.map(|rate| TokenBucket::new(rate, now)),
+            limit: faults
+                .limit
+                .or(faults.server_rate.map(|rate| {
+                    ServerLimit::new(Shape::Bucket {
+                        rate: rate.per_second,
+                        burst: rate.burst,
+                    })
+                }))
+                .map(|limit| (Limiter::new(limit.shape), limit, now)),
             faults: std::sync::Arc::new(faults),
         }
     }
@@ -145,12 +189,29 @@ impl FaultState {
         self.faults.clone()
     }
 
-    /// Takes a token from the server-side bucket, or says how many whole
-    /// seconds (at least 1) until one is available.
-    pub fn admit(&mut self, now: Instant) -> Result<(), u64> {
-        match &mut self.bucket {
-            Some(bucket) => bucket.take(now),
-            None => Ok(()),
+    /// Asks the server-side limit, if any, to admit a request arriving now.
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        let Some((limiter, limit, origin)) = &mut self.limit else {
+            return Admission::default();
+        };
+        let at = now.saturating_duration_since(*origin).as_secs_f64();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        match limiter.admit(at) {
+            Ok(standing) => Admission {
+                refused: None,
+                headers: standing.headers(limit.headers, unix),
+            },
+            Err(refused) => Admission {
+                // Whole seconds, rounded up, never 0: as DRF and nginx say it.
+                refused: Some(
+                    limit
+                        .retry_after
+                        .then(|| (refused.wait.ceil() as u64).max(1)),
+                ),
+                headers: refused.standing.headers(limit.headers, unix),
+            },
         }
     }
 
@@ -180,48 +241,6 @@ impl FaultState {
             }
         }
         None
-    }
-}
-
-/// A classic token bucket, refilled continuously.
-#[derive(Clone, Debug)]
-pub(crate) struct TokenBucket {
-    per_second: f64,
-    capacity: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: ServerRate, now: Instant) -> TokenBucket {
-        let capacity = f64::from(rate.burst.max(1));
-        TokenBucket {
-            per_second: rate.per_second,
-            capacity,
-            tokens: capacity,
-            last: now,
-        }
-    }
-
-    /// Takes one token, or returns the whole seconds (≥ 1) until one is there.
-    pub fn take(&mut self, now: Instant) -> Result<(), u64> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        if self.per_second > 0.0 {
-            self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        if self.per_second <= 0.0 {
-            // Never refills: any answer is a guess; a minute reads as "much later".
-            return Err(60);
-        }
-        let wait = (1.0 - self.tokens) / self.per_second;
-        // The cast saturates; the value is small and positive here.
-        Err((wait.ceil() as u64).max(1))
     }
 }
 
@@ -322,34 +341,67 @@ mod tests {
         assert!((shares[2] - 1.0).abs() < 1e-9);
     }
 
+    fn admit_at(state: &mut FaultState, origin: Instant, seconds: f64) -> Admission {
+        state.admit(origin + Duration::from_secs_f64(seconds))
+    }
+
     #[test]
     fn bucket_allows_burst_then_says_when() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(
-            ServerRate {
+        let faults = Faults {
+            server_rate: Some(ServerRate {
                 per_second: 0.5,
                 burst: 2,
-            },
-            start,
-        );
-        assert_eq!(bucket.take(start), Ok(()));
-        assert_eq!(bucket.take(start), Ok(()));
-        assert_eq!(bucket.take(start), Err(2));
-        assert_eq!(bucket.take(start + Duration::from_secs(1)), Err(1));
-        assert_eq!(bucket.take(start + Duration::from_secs(2)), Ok(()));
+            }),
+            ..Faults::default()
+        };
+        let mut state = FaultState::new(faults, start);
+        assert_eq!(admit_at(&mut state, start, 0.0).refused, None);
+        assert_eq!(admit_at(&mut state, start, 0.0).refused, None);
+        assert_eq!(admit_at(&mut state, start, 0.0).refused, Some(Some(2)));
+        assert_eq!(admit_at(&mut state, start, 1.0).refused, Some(Some(1)));
+        assert_eq!(admit_at(&mut state, start, 2.0).refused, None);
     }
 
     #[test]
     fn fast_bucket_still_says_at_least_one_second() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(
-            ServerRate {
+        let faults = Faults {
+            server_rate: Some(ServerRate {
                 per_second: 1000.0,
                 burst: 1,
-            },
-            start,
+            }),
+            ..Faults::default()
+        };
+        let mut state = FaultState::new(faults, start);
+        assert_eq!(admit_at(&mut state, start, 0.0).refused, None);
+        assert_eq!(admit_at(&mut state, start, 0.0).refused, Some(Some(1)));
+    }
+
+    #[test]
+    fn limits_without_retry_after_and_with_headers() {
+        let start = Instant::now();
+        let faults = Faults {
+            limit: Some(ServerLimit {
+                shape: Shape::Window {
+                    n: 1,
+                    seconds: 10.0,
+                },
+                retry_after: false,
+                headers: HeaderStyle::X,
+            }),
+            ..Faults::default()
+        };
+        let mut state = FaultState::new(faults, start);
+        let first = admit_at(&mut state, start, 0.0);
+        assert_eq!(first.refused, None);
+        assert!(
+            first
+                .headers
+                .contains(&("x-ratelimit-remaining", "0".into()))
         );
-        assert_eq!(bucket.take(start), Ok(()));
-        assert_eq!(bucket.take(start), Err(1));
+        let second = admit_at(&mut state, start, 1.0);
+        assert_eq!(second.refused, Some(None));
+        assert!(second.headers.contains(&("x-ratelimit-reset", "9".into())));
     }
 }

@@ -35,6 +35,7 @@ mod cli;
 mod connection;
 mod control;
 mod faults;
+mod limit;
 mod list;
 mod patch;
 mod record;
@@ -46,7 +47,10 @@ mod tests;
 
 pub use account::{Account, GENERATED_RESELLERS, GENERATED_SELLERS};
 pub use cli::{AccountIds, SimulateArgs, serve_cli};
-pub use faults::{Fault, FaultRule, Faults, ServerRate, Trigger, exclusive_share_rules};
+pub use faults::{
+    Admission, Fault, FaultRule, Faults, ServerLimit, ServerRate, Trigger, exclusive_share_rules,
+};
+pub use limit::{HeaderStyle, Limiter, Refused, Shape, Standing};
 pub use patch::PATCH_FIELDS;
 pub use record::RecordedRequest;
 pub use server::{SimConfig, Simulator};

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::response::Response;
 
 use super::account::Account;
-use super::faults::{Fault, FaultState, Faults};
+use super::faults::{Admission, Fault, FaultState, Faults};
 use super::list::ClientQuery;
 use super::record::{RecordedRequest, RequestLog};
 
@@ -79,7 +79,7 @@ impl SimState {
         *lock(&self.faults) = FaultState::new(faults, Instant::now());
     }
 
-    pub fn admit(&self) -> Result<(), u64> {
+    pub fn admit(&self) -> Admission {
         lock(&self.faults).admit(Instant::now())
     }
 
