@@ -29,7 +29,7 @@ const CONVERGED: f64 = 0.04;
 /// The pace stays this far under the lowest pace that drew a 429.
 const UNDER: f64 = 0.97;
 /// Paced under a stated quota by this share.
-const UNDER_QUOTA: f64 = 0.99;
+const UNDER_QUOTA: f64 = 0.97;
 /// Seconds of calm sending that prove a pace holds.
 const CALM: f64 = 1.0;
 /// Seconds of calm sending, once converged, before probing upward.

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use gcore_iam_bulk::sim::{
-    Account, Fault, FaultRule, Faults, RecordedRequest, ServerRate, SimConfig, Simulator, Trigger,
+    Account, Fault, FaultRule, Faults, HeaderStyle, RecordedRequest, ServerLimit, ServerRate,
+    Shape, SimConfig, Simulator, Trigger,
 };
 
 /// The token the simulator accepts in tests. Long and distinctive, so a leak
