@@ -38,6 +38,14 @@ const PROBE_AFTER: f64 = 20.0;
 const PROBE_STEP: f64 = 0.02;
 /// Without a lower bound, each 429 cuts the pace by this factor.
 const CUT: f64 = 0.5;
+/// A measure of the limit needs at least this span, seconds, and this many
+/// successes in it.
+const MEASURE_SPAN: f64 = 0.5;
+const MEASURE_SUCCESSES: u64 = 5;
+/// Each calm stretch raises the pace by at most this share.
+const RAISE_STEP: f64 = 0.05;
+/// The longest pause without a Retry-After, seconds.
+const MAX_PAUSE: f64 = 60.0;
 /// The lowest pace: one request a minute.
 const FLOOR: f64 = 1.0 / 60.0;
 
@@ -121,11 +129,18 @@ pub struct Controller {
     /// Every 429, and those that taught something.
     throttles: u64,
     learning_throttles: u64,
-    /// After a pause cut shorter than a `Retry-After`: the permit sequence
-    /// number from which answers tell whether the cut was safe.
-    cut_pause_from: Option<u64>,
-    /// A cut pause drew another 429: honour `Retry-After` in full from now on.
-    trust_retry_after: bool,
+    /// The 429s since the last success, if the latest answer was one.
+    episode: Option<Episode>,
+    /// When the latest episode began, and the successes until then.
+    last_episode: Option<(f64, u64)>,
+    successes: u64,
+    /// When the pace was last set, and the answers since for requests sent
+    /// at it.
+    pace_set_at: f64,
+    accepted_at_pace: u64,
+    refused_at_pace: u64,
+    /// The lower bound came from a measure, not a calm stretch.
+    lower_measured: bool,
     /// Permit times over the last second, for an unlimited run's first 429.
     recent: VecDeque<f64>,
     /// From header fields.
@@ -135,13 +150,29 @@ pub struct Controller {
 }
 
 #[derive(Clone, Copy, Debug)]
+struct Episode {
+    /// The latest pause.
+    pause: f64,
+    /// Permits from this one on were sent after that pause.
+    from_seq: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
 struct Stated {
+    /// Just under the stated quota, per second.
     rate: f64,
-    /// Permits up to this sequence number may go at the asked rate (the
-    /// first answer's `remaining`).
-    burst_until_seq: u64,
-    /// After that burst, none before this time (that answer's reset).
-    after_burst: f64,
+    /// Permits up to this sequence number are within what the server said
+    /// remains: they go at the asked rate.
+    credit_until: u64,
+    /// The answer that set `credit_until`.
+    freshest: u64,
+    /// Whether the quota refills while it is spent (a token bucket) or only
+    /// as earlier requests age out (windows): seen during the first spell of
+    /// credit, while the limit is fresh. Until then, assumed not.
+    refills: Option<bool>,
+    /// Seconds of pace the current spell of credit has been charged; given
+    /// back when the quota turns out to refill.
+    charged: f64,
 }
 
 impl Controller {
@@ -166,8 +197,13 @@ impl Controller {
             calm: 0.0,
             throttles: 0,
             learning_throttles: 0,
-            cut_pause_from: None,
-            trust_retry_after: false,
+            episode: None,
+            last_episode: None,
+            successes: 0,
+            lower_measured: false,
+            pace_set_at: f64::NEG_INFINITY,
+            accepted_at_pace: 0,
+            refused_at_pace: 0,
             recent: VecDeque::new(),
             stated: None,
             longest_reset: 0.0,
@@ -181,13 +217,11 @@ impl Controller {
             None => f64::NEG_INFINITY,
         };
         let mut ready = paced.max(self.pause_until);
-        if let Some(stated) = self.stated {
-            if self.next_seq <= stated.burst_until_seq {
-                // Spending the stated remaining at the asked rate.
-                ready = self.pause_until.max(self.ceiling_ready());
-            } else {
-                ready = ready.max(stated.after_burst);
-            }
+        if let Some(stated) = self.stated
+            && self.next_seq <= stated.credit_until
+        {
+            // Spending what the server said remains, at the asked rate.
+            ready = self.pause_until.max(self.ceiling_ready());
         }
         ready
     }
@@ -207,13 +241,28 @@ impl Controller {
             let gap = (now - last).max(0.0);
             self.calm += gap.min(2.0 / pace);
         }
-        let bursting = self
-            .stated
-            .is_some_and(|stated| self.next_seq <= stated.burst_until_seq);
-        if let Some(pace) = self.pace {
-            // A permit of the stated remaining is not paid back: the
-            // server counted it in what it said was left.
-            self.tat = self.tat.max(now) + if bursting { 0.0 } else { 1.0 / pace };
+        let next_seq = self.next_seq;
+        let on_credit = match &mut self.stated {
+            Some(stated) if next_seq <= stated.credit_until => {
+                // Spent credit is charged to the pace where the quota only
+                // comes back as requests age out of a window: the window
+                // must not see the credit and the full pace on top.
+                if stated.refills != Some(true) {
+                    stated.charged += 1.0 / stated.rate;
+                    true
+                } else {
+                    self.tat = self.tat.max(now);
+                    false
+                }
+            }
+            Some(stated) => {
+                stated.charged = 0.0;
+                true
+            }
+            None => true,
+        };
+        if on_credit && let Some(pace) = self.pace {
+            self.tat = self.tat.max(now) + 1.0 / pace;
         }
         self.last_grant = Some(now);
         self.recent.push_back(now);
@@ -232,11 +281,13 @@ impl Controller {
     /// A success for `permit`, answered at `now`, with the server's figures
     /// if it gave any.
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
-        if let Some(from) = self.cut_pause_from
-            && permit.seq >= from
-        {
-            // A request sent after a pause cut short went through.
-            self.cut_pause_from = None;
+        self.successes += 1;
+        if permit.at >= self.pace_set_at {
+            self.accepted_at_pace += 1;
+        }
+        if self.episode.is_some_and(|e| permit.seq >= e.from_seq) {
+            // A request sent after the pause went through: the refusal is over.
+            self.episode = None;
         }
         if let Some(quota) = quota {
             self.on_quota(permit, now, quota);
@@ -245,6 +296,14 @@ impl Controller {
 
     /// A 429 for `permit`, answered at `now`. Returns how long that request
     /// must wait before its next attempt (at least its `Retry-After`).
+    ///
+    /// 429s come in episodes: from the first 429 after a success until the
+    /// next success. Only an episode's first 429 teaches about the pace (it
+    /// bounds the limit from above, and the successes since the previous
+    /// episode began measure it); the later ones say only that the server
+    /// still refuses — a fixed window until its boundary, a sliding one until
+    /// its oldest request leaves — so the run waits longer each time instead
+    /// of slowing down further.
     pub fn on_throttled(
         &mut self,
         permit: Permit,
@@ -254,57 +313,96 @@ impl Controller {
     ) -> f64 {
         self.throttles += 1;
         self.tolerance = 0.0;
+        if permit.at >= self.pace_set_at {
+            self.refused_at_pace += 1;
+        }
         if let Some(quota) = quota {
             self.on_quota(permit, now, quota);
         }
-        if let Some(from) = self.cut_pause_from.take()
-            && permit.seq >= from
-        {
-            // Sent after a pause cut shorter than Retry-After, and refused:
-            // this server means what its Retry-After says.
-            self.trust_retry_after = true;
-        }
         let row_wait = retry_after.unwrap_or(0.0);
+        if let Some(episode) = &mut self.episode {
+            if permit.seq < episode.from_seq {
+                // Sent before the last pause: the same refusal again.
+                return row_wait;
+            }
+            // Sent after a pause and refused again: the server means its
+            // Retry-After; without one, wait twice as long.
+            episode.pause = match retry_after {
+                Some(asked) => asked.max(episode.pause),
+                None => (episode.pause * 2.0).min(MAX_PAUSE),
+            };
+            episode.from_seq = self.next_seq;
+            let pause = episode.pause;
+            self.pause(now, pause);
+            return row_wait;
+        }
         if permit.at < self.decreased_at {
             return row_wait;
         }
         self.learning_throttles += 1;
+        let mut measured = None;
+        match self.last_episode {
+            Some((start, successes)) => {
+                // From one episode's start to the next the server took what
+                // its limit allows: the best measure of it, once the span
+                // holds enough to go by.
+                let span = now - start;
+                let taken = self.successes - successes;
+                if span >= MEASURE_SPAN && taken >= MEASURE_SUCCESSES {
+                    measured = Some(taken as f64 / span);
+                    self.last_episode = Some((now, self.successes));
+                }
+            }
+            None => self.last_episode = Some((now, self.successes)),
+        }
         let sent_pace = match self.pace {
             Some(pace) => pace,
             // Unlimited so far: the rate it reached is the first bound.
             None => (self.recent.len() as f64).max(1.0),
         };
         self.upper = self.upper.min(sent_pace);
-        if self.lower >= self.upper {
+        if let Some(measured) = measured {
+            self.lower = (measured * UNDER).min(self.upper * UNDER);
+            self.lower_measured = true;
+        } else if self.lower >= self.upper * UNDER {
             // The limit fell, or a lucky stretch overstated it.
-            self.lower = self.upper * CUT;
+            self.lower = self.upper * UNDER * UNDER;
         }
         let stated_rate = self.stated.map(|s| s.rate);
         let next = if let Some(rate) = stated_rate {
             rate.min(self.upper * UNDER)
         } else if self.lower > 0.0 {
-            self.bisect()
+            // Just under the measure; calm stretches probe upward from there.
+            self.lower
         } else {
-            sent_pace * CUT
+            // No measure yet: cut by the share of answers at this pace that
+            // were accepted (the limit is about that share of the pace),
+            // by half at most.
+            let answered = self.accepted_at_pace + self.refused_at_pace;
+            let share = if answered > 0 {
+                self.accepted_at_pace as f64 / answered as f64
+            } else {
+                CUT
+            };
+            sent_pace * share.clamp(1.0 / 16.0, CUT)
         };
         self.set_pace(next.max(FLOOR), now);
-        // The whole run waits a moment; a Retry-After in full once a pause
-        // cut short has drawn another 429.
+        // The whole run waits a moment: two intervals at the new pace (a
+        // Retry-After is in whole seconds, and a bucket's "1" may mean 50 ms);
+        // if a request sent after that is refused too, the Retry-After in full.
         let gap = 2.0 / next.max(FLOOR);
-        let pause = match retry_after {
-            Some(asked) if self.trust_retry_after => asked,
-            Some(asked) => {
-                let cut = asked.min(gap.max(0.25));
-                if cut < asked {
-                    self.cut_pause_from = Some(self.next_seq);
-                }
-                cut
-            }
-            None => gap,
-        };
-        self.pause_until = self.pause_until.max(now + pause);
-        self.tat = self.tat.max(self.pause_until);
+        let pause = retry_after.map_or(gap, |asked| asked.min(gap));
+        self.episode = Some(Episode {
+            pause,
+            from_seq: self.next_seq,
+        });
+        self.pause(now, pause);
         row_wait
+    }
+
+    fn pause(&mut self, now: f64, seconds: f64) {
+        self.pause_until = self.pause_until.max(now + seconds);
+        self.tat = self.tat.max(self.pause_until);
     }
 
     /// The midpoint of the bounds, kept under the upper one.
@@ -326,15 +424,28 @@ impl Controller {
         if !self.upper.is_finite() || self.stated.is_some() {
             return;
         }
-        let needed = if self.converged() { PROBE_AFTER } else { CALM };
+        let was_converged = self.converged();
+        let needed = if was_converged { PROBE_AFTER } else { CALM };
         if self.calm < needed {
             return;
         }
-        self.lower = self.lower.max(pace);
-        if self.converged() {
+        if pace > self.lower {
+            self.lower = pace;
+            self.lower_measured = false;
+        }
+        if was_converged {
+            // Long calm at the limit: look a little higher, in case it rose.
             self.upper *= 1.0 + PROBE_STEP;
         }
-        let next = self.bisect();
+        // A calm stretch was not saturated: a measure across it would read
+        // the pace, not the limit.
+        self.last_episode = None;
+        // Upward by bisection; in small steps from a measure, which is
+        // close, and every step past the limit costs a 429.
+        let mut next = self.bisect();
+        if self.lower_measured {
+            next = next.min(self.lower * (1.0 + RAISE_STEP));
+        }
         if next > pace * 1.001 {
             let capped = self.ceiling.map_or(next, |c| next.min(c));
             self.set_pace(capped, now);
@@ -351,6 +462,9 @@ impl Controller {
             self.decreased_at = now;
         }
         self.pace = Some(pace);
+        self.pace_set_at = now;
+        self.accepted_at_pace = 0;
+        self.refused_at_pace = 0;
         self.calm = 0.0;
         self.tat = match self.last_grant {
             Some(last) => last + 1.0 / pace,
@@ -376,29 +490,50 @@ impl Controller {
         }
         let rate = (limit as f64 / window * UNDER_QUOTA).max(FLOOR);
         let rate = self.ceiling.map_or(rate, |c| rate.min(c));
+        let remaining = quota.remaining.unwrap_or(0);
         match &mut self.stated {
             Some(stated) => {
+                if permit.seq >= stated.freshest {
+                    let until = permit.seq + remaining;
+                    let spending = self.next_seq <= stated.credit_until + 1;
+                    if stated.refills.is_none() && spending && until > stated.credit_until {
+                        // The first spell of credit grew while spent: a
+                        // bucket. Give back what it was charged.
+                        stated.refills = Some(true);
+                        self.tat -= stated.charged;
+                        stated.charged = 0.0;
+                    } else if stated.refills.is_none() && !spending {
+                        stated.refills = Some(false);
+                    }
+                    stated.freshest = permit.seq;
+                    stated.credit_until = stated.credit_until.max(until);
+                }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
                     stated.rate = rate;
                     self.set_pace(rate, now);
                 }
             }
             None => {
-                let remaining = quota.remaining.unwrap_or(0);
+                // The requests since the answered one went before any
+                // figure was known: charged like credit.
+                let charged = self.next_seq.saturating_sub(permit.seq) as f64 / rate;
                 self.stated = Some(Stated {
                     rate,
-                    burst_until_seq: permit.seq + remaining,
-                    after_burst: if remaining > 0 {
-                        now + quota.reset.unwrap_or(0.0)
-                    } else {
-                        f64::NEG_INFINITY
-                    },
+                    credit_until: permit.seq + remaining,
+                    freshest: permit.seq,
+                    refills: None,
+                    charged,
                 });
                 self.tolerance = 0.0;
                 self.pace = Some(rate);
-                self.tat = self.last_grant.map_or(now, |last| last + 1.0 / rate);
+                self.tat = now + charged;
             }
         }
+    }
+
+    #[cfg(test)]
+    pub fn bounds(&self) -> (f64, f64) {
+        (self.lower, self.upper)
     }
 
     /// The pace in force, per second; `None` while unlimited.

@@ -77,7 +77,21 @@ pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64)
         permits: Vec::new(),
     };
     let mut clock = 0.0_f64;
+    let trace = std::env::var("PACING_TRACE").is_ok_and(|t| t == server.shape.to_string())
+        && asked == Some(100.0)
+        && server.headers == HeaderStyle::None;
+    let mut last_pace = None;
     loop {
+        if trace && controller.pace() != last_pace {
+            last_pace = controller.pace();
+            let (lower, upper) = controller.bounds();
+            eprintln!(
+                "{clock:7.3} pace {:?} bounds {lower:.2}..{upper:.2} ok {} 429 {}",
+                last_pace.map(|p| (p * 100.0).round() / 100.0),
+                out.updated,
+                out.throttles
+            );
+        }
         let next_event = events.peek().map(|Reverse((t, ..))| *t as f64 / 1e9);
         let next_permit = (!waiting.is_empty()).then(|| controller.ready_at().max(clock));
         let permit_first = match (next_permit, next_event) {
@@ -143,6 +157,9 @@ pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64)
                     }
                     Err(refused) => {
                         out.throttles += 1;
+                        if trace {
+                            eprintln!("{clock:7.3} 429 seq {} sent {:.3}", permit.seq, permit.at);
+                        }
                         let retry_after = server.retry_after.then(|| refused.wait.ceil().max(1.0));
                         let row_wait = controller.on_throttled(permit, clock, retry_after, quota);
                         if attempts[worker] >= policy.max_attempts {
@@ -257,7 +274,8 @@ fn every_cell() -> Vec<Cell> {
     for server in every_server() {
         for asked in [100.0, 1000.0] {
             let out = run(server, ROWS, Some(asked), 1, 7);
-            let ratio = (out.last_success - out.first_success) / server.shape.ideal_seconds(ROWS);
+            let ratio = (out.last_success - out.first_success)
+                / server.shape.greedy_seconds(ROWS, Some(asked));
             cells.push(Cell {
                 server,
                 asked,

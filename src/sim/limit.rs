@@ -57,6 +57,29 @@ impl Shape {
         }
     }
 
+    /// The least time in which `rows` requests can all be accepted by a
+    /// client that sends at most `ceiling` a second (`None`: no cap),
+    /// knowing the limit exactly: the first accepted at 0, the last at the
+    /// returned time. Found by sending each request as early as both allow.
+    pub fn greedy_seconds(&self, rows: u64, ceiling: Option<f64>) -> f64 {
+        let mut limiter = Limiter::new(*self);
+        let spacing = ceiling.map_or(0.0, |c| 1.0 / c);
+        let mut at = 0.0_f64;
+        let mut first = None;
+        for _ in 0..rows {
+            loop {
+                match limiter.admit(at) {
+                    Ok(_) => break,
+                    // Just past the moment it would accept.
+                    Err(refused) => at += refused.wait.max(1e-9) + 1e-9,
+                }
+            }
+            first.get_or_insert(at);
+            at += spacing;
+        }
+        (at - spacing) - first.unwrap_or(0.0)
+    }
+
     /// The quota as a `RateLimit-Policy` states it: requests per window.
     fn policy(&self) -> (u64, f64) {
         match *self {
