@@ -379,7 +379,7 @@ impl Controller {
             // were accepted (the limit is about that share of the pace),
             // by half at most.
             let answered = self.accepted_at_pace + self.refused_at_pace;
-            let share = if answered > 0 {
+            let share = if answered >= 4 {
                 self.accepted_at_pace as f64 / answered as f64
             } else {
                 CUT

@@ -297,34 +297,34 @@ fn every_shape_ends_with_every_row_updated() {
     }
 }
 
-/// The goal — within 1.15× of the limit's own time, 429s on at most
-/// 5 % of the rows — for the shapes where the controller reaches it today:
-/// every token bucket that states its figures in headers, and fixed
-/// windows stating theirs; buckets without headers and without
-/// `Retry-After` (nginx), asked 5×. The other cells are printed with
-/// `--nocapture` (and in BENCHMARKS.md) as the work still open.
+/// The goal — within 1.15× of the least time the limit allows at the asked
+/// rate, 429s on at most 5 % of the rows — wherever the controller reaches
+/// it today: every shape whose server states its figures in rate-limit
+/// headers (with or without Retry-After), and every token bucket without
+/// headers asked 5× its rate (nginx `limit_req` with and without `burst`).
+/// The other cells — windows and sliding logs that say nothing of
+/// themselves, and buckets asked 50× — are held to a looser bound here, and
+/// their figures are in BENCHMARKS.md as the work still open.
 #[test]
-fn meets_the_goal_for_buckets_and_stated_limits() {
+fn meets_the_goal_where_the_limit_can_be_seen() {
     let mut missed = Vec::new();
     for cell in every_cell() {
         eprintln!("{}", cell.line());
-        let stated = !matches!(cell.server.headers, HeaderStyle::None);
-        let in_scope = match cell.server.shape {
-            Shape::Bucket { burst, .. } => {
-                stated
-                    || (!cell.server.retry_after && cell.asked <= 100.0)
-                    || (burst > 1 && cell.asked <= 100.0)
-            }
-            Shape::Window { seconds, .. } => {
-                stated && seconds <= 1.0 && cell.server.headers != HeaderStyle::XEpoch
-            }
-            Shape::Sliding { .. } => false,
+        let stated = cell.server.headers != HeaderStyle::None;
+        let bucket = matches!(cell.server.shape, Shape::Bucket { .. });
+        let in_scope = stated || (bucket && cell.asked <= 100.0);
+        let met = if in_scope {
+            cell.meets_the_goal(ROWS)
+        } else {
+            cell.out.updated == ROWS
+                && cell.ratio <= 1.75
+                && cell.out.throttles as f64 <= 0.2 * ROWS as f64
         };
-        if in_scope && !cell.meets_the_goal(ROWS) {
+        if !met {
             missed.push(cell.line());
         }
     }
-    assert!(missed.is_empty(), "missed the goal:\n{}", missed.join("\n"));
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
 }
 
 /// Against a server without a limit, the permits are the asked pacing: at
