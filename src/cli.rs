@@ -108,6 +108,12 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
 
+    /// Also trust the certificate authorities in this PEM file (it may hold
+    /// several; repeatable), besides the bundled roots and the system's store
+    /// (or SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Vec<PathBuf>,
+
     /// Serve a built-in simulator of the API on 127.0.0.1 and run against it
     /// instead: no credentials needed, nothing leaves this machine.
     #[arg(long)]

@@ -15,6 +15,7 @@ pub mod fields;
 pub mod input;
 pub mod ledger;
 pub mod logging;
+pub mod network;
 pub mod output;
 pub mod pacing;
 pub mod pipeline;

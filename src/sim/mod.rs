@@ -40,6 +40,7 @@ mod patch;
 mod record;
 mod server;
 mod state;
+mod tls;
 
 #[cfg(test)]
 mod tests;

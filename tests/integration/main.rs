@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod core;
 mod hostile;
+mod network;
 mod operations;
 mod pacing;
 mod reliability;
