@@ -78,18 +78,24 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
     Simulate(crate::sim::SimulateArgs),
-    /// Print a shell completion script.
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk completions bash > /etc/bash_completion.d/gcore-iam-bulk")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
-    #[command(
-        after_help = "Example:\n  gcore-iam-bulk man > gcore-iam-bulk.1 && man ./gcore-iam-bulk.1"
-    )]
-    Man,
+    /// Print the main manual page (roff), or write every page into a directory.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk man --dir ~/.local/share/man/man1    # every page; then: man gcore-iam-bulk-run\n  \
+        gcore-iam-bulk man > gcore-iam-bulk.1 && man ./gcore-iam-bulk.1")]
+    Man {
+        /// Write every page (gcore-iam-bulk.1 and one per command, such as
+        /// gcore-iam-bulk-run.1) into this directory, creating it if needed,
+        /// and print the path of each.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where the API is and how to authenticate.

@@ -10,3 +10,4 @@ mod network;
 mod operations;
 mod pacing;
 mod reliability;
+mod shell;
