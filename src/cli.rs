@@ -12,7 +12,7 @@ use crate::shard::ShardSpec;
 #[derive(Debug, Parser)]
 #[command(
     name = "gcore-iam-bulk",
-    version,
+    version = env!("GCORE_IAM_BULK_VERSION"),
     about = "Apply per-account changes from a CSV file to Gcore's IAM API, safely.",
     long_about = "Apply per-account changes from a CSV file to Gcore's IAM API \
                   (PATCH /iam/clients/{id}): every row checked before anything is sent, \

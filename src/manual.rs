@@ -59,7 +59,7 @@ fn page_name(command: &clap::Command) -> String {
 fn render(command: &clap::Command, sections: &str) -> Page {
     let man = clap_mangen::Man::new(command.clone())
         .manual("gcore-iam-bulk manual")
-        .source(format!("gcore-iam-bulk {}", env!("CARGO_PKG_VERSION")));
+        .source(format!("gcore-iam-bulk {}", env!("GCORE_IAM_BULK_VERSION")));
     let file_name = man.get_filename();
     let mut rendered = Vec::new();
     // Writing into a Vec cannot fail.

@@ -311,3 +311,31 @@ fn man_dir_writes_a_page_per_command_and_every_reference_exists() {
         }
     }
 }
+
+/// git's answer in the source tree, or `None` where git cannot tell.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let work = Work::new();
+    let ran = work.run(&["--version"]);
+    assert_exit(&ran, 0);
+    let package = env!("CARGO_PKG_VERSION");
+    let expected = match (
+        git(&["rev-parse", "--short", "HEAD"]),
+        git(&["log", "-1", "--format=%cs"]),
+    ) {
+        (Some(commit), Some(date)) => format!("gcore-iam-bulk {package} ({commit} {date})\n"),
+        // Built outside a git checkout: the package version alone.
+        _ => format!("gcore-iam-bulk {package}\n"),
+    };
+    assert_eq!(ran.stdout, expected);
+}
