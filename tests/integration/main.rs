@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod container;
 mod core;
 mod hostile;
 mod network;
