@@ -164,7 +164,7 @@ fn ca_cert_flag_trusts_a_private_ca_for_run_plan_and_export() {
 }
 
 #[test]
-fn ssl_cert_file_trusts_a_private_ca() {
+fn ssl_cert_file_and_dir_trust_a_private_ca() {
     let ca = PrivateCa::new("env");
     let sim = ca.simulator();
     let work = Work::new();
@@ -178,6 +178,29 @@ fn ssl_cert_file_trusts_a_private_ca() {
     );
     assert_exit(&ran, 0);
     assert_eq!(read_csv(&work.path("out.csv")).len(), 3);
+
+    // SSL_CERT_DIR: every file in the directory counts.
+    std::fs::create_dir(work.path("certs")).expect("a directory");
+    work.write("certs/company-ca.pem", &ca.ca_pem);
+    std::fs::remove_file(work.path("out.csv")).expect("remove");
+    let certs = work.path("certs");
+    let ran = export(
+        &work,
+        &sim.url,
+        &[],
+        &[("SSL_CERT_DIR", certs.to_str().expect("a UTF-8 path"))],
+    );
+    assert_exit(&ran, 0);
+    assert_eq!(read_csv(&work.path("out.csv")).len(), 3);
+
+    // A file that is not there is named, not silently skipped.
+    let ran = export(&work, &sim.url, &[], &[("SSL_CERT_FILE", "no-such-ca.pem")]);
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("SSL_CERT_FILE names no-such-ca.pem"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
