@@ -10,6 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 
 use crate::error::Fatal;
+use crate::network::Trust;
 use crate::pacing::Quota;
 use crate::retry::{Reply, Transport, parse_retry_after};
 use crate::token::ApiToken;
@@ -99,6 +100,9 @@ pub struct ApiClient {
     clients_url: reqwest::Url,
     timeout: Duration,
     token: Option<ApiToken>,
+    /// The proxy requests go through (`scheme://host:port`), named in
+    /// connection errors.
+    proxy: Option<String>,
 }
 
 impl ApiClient {
@@ -107,6 +111,7 @@ impl ApiClient {
         token: Option<ApiToken>,
         concurrency: usize,
         timeout: Duration,
+        trust: &Trust,
     ) -> Result<ApiClient, Fatal> {
         let url = reqwest::Url::parse(base_url)
             .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?;
@@ -136,8 +141,19 @@ impl ApiClient {
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .redirect(reqwest::redirect::Policy::none());
-        if is_loopback(&url) {
+        for root in &trust.extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        // An API on this machine is never proxied (as in Go's net/http): a
+        // proxy could not reach it, and a simulator run must work anywhere.
+        let proxy = if is_loopback(&url) {
             builder = builder.no_proxy();
+            None
+        } else {
+            crate::network::proxy_for(&url)
+        };
+        if let Some(proxy) = &proxy {
+            tracing::debug!("requests to {} go through the proxy {proxy}", url);
         }
         let http = builder
             .build()
@@ -151,6 +167,7 @@ impl ApiClient {
             .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?,
             timeout,
             token,
+            proxy,
         })
     }
 
@@ -170,7 +187,7 @@ impl ApiClient {
         };
         let response = match builder.timeout(self.timeout).send().await {
             Ok(response) => response,
-            Err(e) => return self.failed(transport_of(&e, self.timeout)),
+            Err(e) => return self.failed(self.transport_of(&e)),
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -199,7 +216,7 @@ impl ApiClient {
                 }
             }
             Err(BodyError::Http(e)) => {
-                let (kind, text) = transport_of(&e, self.timeout);
+                let (kind, text) = self.transport_of(&e);
                 let kind = if kind == Transport::Timeout {
                     kind
                 } else {
@@ -239,6 +256,20 @@ impl ApiClient {
             quota: None,
             failure: Some(self.mask(&text)),
         }
+    }
+
+    /// [`transport_of`], naming the proxy when one carried the request.
+    fn transport_of(&self, e: &reqwest::Error) -> (Transport, String) {
+        let (kind, text) = transport_of(e, self.timeout);
+        match &self.proxy {
+            Some(proxy) => (kind, format!("{text} (through the proxy {proxy})")),
+            None => (kind, text),
+        }
+    }
+
+    /// The proxy requests go through, if any (`scheme://host:port`).
+    pub fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
 
     /// Masks any echo of the token in text that came from the network.
@@ -302,6 +333,12 @@ fn transport_of(e: &reqwest::Error, timeout: Duration) -> (Transport, String) {
                 "timed out: no complete answer within {}",
                 humantime::format_duration(timeout)
             ),
+        )
+    } else if let Some(advice) = crate::network::certificate_advice(e) {
+        // Retrying cannot make the certificate trusted.
+        (
+            Transport::Other,
+            format!("could not connect: {cause}: {advice}"),
         )
     } else if e.is_connect() {
         (Transport::Connect, format!("could not connect: {cause}"))

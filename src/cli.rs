@@ -12,7 +12,7 @@ use crate::shard::ShardSpec;
 #[derive(Debug, Parser)]
 #[command(
     name = "gcore-iam-bulk",
-    version,
+    version = env!("GCORE_IAM_BULK_VERSION"),
     about = "Apply per-account changes from a CSV file to Gcore's IAM API, safely.",
     long_about = "Apply per-account changes from a CSV file to Gcore's IAM API \
                   (PATCH /iam/clients/{id}): every row checked before anything is sent, \
@@ -78,18 +78,24 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
     Simulate(crate::sim::SimulateArgs),
-    /// Print a shell completion script.
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk completions bash > /etc/bash_completion.d/gcore-iam-bulk")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff).
-    #[command(
-        after_help = "Example:\n  gcore-iam-bulk man > gcore-iam-bulk.1 && man ./gcore-iam-bulk.1"
-    )]
-    Man,
+    /// Print the main manual page (roff), or write every page into a directory.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk man --dir ~/.local/share/man/man1    # every page; then: man gcore-iam-bulk-run\n  \
+        gcore-iam-bulk man > gcore-iam-bulk.1 && man ./gcore-iam-bulk.1")]
+    Man {
+        /// Write every page (gcore-iam-bulk.1 and one per command, such as
+        /// gcore-iam-bulk-run.1) into this directory, creating it if needed,
+        /// and print the path of each.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where the API is and how to authenticate.
@@ -107,6 +113,12 @@ pub struct ConnectionArgs {
     /// Read the API token from the first line of this file (else GCORE_API_KEY).
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
+
+    /// Also trust the certificate authorities in this PEM file (it may hold
+    /// several; repeatable), besides the bundled roots and the system's store
+    /// (or SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Vec<PathBuf>,
 
     /// Serve a built-in simulator of the API on 127.0.0.1 and run against it
     /// instead: no credentials needed, nothing leaves this machine.

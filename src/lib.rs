@@ -10,11 +10,14 @@ pub mod apply;
 pub mod call;
 pub mod cli;
 pub mod cmd;
+pub mod completions;
 pub mod error;
 pub mod fields;
 pub mod input;
 pub mod ledger;
 pub mod logging;
+pub mod manual;
+pub mod network;
 pub mod output;
 pub mod pacing;
 pub mod pipeline;
@@ -29,8 +32,6 @@ pub mod stop;
 pub mod token;
 pub mod undo;
 
-use clap::CommandFactory;
-
 use crate::cli::{Cli, Command};
 use crate::error::exit;
 
@@ -38,24 +39,18 @@ use crate::error::exit;
 pub fn run(cli: Cli) -> u8 {
     let console = logging::init(&cli.log);
     match cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "gcore-iam-bulk",
-                &mut std::io::stdout(),
-            );
-            exit::OK
-        }
-        Command::Man => {
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("error: cannot write the manual page: {e}");
-                    exit::ABORTED
-                }
+        Command::Completions { shell } => write_stdout(&completions::script(shell)),
+        Command::Man { dir: None } => write_stdout(&manual::main_page().roff),
+        Command::Man { dir: Some(dir) } => match write_manual(&dir) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                );
+                exit::ABORTED
             }
-        }
+        },
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
@@ -69,6 +64,34 @@ pub fn run(cli: Cli) -> u8 {
             }
         }),
     }
+}
+
+/// Writes a generated document to standard output. A reader that stops
+/// early (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> u8 {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            exit::ABORTED
+        }
+    }
+}
+
+/// Writes every manual page into `dir` and prints the path of each.
+fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = String::new();
+    for page in manual::all_pages() {
+        let path = dir.join(&page.file_name);
+        std::fs::write(&path, &page.roff)?;
+        written.push_str(&format!("{}\n", path.display()));
+    }
+    write_stdout(written.as_bytes());
+    Ok(())
 }
 
 /// Runs a command on a current-thread runtime: one thread moves every request

@@ -14,6 +14,7 @@ use crate::call::{CallEnd, Caller};
 use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs};
 use crate::error::Fatal;
 use crate::logging::Console;
+use crate::network::Trust;
 use crate::pacing::Pacer;
 use crate::report::{RunSummary, write_atomically};
 use crate::retry::{Reply, RetryPolicy};
@@ -27,6 +28,7 @@ use crate::token::ApiToken;
 pub struct Target {
     pub base_url: String,
     pub token: Option<ApiToken>,
+    pub trust: Trust,
     pub simulator: Option<Simulator>,
 }
 
@@ -45,9 +47,11 @@ impl Target {
                     .into(),
             ));
         }
+        let trust = Trust::load(&connection.ca_cert)?;
         Ok(Target {
             base_url: connection.api_url.trim_end_matches('/').to_string(),
             token,
+            trust,
             simulator: None,
         })
     }
@@ -70,6 +74,7 @@ impl Target {
         Ok(Target {
             base_url: simulator.base_url(),
             token: Some(ApiToken::new(token)?),
+            trust: Trust::default(),
             simulator: Some(simulator),
         })
     }
@@ -87,6 +92,7 @@ impl Target {
             self.token.clone(),
             pacing.concurrency as usize,
             pacing.timeout,
+            &self.trust,
         )?;
         Ok(Caller {
             api,
@@ -134,10 +140,19 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
             e.describe_failure()
         ))),
         CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(Fatal::Interrupted),
-        CallEnd::Failed(e) if matches!(e.reply, Reply::Transport(_)) => Err(Fatal::Usage(format!(
-            "cannot reach the API at {base_url}: {}; nothing was sent",
-            e.describe_failure()
-        ))),
+        CallEnd::Failed(e) if matches!(e.reply, Reply::Transport(_)) => {
+            let proxy_advice = match caller.api.proxy() {
+                Some(_) => {
+                    "; the proxy comes from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY \
+                     (hosts listed in NO_PROXY go direct)"
+                }
+                None => "",
+            };
+            Err(Fatal::Usage(format!(
+                "cannot reach the API at {base_url}: {}{proxy_advice}; nothing was sent",
+                e.describe_failure()
+            )))
+        }
         CallEnd::Failed(e) => {
             tracing::warn!(
                 "could not check the token with GET /iam/clients/me ({}); going on",

@@ -1,10 +1,11 @@
 //! The `simulate` subcommand: run a simulator until SIGINT or SIGTERM, for
 //! scripts, benchmarks and the demo. It prints one line, `listening on
-//! http://ADDR`, once it accepts connections.
+//! http://ADDR` (`https://` with `--tls-cert`), once it accepts connections.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -87,6 +88,15 @@ pub struct SimulateArgs {
     /// Seed for the random choice of faulty requests.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
+
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate
+    /// first); needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Account ids as ranges, e.g. from `1-1000,5000`.
@@ -141,9 +151,18 @@ impl SimulateArgs {
             forbidden_ids: Vec::new(),
             seed: self.seed,
         };
-        Ok(SimConfig::new(self.token.clone())
+        let config = SimConfig::new(self.token.clone())
             .with_generated_accounts(self.accounts.ids())
-            .with_faults(faults))
+            .with_faults(faults);
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let read = |path: &PathBuf| {
+                    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+                };
+                config.with_tls_pem(&read(cert)?, &read(key)?)
+            }
+            _ => Ok(config),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -41,17 +42,44 @@ impl ConnectionKill {
     }
 }
 
-/// Serves HTTP/1.1 (with keep-alive) on `stream` until the client closes it,
-/// a handler pulls the kill switch, or `stop` is cancelled (shutdown).
-pub(crate) async fn serve_connection(stream: TcpStream, router: Router, stop: CancellationToken) {
+/// Serves HTTP/1.1 (with keep-alive) on `stream`, over TLS when `tls` is
+/// given, until the client closes it, a handler pulls the kill switch, or
+/// `stop` is cancelled (shutdown).
+pub(crate) async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    stop: CancellationToken,
+) {
     let kill = ConnectionKill {
         token: stop.clone(),
         abortive: Arc::new(AtomicBool::new(false)),
     };
-    let io = TokioIo::new(ResettableStream {
+    let stream = ResettableStream {
         stream,
         abortive: kill.abortive.clone(),
-    });
+    };
+    match tls {
+        None => serve_http(stream, router, kill, stop).await,
+        Some(acceptor) => {
+            let handshake = tokio::select! {
+                handshake = acceptor.accept(stream) => handshake,
+                () = stop.cancelled() => return,
+            };
+            match handshake {
+                Ok(stream) => serve_http(stream, router, kill, stop).await,
+                // A client that does not trust the certificate ends here.
+                Err(error) => tracing::debug!(%error, "simulator TLS handshake failed"),
+            }
+        }
+    }
+}
+
+async fn serve_http<S>(stream: S, router: Router, kill: ConnectionKill, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let service = router.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(kill.clone());
         request

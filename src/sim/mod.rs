@@ -41,6 +41,7 @@ mod patch;
 mod record;
 mod server;
 mod state;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use axum::routing::{any, get};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, rustls};
 use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
@@ -31,6 +32,8 @@ pub struct SimConfig {
     /// It is not one of `accounts`.
     pub owner: Account,
     pub faults: Faults,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl SimConfig {
@@ -41,6 +44,7 @@ impl SimConfig {
             accounts: Vec::new(),
             owner: Account::default_owner(),
             faults: Faults::default(),
+            tls: None,
         }
     }
 
@@ -55,11 +59,19 @@ impl SimConfig {
         self.faults = faults;
         self
     }
+
+    /// Serves HTTPS with this certificate chain and private key (PEM).
+    pub fn with_tls_pem(mut self, cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<SimConfig> {
+        self.tls = Some(super::tls::server_config(cert_pem, key_pem)?);
+        Ok(self)
+    }
 }
 
 /// A running simulator. Dropping it stops it (without waiting);
 /// [`Simulator::shutdown`] stops it and waits until every connection is closed.
 pub struct Simulator {
+    /// `http` or `https`.
+    scheme: &'static str,
     state: Arc<SimState>,
     stop: CancellationToken,
     accept_loop: Option<JoinHandle<()>>,
@@ -80,16 +92,20 @@ impl Simulator {
             config.faults,
             addr,
         ));
+        let tls = config.tls.map(TlsAcceptor::from);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let stop = CancellationToken::new();
         // Each connection task holds a sender; when all are gone, `recv` ends.
         let (connection_alive, connections_ended) = mpsc::channel::<()>(1);
         let accept_loop = tokio::spawn(accept_connections(
             listener,
+            tls,
             routes(state.clone()),
             stop.clone(),
             connection_alive,
         ));
         Ok(Simulator {
+            scheme,
             state,
             stop,
             accept_loop: Some(accept_loop),
@@ -102,9 +118,9 @@ impl Simulator {
         self.state.addr
     }
 
-    /// `http://ADDR`, without a trailing slash.
+    /// `http://ADDR` (`https://` when serving TLS), without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.state.addr)
+        format!("{}://{}", self.scheme, self.state.addr)
     }
 
     /// Every request received on `/iam/...`, in arrival order.
@@ -174,6 +190,7 @@ fn routes(state: Arc<SimState>) -> Router {
 
 async fn accept_connections(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     stop: CancellationToken,
     connection_alive: mpsc::Sender<()>,
@@ -191,8 +208,9 @@ async fn accept_connections(
                 let router = router.clone();
                 let connection_stop = stop.child_token();
                 let alive = connection_alive.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, router, connection_stop).await;
+                    serve_connection(stream, tls, router, connection_stop).await;
                     drop(alive);
                 });
             }

@@ -4,8 +4,11 @@
 mod common;
 
 mod audit;
+mod container;
 mod core;
 mod hostile;
+mod network;
 mod operations;
 mod pacing;
 mod reliability;
+mod shell;
