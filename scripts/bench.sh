@@ -8,6 +8,7 @@
 #   options: --no-build         use the release binary already built
 #            --bin PATH         use this binary (implies --no-build)
 #            --keep             keep the temp dir (inputs, results, logs)
+#   BENCH_STEPS="c g" runs only those steps (the others show as not measured)
 #
 # Prints one table on stdout (progress goes to stderr) and exits 1 when a
 # target is missed, 2 when the suite itself cannot run.
@@ -62,9 +63,10 @@ if [[ $MODE == full ]]; then
     E_SMALL=10000   # (e) peak RSS, small input
     E_LARGE=400000  # (e) peak RSS, large input
     F_ROWS=400000   # (f) --dry-run vs Python csv copy
+    G_ROWS=200      # (g) rows per limit shape: 10 s at 20/s
 else
     REPS=1 A_ROWS=10000 WRK_SECS=2 B_ROWS=300 C_ROWS=60 D_ROWS=320
-    E_SMALL=2000 E_LARGE=20000 F_ROWS=40000
+    E_SMALL=2000 E_LARGE=20000 F_ROWS=40000 G_ROWS=60
 fi
 CONCURRENCY=16
 RESELLER=900002
@@ -405,6 +407,93 @@ step_f() {
     put f_python_secs "$(min_of "${pys[@]}")"
 }
 
+# nginx with `limit_req` at 20 r/s, as a real API front end would be: one
+# server without burst (one request per 50 ms), one with `burst=20 nodelay`,
+# each passing what it admits to the canned nginx (a `return` would answer
+# before `limit_req` runs).
+# Each logs `$msec $status $request_method` per request. Sets LIMITED_URLS
+# (strict, burst) and LIMITED_LOGS.
+start_limited_nginx() {
+    local dir=$WORK/nginx-limited strict burst
+    mkdir -p "$dir"
+    strict=$("$PY" "$HELPER" freeport)
+    burst=$("$PY" "$HELPER" freeport)
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    log_format limited '\$msec \$status \$request_method';
+    limit_req_zone \$server_port zone=strict:1m rate=20r/s;
+    limit_req_zone \$server_port zone=burst:1m rate=20r/s;
+    limit_req_status 429;
+    default_type application/json;
+    server {
+        listen 127.0.0.1:$strict;
+        access_log $dir/strict.log limited;
+        location /iam/clients/ { limit_req zone=strict; proxy_pass $NGINX_URL; }
+    }
+    server {
+        listen 127.0.0.1:$burst;
+        access_log $dir/burst.log limited;
+        location /iam/clients/ { limit_req zone=burst burst=20 nodelay; proxy_pass $NGINX_URL; }
+    }
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/stderr" &
+    echo $! >>"$PIDS"
+    "$PY" "$HELPER" wait-port "$strict" 10 ||
+        die "limited nginx would not start: $(cat "$dir/stderr" "$dir/error.log" 2>/dev/null)"
+    LIMITED_URLS=("http://127.0.0.1:$strict" "http://127.0.0.1:$burst")
+    LIMITED_LOGS=("$dir/strict.log" "$dir/burst.log")
+}
+
+# (g) pacing against limits of the shapes real APIs use, asking 5x the
+# limit at concurrency 8: first-to-last success next to the least time the
+# limit allows at that rate, and the 429s. Judged where the controller is
+# meant to reach the goal today; the others are shown as met or open.
+step_g() {
+    local input
+    input=$(input_csv "$G_ROWS")
+    start_limited_nginx
+    # name | label | judged | shape for the ideal | where
+    local cases=(
+        "nginx_strict|nginx limit_req 20r/s, no burst, no Retry-After|1|bucket:20:1|nginx:0"
+        "nginx_burst|nginx limit_req 20r/s burst=20 nodelay|1|bucket:20:21|nginx:1"
+        "bucket_ra|bucket 20/s burst 1, Retry-After|1|bucket:20:1|--limit bucket:20:1"
+        "bucket_ietf|bucket 20/s burst 40, RateLimit headers|1|bucket:20:40|--limit bucket:20:40 --ratelimit-headers ietf-structured"
+        "sliding_ietf|20 per rolling 1 s, RateLimit headers|1|sliding:20:1|--limit sliding:20:1 --ratelimit-headers ietf"
+        "window_x|20 per fixed 1 s window, X-RateLimit headers|1|window:20:1|--limit window:20:1 --ratelimit-headers x"
+        "sliding_ra|20 per rolling 1 s (DRF), Retry-After|0|sliding:20:1|--limit sliding:20:1"
+        "window_ra|20 per fixed 1 s window, Retry-After|0|window:20:1|--limit window:20:1"
+    )
+    local case name label judged shape where url source
+    for case in "${cases[@]}"; do
+        IFS='|' read -r name label judged shape where <<<"$case"
+        if [[ $where == nginx:* ]]; then
+            url=${LIMITED_URLS[${where#nginx:}]}
+            source=${LIMITED_LOGS[${where#nginx:}]}
+        else
+            # shellcheck disable=SC2086 # the options are words on purpose
+            start_sim $where
+            url=$SIM_URL
+            source=$SIM_URL
+        fi
+        put "g_${name}_label" "$label"
+        put "g_${name}_judged" "$judged"
+        tool_run "g_$name" "$input" --api-url "$url" --rate 100/s --concurrency 8
+        "$PY" "$HELPER" limit-stats "$source" "g_$name" "$shape" "$G_ROWS" 100 >>"$MEASURE"
+        [[ $where == nginx:* ]] || stop_pid "$SIM_PID"
+    done
+}
+
 # Each step runs in a subshell with errexit, so a failing step is recorded
 # (and shown in the table as not measured) while the others still run.
 run_step() {
@@ -425,7 +514,8 @@ run_step() {
 
 log "binary: $BIN ($MODE run, temp dir $WORK)"
 start_nginx
-for step in a b c d e f; do
+STEPS=${BENCH_STEPS:-a b c d e f g}
+for step in $STEPS; do
     run_step "$step"
 done
 

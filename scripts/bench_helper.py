@@ -70,6 +70,18 @@ def wait_http(url, seconds):
     die(f"{url} did not answer within {seconds}s (last error: {last})")
 
 
+def wait_port(port, seconds):
+    """Waits until something listens on 127.0.0.1:port."""
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    die(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
 def timeit(out, cmd):
     # The clock starts after Python itself is up, so its start-up is not
     # counted against the command measured.
@@ -119,6 +131,72 @@ def sim_stats(url, prefix):
             j += 1
         best = max(best, j - i)
     print(f"{prefix}_maxwin={best}")
+
+
+def greedy_seconds(shape, rows, asked):
+    """The least time from the first accepted request to the last for `rows`
+    requests under a limit of `shape` (bucket:R:B, sliding:N:S, window:N:S),
+    sent at most `asked` a second, each as early as both allow: the time the
+    limit itself needs at that rate. The same model as the simulator's."""
+    kind, a, b = shape.split(":")
+    a, b = float(a), float(b)
+    spacing = 1.0 / asked
+    t, first = 0.0, None
+    tokens, last, log, win, count = b, 0.0, [], -1, 0
+    for _ in range(rows):
+        while True:
+            if kind == "bucket":
+                tokens = min(b, tokens + (t - last) * a)
+                last = t
+                if tokens >= 1 - 1e-9:
+                    tokens -= 1
+                    break
+                t += (1 - tokens) / a + 1e-9
+            elif kind == "sliding":
+                log = [x for x in log if x > t - b]
+                if len(log) < a:
+                    log.append(t)
+                    break
+                t = log[0] + b + 1e-9
+            else:
+                w = math.floor(t / b)
+                if w != win:
+                    win, count = w, 0
+                if count < a:
+                    count += 1
+                    break
+                t = (w + 1) * b + 1e-9
+        if first is None:
+            first = t
+        t += spacing
+    return t - spacing - first
+
+
+def limit_stats(source, prefix, shape, rows, asked):
+    """How a run against a rate limit went: from the simulator's record
+    (source = its URL) or an nginx access log (`$msec $status $request_method`
+    lines), the first-to-last accepted PATCH, the 429s, and the ideal."""
+    if source.startswith("http"):
+        with urllib.request.urlopen(source.rstrip("/") + "/_sim/requests", timeout=10) as r:
+            records = json.load(r)
+        seen = [(float(x["at_seconds"]), x.get("status"), x.get("method")) for x in records]
+    else:
+        seen = []
+        with open(source) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    seen.append((float(parts[0]), int(parts[1]), parts[2]))
+    ok = sorted(t for t, status, method in seen if method == "PATCH" and status == 200)
+    throttled = sum(1 for _, status, _ in seen if status == 429)
+    took = ok[-1] - ok[0] if len(ok) > 1 else 0.0
+    ideal = greedy_seconds(shape, int(rows), float(asked))
+    print(f"{prefix}_shape={shape}")
+    print(f"{prefix}_rows={rows}")
+    print(f"{prefix}_ok={len(ok)}")
+    print(f"{prefix}_took={took:.3f}")
+    print(f"{prefix}_ideal={ideal:.3f}")
+    print(f"{prefix}_throttled={throttled}")
 
 
 def csv_copy(src, dst):
@@ -235,6 +313,25 @@ def report(path):
     ratio = py / dry if py and dry else None
     check("(f)", "f", "python / tool", ratio, fmt(ratio, ".2f"), ">= 2", lambda r: r >= 2)
 
+    # (g) pacing against limits of real shapes, asked 5x the limit
+    for key in sorted(k for k in m if k.startswith("g_") and k.endswith("_shape")):
+        name = key[len("g_"):-len("_shape")]
+        p = f"g_{name}"
+        rows_g, ok_g = num(f"{p}_rows"), num(f"{p}_ok")
+        took, ideal, thr = num(f"{p}_took"), num(f"{p}_ideal"), num(f"{p}_throttled")
+        label = m.get(f"{p}_label", name)
+        ratio = took / ideal if took and ideal else None
+        shown = (f"{fmt(rows_g, '.0f')} rows: {fmt(took, '.2f')} s / ideal {fmt(ideal, '.2f')} s"
+                 f" = {fmt(ratio, '.3f')}, {fmt(thr, '.0f')} x 429")
+        judged = m.get(f"{p}_judged") == "1"
+        good = (ratio is not None and ok_g == rows_g and ratio <= 1.15
+                and thr is not None and thr <= 0.05 * rows_g)
+        if judged:
+            check("(g)", "g", label, ratio, shown, "<= 1.15, 429s <= 5 %", lambda _r: good)
+        else:
+            rows.append(("(g)", label, shown, "<= 1.15, 429s <= 5 %",
+                         "met" if good else "open"))
+
     # ---- print
     head = ("", "metric", "measured", "target", "result")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
@@ -279,6 +376,10 @@ def main(argv):
         outcomes(*args)
     elif cmd == "sim-stats":
         sim_stats(*args)
+    elif cmd == "wait-port":
+        wait_port(*args)
+    elif cmd == "limit-stats":
+        limit_stats(*args)
     elif cmd == "csv-copy":
         csv_copy(*args)
     elif cmd == "report":

@@ -30,6 +30,9 @@ const CONVERGED: f64 = 0.04;
 const UNDER: f64 = 0.97;
 /// Paced under a stated quota by this share.
 const UNDER_QUOTA: f64 = 0.97;
+/// Credit held back from a stated remaining, at first; one more after each
+/// 429 that credit drew.
+const CREDIT_MARGIN: u64 = 0;
 /// Seconds of calm sending that prove a pace holds.
 const CALM: f64 = 1.0;
 /// Seconds of calm sending, once converged, before probing upward.
@@ -145,6 +148,10 @@ pub struct Controller {
     recent: VecDeque<f64>,
     /// From header fields.
     stated: Option<Stated>,
+    /// Before the quota is known: the latest answer's sequence number and
+    /// the credit it implied; whether that credit grew while spent.
+    early_credit: Option<(u64, u64)>,
+    early_refill: bool,
     /// Longest `reset` seen, standing in for a window no policy states.
     longest_reset: f64,
 }
@@ -173,6 +180,10 @@ struct Stated {
     /// Seconds of pace the current spell of credit has been charged; given
     /// back when the quota turns out to refill.
     charged: f64,
+    /// Credit held back from each stated remaining: requests overtake each
+    /// other between here and the server, so an answer's figure may already
+    /// count some sent after it.
+    margin: u64,
 }
 
 impl Controller {
@@ -207,6 +218,8 @@ impl Controller {
             recent: VecDeque::new(),
             stated: None,
             longest_reset: 0.0,
+            early_credit: None,
+            early_refill: false,
         }
     }
 
@@ -251,7 +264,10 @@ impl Controller {
                     stated.charged += 1.0 / stated.rate;
                     true
                 } else {
-                    self.tat = self.tat.max(now);
+                    // A bucket: the credit is not paid back, but the first
+                    // permit past it waits one interval, as the bucket is
+                    // then nearly empty.
+                    self.tat = now + 1.0 / stated.rate;
                     false
                 }
             }
@@ -320,6 +336,21 @@ impl Controller {
             self.on_quota(permit, now, quota);
         }
         let row_wait = retry_after.unwrap_or(0.0);
+        if let Some(stated) = &mut self.stated {
+            // The server states its quota: a 429 means the credit was read
+            // too generously (requests overtake each other on the way), not
+            // that the quota is wrong. Keep a wider margin from now on, and
+            // let the quota come back before the next permit.
+            stated.margin += 1;
+            stated.credit_until = stated.credit_until.min(self.next_seq.saturating_sub(1));
+            // Until the quota grows again, as the refusal itself says.
+            let pause = quota
+                .and_then(|q| q.reset)
+                .or(retry_after)
+                .unwrap_or(2.0 / stated.rate);
+            self.pause(now, pause);
+            return row_wait;
+        }
         if let Some(episode) = &mut self.episode {
             if permit.seq < episode.from_seq {
                 // Sent before the last pause: the same refusal again.
@@ -368,10 +399,7 @@ impl Controller {
             // The limit fell, or a lucky stretch overstated it.
             self.lower = self.upper * UNDER * UNDER;
         }
-        let stated_rate = self.stated.map(|s| s.rate);
-        let next = if let Some(rate) = stated_rate {
-            rate.min(self.upper * UNDER)
-        } else if self.lower > 0.0 {
+        let next = if self.lower > 0.0 {
             // Just under the measure; calm stretches probe upward from there.
             self.lower
         } else {
@@ -476,6 +504,22 @@ impl Controller {
         if let Some(reset) = quota.reset {
             self.longest_reset = self.longest_reset.max(reset);
         }
+        if self.stated.is_none()
+            && let Some(remaining) = quota.remaining
+        {
+            // Before the quota is known: does what remains grow while it
+            // is spent? Then it refills (a bucket).
+            let until = permit.seq + remaining;
+            if let Some((seq, before)) = self.early_credit
+                && permit.seq > seq
+                && until > before
+            {
+                self.early_refill = true;
+            }
+            if self.early_credit.is_none_or(|(seq, _)| permit.seq > seq) {
+                self.early_credit = Some((permit.seq, until));
+            }
+        }
         // Without a policy, the longest reset seen stands in for the window,
         // in whole seconds (an X-RateLimit-Reset as a Unix time is late by
         // up to a second).
@@ -494,7 +538,7 @@ impl Controller {
         match &mut self.stated {
             Some(stated) => {
                 if permit.seq >= stated.freshest {
-                    let until = permit.seq + remaining;
+                    let until = permit.seq + remaining.saturating_sub(stated.margin);
                     let spending = self.next_seq <= stated.credit_until + 1;
                     if stated.refills.is_none() && spending && until > stated.credit_until {
                         // The first spell of credit grew while spent: a
@@ -514,21 +558,39 @@ impl Controller {
                 }
             }
             None => {
-                // The requests since the answered one went before any
-                // figure was known: charged like credit.
-                let charged = self.next_seq.saturating_sub(permit.seq) as f64 / rate;
+                // The requests of the last second went before any figure
+                // was known: charged like credit, from the first of them,
+                // unless the quota was seen to refill meanwhile.
+                let charged = if self.early_refill {
+                    0.0
+                } else {
+                    self.recent.len() as f64 / rate
+                };
                 self.stated = Some(Stated {
                     rate,
-                    credit_until: permit.seq + remaining,
+                    credit_until: permit.seq + remaining.saturating_sub(CREDIT_MARGIN),
                     freshest: permit.seq,
-                    refills: None,
+                    refills: self.early_refill.then_some(true),
                     charged,
+                    margin: CREDIT_MARGIN,
                 });
                 self.tolerance = 0.0;
                 self.pace = Some(rate);
-                self.tat = now + charged;
+                self.tat = if self.early_refill {
+                    now + 1.0 / rate
+                } else {
+                    self.recent.front().copied().unwrap_or(now).min(now) + charged
+                };
             }
         }
+    }
+
+    #[cfg(test)]
+    pub fn debug_line(&self) -> String {
+        format!(
+            "tat {:.4} next {} stated {:?}",
+            self.tat, self.next_seq, self.stated
+        )
     }
 
     #[cfg(test)]

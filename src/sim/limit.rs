@@ -177,7 +177,8 @@ pub struct Standing {
     /// Requests left now.
     pub remaining: u64,
     /// Seconds until `remaining` goes up again (bucket: until the next
-    /// token; sliding: until the oldest leaves; window: until the boundary).
+    /// token; sliding: until the oldest request in the span leaves; window:
+    /// until the boundary).
     pub reset: f64,
 }
 
@@ -186,7 +187,8 @@ impl Standing {
     /// Unix time, for [`HeaderStyle::XEpoch`]. Times round up to whole
     /// seconds, as the header formats require.
     pub fn headers(&self, style: HeaderStyle, now_unix: f64) -> Vec<(&'static str, String)> {
-        let reset = self.reset.ceil().max(0.0) as u64;
+        // Rounded up, but not past a whole second by a float's last bit.
+        let reset = (self.reset - 1e-9).ceil().max(0.0) as u64;
         let window = fmt_seconds(self.window);
         match style {
             HeaderStyle::None => Vec::new(),
@@ -216,7 +218,7 @@ impl Standing {
                 ("x-ratelimit-remaining", self.remaining.to_string()),
                 (
                     "x-ratelimit-reset",
-                    ((now_unix + self.reset).ceil() as u64).to_string(),
+                    ((now_unix + self.reset - 1e-9).ceil() as u64).to_string(),
                 ),
             ],
         }
@@ -313,13 +315,11 @@ impl Limiter {
                 if accepted {
                     self.log.push_back(now);
                 }
-                let reset = if self.log.len() < n as usize {
-                    0.0
-                } else {
-                    self.log
-                        .front()
-                        .map_or(0.0, |&oldest| oldest + seconds - now)
-                };
+                // When the oldest request leaves, and the count goes down.
+                let reset = self
+                    .log
+                    .front()
+                    .map_or(0.0, |&oldest| oldest + seconds - now);
                 let standing = Standing {
                     limit,
                     window,
