@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod core;
 mod hostile;
+mod integrity;
 mod operations;
 mod pacing;
 mod reliability;
