@@ -74,6 +74,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller")]
     Export(ExportArgs),
+    /// Give the final outcome of every input line, from the results files of
+    /// a run, its resumed runs and its --shard workers.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk results results.csv -o final.csv\n  \
+        gcore-iam-bulk results shard-0.csv shard-1.csv shard-2.csv -o final.csv")]
+    Results(ResultsArgs),
     /// Serve a local simulator of the Gcore IAM API (for tests, demos and benchmarks).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
@@ -267,6 +273,18 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Results files (ledgers) of one job: a run and its resumed runs, or its shards.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub ledgers: Vec<PathBuf>,
+
+    /// The final results CSV (`-` for standard output): one row per input
+    /// line, the last recorded, with the file it came from.
+    #[arg(short, long, value_name = "FINAL")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

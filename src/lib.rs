@@ -16,6 +16,7 @@ pub mod input;
 pub mod ledger;
 pub mod logging;
 pub mod output;
+pub mod outputs;
 pub mod pacing;
 pub mod pipeline;
 pub mod progress;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
+        Command::Results(args) => cmd::results::results(&args, console),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {
                 Ok(()) => exit::OK,
