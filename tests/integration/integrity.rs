@@ -160,7 +160,7 @@ fn the_documented_cron_pattern_keeps_one_results_file_per_night() {
         .and_then(|rest| rest.split("```").next())
         .expect("a crontab example");
     assert!(cron.contains("--resume"), "{cron}");
-    assert!(cron.contains("results-$(date +%F).csv"), "{cron}");
+    assert!(cron.contains("results-$(date +\\%F).csv"), "{cron}");
     let job = std::fs::read_to_string(root.join("samples/k8s/cronjob.yaml")).expect("CronJob");
     assert!(job.contains("results-$(date +%F).csv"), "{job}");
     assert!(job.contains("--resume"), "{job}");
