@@ -811,6 +811,41 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_stops_the_run_counts_nothing_and_says_the_disk_is_full() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let stats = Arc::new(Stats::new());
+        let stop = StopSignal::new();
+        let sink = ResultsSink::start(
+            Destination::File(full),
+            false,
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+            None,
+        )
+        .unwrap();
+        let tx = sink.sender();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut row = RowResult::invalid(2, "7".into(), String::new());
+        row.outcome = Outcome::Updated;
+        row.attempts = 1;
+        runtime.block_on(tx.send(row));
+        let e = sink.finish().unwrap_err();
+        assert!(e.contains("the disk is full"), "{e}");
+        assert!(stop.is_stopped(), "the run stops at the first failed write");
+        assert_eq!(
+            stats.snapshot().done(),
+            0,
+            "nothing recorded, nothing counted"
+        );
+    }
+
+    #[test]
     fn packed_rows_format_like_results() {
         let patch = ClientPatch {
             client_id: 7,
