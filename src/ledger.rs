@@ -80,7 +80,7 @@ pub fn prepare(
     mut visit: impl FnMut(&ByteRecord),
 ) -> Result<bool, Fatal> {
     let io_err = |e: io::Error| Fatal::Usage(format!("cannot use {}: {e}", path.display()));
-    let len = file.metadata().map_err(io_err)?.len();
+    let len = drop_probe(file).map_err(io_err)?;
     match existing {
         _ if len == 0 => return Ok(false),
         // A header and nothing else (a run stopped before its first row):
@@ -215,6 +215,21 @@ fn holds_only(file: &mut File, header: &[&str]) -> io::Result<bool> {
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
     Ok(text.trim_start_matches('\u{feff}') == expected)
+}
+
+/// Cuts the zeros [`check_room`] leaves at the end of a file when the process
+/// is killed between writing and removing them. Returns the length.
+fn drop_probe(file: &mut File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let tail = len.min(ROOM as u64 + 1);
+    let mut bytes = vec![0u8; tail as usize];
+    file.seek(SeekFrom::Start(len - tail))?;
+    file.read_exact(&mut bytes)?;
+    let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
+    if zeros > 0 {
+        file.set_len(len - zeros)?;
+    }
+    Ok(len - zeros)
 }
 
 /// Bytes a file must be able to grow by before a run sends anything.
@@ -437,6 +452,19 @@ mod tests {
             after,
             b"line,client_id,outcome\r\n2,5,updated\r\n3,6,updated\r\n"
         );
+    }
+
+    #[test]
+    fn zeros_left_by_a_probe_cut_short_are_dropped() {
+        let mut text = b"line,client_id,outcome\n2,5,updated\n".to_vec();
+        text.extend_from_slice(&[0; 100]);
+        let (r, seen, after) = scan(&text);
+        assert!(r.unwrap());
+        assert_eq!(seen, vec!["25updated"]);
+        assert_eq!(after, b"line,client_id,outcome\n2,5,updated\n");
+        let (r, _, after) = scan(&[0; ROOM]);
+        assert!(!r.unwrap());
+        assert!(after.is_empty());
     }
 
     #[test]
