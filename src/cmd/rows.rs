@@ -1,8 +1,10 @@
 //! `run` and `plan`: every row of an input file through the pipeline.
 //!
-//! The order matters: everything that can refuse the run (flags, the input's
-//! header, the token's presence, the results file and its lock, the undo
-//! file, the confirmation, the token check) happens before the first PATCH.
+//! The order matters: everything that can refuse the run (flags, the output
+//! paths, the input's header, the token's presence, the results file, its
+//! lock and its ledger, the undo file, room on the disk, the confirmation,
+//! the token check) happens before the first PATCH, and a refusal removes
+//! the files it created.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
