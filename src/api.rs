@@ -183,22 +183,25 @@ impl ApiClient {
                     unreadable: None,
                 }
             }
-            // A success whose body is lost is still a success: the server
-            // acted on the request, and sending it again could act twice.
-            Err(e) if (200..300).contains(&status) => Exchange {
-                reply: Reply::Status {
-                    code: status,
-                    body_is_json: false,
-                },
-                status: Some(status),
-                body: Bytes::new(),
-                retry_after,
-                failure: None,
-                unreadable: Some(self.mask(&match e {
-                    BodyError::Http(e) => transport_of(&e, self.timeout).1,
-                    BodyError::TooLarge => "its body is over 16 MiB; not read".to_string(),
-                })),
-            },
+            // A PATCH whose success body is lost is still a success: the
+            // server acted on it, and sending it again could act twice. A
+            // read is simply tried again.
+            Err(e) if (200..300).contains(&status) && matches!(request, Request::Patch { .. }) => {
+                Exchange {
+                    reply: Reply::Status {
+                        code: status,
+                        body_is_json: false,
+                    },
+                    status: Some(status),
+                    body: Bytes::new(),
+                    retry_after,
+                    failure: None,
+                    unreadable: Some(self.mask(&match e {
+                        BodyError::Http(e) => transport_of(&e, self.timeout).1,
+                        BodyError::TooLarge => "its body is over 16 MiB; not read".to_string(),
+                    })),
+                }
+            }
             Err(BodyError::Http(e)) => {
                 let (kind, text) = transport_of(&e, self.timeout);
                 let kind = if kind == Transport::Timeout {

@@ -271,7 +271,9 @@ impl Pipeline {
                 }
             };
             finished.read += 1;
-            if let Ok(patch) = &row.patch {
+            if let Ok(patch) = &row.patch
+                && !self.ledger.is_empty()
+            {
                 match self.ledger.resume(&row.key, &patch.requested()) {
                     Resume::Done => {
                         finished.already_done += 1;

@@ -217,7 +217,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     };
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
     let write_err = |e: &dyn std::fmt::Display| {
-        Fatal::Aborted(format!("cannot write {}: {e}", args.output.display()))
+        let text = e.to_string();
+        let text = if text.contains("os error 28") {
+            format!("the disk is full ({text})")
+        } else {
+            text
+        };
+        Fatal::Aborted(format!("cannot write {}: {text}", args.output.display()))
     };
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))
