@@ -199,7 +199,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Continue an earlier run: skip rows RESULTS records as updated, append the rest.
+    /// Continue an earlier run of this job: skip rows whose account RESULTS records as
+    /// updated with the same values, append the rest (changed rows are sent again).
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
 
@@ -214,7 +215,8 @@ pub struct RunArgs {
     pub skip_unchanged: bool,
 
     /// Before changing an account, record its previous values here, as an
-    /// input file that puts them back.
+    /// input file that puts them back (nulls written `null`). Never written
+    /// over by any command.
     #[arg(long, value_name = "UNDO", conflicts_with = "dry_run")]
     pub undo_file: Option<PathBuf>,
 

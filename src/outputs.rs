@@ -31,6 +31,12 @@ pub enum FileKind {
 
 impl FileKind {
     pub fn of(path: &Path) -> FileKind {
+        // Only a regular file is read: opening a FIFO would wait for a writer.
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return FileKind::Other,
+            Err(_) => return FileKind::Absent,
+        }
         let Ok(file) = std::fs::File::open(path) else {
             return FileKind::Absent;
         };

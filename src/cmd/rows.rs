@@ -429,6 +429,21 @@ fn check_undo_of_ledger(
              previous values there too); nothing was sent",
             output.display()
         ))),
+        // The directory moved: the recorded path is gone, and a file of the
+        // same name is given.
+        Some(given)
+            if !recorded_path.exists()
+                && given.exists()
+                && given.file_name() == recorded_path.file_name() =>
+        {
+            tracing::warn!(
+                "{} records the undo file at {recorded}, which is gone; going on with {} \
+                 (the same name)",
+                output.display(),
+                given.display()
+            );
+            Ok(())
+        }
         Some(given) if !outputs::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
             "{} records a run that kept its undo file at {recorded}, not {}: pass \
              --undo-file {recorded}, so that one file holds every previous value; nothing \

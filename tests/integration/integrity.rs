@@ -400,6 +400,45 @@ fn a_200_whose_body_cannot_be_read_is_a_mismatch_sent_once() {
     assert_eq!(rows[&4]["outcome"], "updated");
 }
 
+/// `results` over the files of `--shard` workers: one answer per line, and
+/// `run`'s exit code.
+#[test]
+fn results_joins_the_ledgers_of_shards() {
+    let sim = Sim::with_accounts(1..=30);
+    let work = Work::new();
+    let mut text = reseller_moves(1..=30, 900_002);
+    text.push_str("31,not-a-number\n");
+    work.write("in.csv", text);
+    for k in 0..3 {
+        let shard = format!("{k}/3");
+        let out = format!("shard-{k}.csv");
+        let ran = work.run_against(&sim, &["run", "in.csv", "-o", &out, "--shard", &shard]);
+        assert!(ran.code == 0 || ran.code == 1, "{}", ran.stderr);
+    }
+    let ran = work.run(&[
+        "results",
+        "shard-0.csv",
+        "shard-1.csv",
+        "shard-2.csv",
+        "-o",
+        "final.csv",
+    ]);
+    assert_exit(&ran, 1);
+    let fin = work.results_by_line("final.csv");
+    assert_eq!(
+        fin.keys().copied().collect::<Vec<_>>(),
+        (2..=32).collect::<Vec<u64>>()
+    );
+    assert_eq!(fin[&32]["outcome"], "invalid");
+    assert!(fin.range(2..=31).all(|(_, r)| r["outcome"] == "updated"));
+    assert!(fin[&2]["source"].starts_with("shard-"));
+    // The final file is not a ledger: `results` may replace it, a run may not
+    // take it, and no ledger read is written over.
+    assert_exit(&work.run(&["results", "shard-0.csv", "-o", "final.csv"]), 0);
+    let ran = work.run(&["results", "shard-0.csv", "-o", "shard-0.csv"]);
+    assert_exit(&ran, 2);
+}
+
 /// A small tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
