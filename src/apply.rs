@@ -16,6 +16,8 @@ pub struct ValidRow {
     pub line: u64,
     pub key: String,
     pub patch: ClientPatch,
+    /// `--resume`: the ledger recorded this account done with other values.
+    pub changed_since_last_run: bool,
 }
 
 /// How `run` treats each row.

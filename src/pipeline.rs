@@ -271,6 +271,7 @@ impl Pipeline {
                 }
             };
             finished.read += 1;
+            let mut changed_since_last_run = false;
             if let Ok(patch) = &row.patch
                 && !self.ledger.is_empty()
             {
@@ -279,14 +280,7 @@ impl Pipeline {
                         finished.already_done += 1;
                         continue;
                     }
-                    Resume::Changed => {
-                        tracing::info!(
-                            line = row.line,
-                            client_id = row.key,
-                            "changed since the last run: sent again"
-                        );
-                        finished.changed += 1;
-                    }
+                    Resume::Changed => changed_since_last_run = true,
                     Resume::Send => {}
                 }
             }
@@ -300,11 +294,13 @@ impl Pipeline {
                     line: row.line,
                     key: row.key,
                     patch,
+                    changed_since_last_run,
                 }),
             };
             match (valid, &chunks) {
                 (None, _) => {}
                 (Some(row), None) => {
+                    finished.changed += u64::from(row.changed_since_last_run);
                     finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
                 }
                 (Some(row), Some(chunks)) => {
@@ -362,12 +358,23 @@ impl Pipeline {
                 }
             };
             let Some(row) = row else { return };
+            let changed = row.changed_since_last_run;
             let result = match &self.mode {
                 Mode::Apply(options) => apply::apply(caller, row, options).await,
                 Mode::Plan => apply::plan(caller, row).await,
                 Mode::DryRun => Some(apply::dry_run(row)),
             };
             if let Some(result) = result {
+                // Counted only for a row that ended: one never sent was not
+                // sent again either.
+                if changed {
+                    tracing::info!(
+                        line = result.line,
+                        client_id = result.client_id,
+                        "changed since the last run: sent again"
+                    );
+                    self.stats.changed_since_last_run(1);
+                }
                 self.tally(
                     result.outcome,
                     result.line,
