@@ -18,7 +18,7 @@ pub struct ApiToken(String);
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
+        && meta.permissions().mode() & 0o044 != 0
     {
         tracing::warn!(
             "the API key file {} can be read by group or others (mode {:o}): chmod 600 {}",
