@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Fatal;
 use crate::ledger::same_file;
@@ -190,29 +191,46 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 }
 
 /// Files a command created before it started its work: removed if it is
-/// refused after all (a refused command leaves no file behind).
+/// refused (or interrupted) after all, so that it leaves no file behind.
 #[derive(Debug, Default)]
-pub struct Fresh(Vec<PathBuf>);
+pub struct Fresh(FreshFiles);
+
+/// The list of [`Fresh`] files, for a signal handler that exits at once.
+pub type FreshFiles = Arc<Mutex<Vec<PathBuf>>>;
 
 impl Fresh {
     /// Notes `path` if it does not exist yet (it is about to be created).
     pub fn note(&mut self, path: &Path) {
         if path.as_os_str() != "-" && std::fs::symlink_metadata(path).is_err() {
-            self.0.push(path.to_path_buf());
+            lock(&self.0).push(path.to_path_buf());
         }
     }
 
     /// The command started: its files stay.
     pub fn keep(&mut self) {
-        self.0.clear();
+        lock(&self.0).clear();
     }
+
+    /// The list, shared: [`remove_fresh`] empties it from elsewhere.
+    pub fn files(&self) -> FreshFiles {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Removes the files still listed (none once the command started).
+pub fn remove_fresh(files: &FreshFiles) {
+    for path in lock(files).drain(..) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn lock(files: &FreshFiles) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    files.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Fresh {
     fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
+        remove_fresh(&self.0);
     }
 }
 

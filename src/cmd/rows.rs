@@ -285,9 +285,12 @@ async fn execute(
     let flusher: Arc<OnceLock<Flusher>> = Arc::new(OnceLock::new());
     {
         let flusher = Arc::clone(&flusher);
+        let fresh = fresh.files();
         watch_signals(Arc::clone(&stop), move || {
-            if let Some(flusher) = flusher.get() {
-                flusher.flush_now();
+            match flusher.get() {
+                Some(flusher) => flusher.flush_now(),
+                // Interrupted before it started: no file left behind.
+                None => outputs::remove_fresh(&fresh),
             }
             std::process::exit(i32::from(exit::INTERRUPTED));
         });
