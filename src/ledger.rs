@@ -316,6 +316,8 @@ pub struct Ledger {
     accounts: HashMap<u64, Recorded>,
     /// The undo file the recorded runs kept (the last one named).
     undo_file: Option<String>,
+    /// A row ended `would_update`: this is a plan, not a run's ledger.
+    plan: bool,
 }
 
 impl Ledger {
@@ -329,6 +331,7 @@ impl Ledger {
         let Some(key) = text(1) else {
             return;
         };
+        self.plan |= record.get(2) == Some(b"would_update");
         let done = match record.get(2) {
             Some(b"updated" | b"unchanged") => true,
             Some(b"failed" | b"mismatch") => false,
@@ -358,13 +361,20 @@ impl Ledger {
         self.undo_file.as_deref()
     }
 
-    /// Refuses a ledger that records none of the input's accounts: it
-    /// belongs to another job (most likely another night's).
+    /// Refuses a plan, and a ledger that records none of the input's
+    /// accounts: it belongs to another job (most likely another night's).
     pub fn check_against(
         &self,
         keys: impl Iterator<Item = String>,
         ledger_path: &Path,
     ) -> Result<(), Fatal> {
+        if self.plan {
+            return Err(Fatal::Usage(format!(
+                "{} is the output of `plan` (it has `would_update` rows), not the ledger of \
+                 a run: --resume needs the results file of a run; choose another -o",
+                ledger_path.display()
+            )));
+        }
         if self.accounts.is_empty() {
             return Ok(());
         }
@@ -567,6 +577,11 @@ mod tests {
             .check_against(["10".into(), "11".into()].into_iter(), path)
             .unwrap_err();
         assert!(e.to_string().contains("does not record any account"));
+        ledger.add(&row("6", "9", "would_update", r#"{"seller":1}"#));
+        let e = ledger
+            .check_against(["9".into()].into_iter(), path)
+            .unwrap_err();
+        assert!(e.to_string().contains("output of `plan`"));
     }
 
     #[test]
