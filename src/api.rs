@@ -45,6 +45,10 @@ pub struct Exchange {
     /// One line saying what went wrong (a network error, or the status and the
     /// API's message), with any echo of the token masked. `None` on a 2xx.
     pub failure: Option<String>,
+    /// A 2xx whose body could not be read (cut short, or too large): the
+    /// request was applied, so it counts as answered and is never sent
+    /// again; this says why the answer cannot be checked.
+    pub unreadable: Option<String>,
 }
 
 impl Exchange {
@@ -213,6 +217,27 @@ impl ApiClient {
                     retry_after,
                     quota,
                     failure,
+                    unreadable: None,
+                }
+            }
+            // A PATCH whose success body is lost is still a success: the
+            // server acted on it, and sending it again could act twice. A
+            // read is simply tried again.
+            Err(e) if (200..300).contains(&status) && matches!(request, Request::Patch { .. }) => {
+                Exchange {
+                    reply: Reply::Status {
+                        code: status,
+                        body_is_json: false,
+                    },
+                    status: Some(status),
+                    body: Bytes::new(),
+                    retry_after,
+                    quota,
+                    failure: None,
+                    unreadable: Some(self.mask(&match e {
+                        BodyError::Http(e) => transport_of(&e, self.timeout).1,
+                        BodyError::TooLarge => "its body is over 16 MiB; not read".to_string(),
+                    })),
                 }
             }
             Err(BodyError::Http(e)) => {
@@ -255,6 +280,7 @@ impl ApiClient {
             retry_after: None,
             quota: None,
             failure: Some(self.mask(&text)),
+            unreadable: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct ValidRow {
     pub line: u64,
     pub key: String,
     pub patch: ClientPatch,
+    /// `--resume`: the ledger recorded this account done with other values.
+    pub changed_since_last_run: bool,
 }
 
 /// How `run` treats each row.
@@ -53,6 +55,7 @@ impl RowRecord {
                 request: String::new(),
                 duration_ms: 0,
                 diff: String::new(),
+                requested: row.patch.requested(),
             },
             started: Instant::now(),
         }
@@ -80,12 +83,14 @@ impl RowRecord {
 pub fn dry_run(row: ValidRow) -> RowResult {
     RowResult {
         request: row.patch.body(),
+        requested: row.patch.requested(),
         outcome: Outcome::DryRun,
         ..RowResult::invalid(row.line, row.key, String::new())
     }
 }
 
-/// Reads the account; `Err` carries the row's end when that failed.
+/// Reads the account; `Err` carries the row's end when that failed (`None`
+/// when the run stopped first: the row was not sent and gets no result).
 async fn read_account(
     caller: &Caller,
     record: &mut RowRecord,
@@ -96,8 +101,18 @@ async fn read_account(
     let called = caller.call(&Request::Get { client_id }, &what).await;
     record.add(&called);
     match &called.end {
-        CallEnd::NotStarted if record.result.attempts == 0 => Err(None),
+        CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(None),
         CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
+            // Another account's values must never be taken for this one's
+            // (the undo file would put them on the wrong account).
+            Some(account) if account.id() != Some(client_id) => {
+                record.result.error = format!(
+                    "{context}the API answered with {} instead of account {client_id}; \
+                     nothing was sent",
+                    describe_id(&account)
+                );
+                Err(Some(()))
+            }
             Some(account) => {
                 record.result.account_status = account.status();
                 Ok(account)
@@ -115,6 +130,14 @@ async fn read_account(
                 format!("{context}{}", called.failure(caller.policy.max_attempts));
             Err(Some(()))
         }
+    }
+}
+
+/// "account 43", or what stood in its place.
+fn describe_id(account: &AccountView) -> String {
+    match account.id() {
+        Some(id) => format!("account {id}"),
+        None => "an account without a usable id".to_string(),
     }
 }
 
@@ -152,13 +175,14 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
         if let Some(undo) = &options.undo
             && let Err(e) = record_previous(undo, &account, &patch).await
         {
+            // Nothing was sent: the row gets no result, and the run stops.
             caller.stop.stop(crate::stop::StopReason::Failed(format!(
-                "cannot write the undo file: {e}"
+                "cannot write the undo file: {}; line {} (client_id {client_id}) and the \
+                 rows after it were not sent",
+                crate::output::describe_write_error(&e),
+                record.result.line
             )));
-            return record.end(
-                Outcome::Failed,
-                format!("not sent: the undo file could not be written ({e})"),
-            );
+            return None;
         }
     }
 
@@ -176,14 +200,33 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
         .await;
     record.add(&called);
     match &called.end {
-        CallEnd::NotStarted if record.result.attempts == 0 => None,
+        // The PATCH never left: whatever was read first, nothing changed.
+        CallEnd::NotStarted => None,
+        CallEnd::Success(exchange) if exchange.unreadable.is_some() => record.end(
+            Outcome::Mismatch,
+            format!(
+                "HTTP {} but the answer could not be read ({}), so the change could not be \
+                 checked (it was probably applied; it is not sent again)",
+                exchange.status.unwrap_or(200),
+                exchange.unreadable.as_deref().unwrap_or_default()
+            ),
+        ),
         CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
             None => record.end(
                 Outcome::Mismatch,
                 format!(
-                    "HTTP {} but the response is not a JSON account, so the change could \
-                     not be checked (it was probably applied)",
+                    "HTTP {} but the answer could not be read (it is not a JSON account), so \
+                     the change could not be checked (it was probably applied)",
                     exchange.status.unwrap_or(200)
+                ),
+            ),
+            Some(account) if account.id() != Some(client_id) => record.end(
+                Outcome::Mismatch,
+                format!(
+                    "HTTP {} but the answer is for {}, not account {client_id}, so the change \
+                     could not be checked (it was probably applied)",
+                    exchange.status.unwrap_or(200),
+                    describe_id(&account)
                 ),
             ),
             Some(account) => {

@@ -74,6 +74,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller")]
     Export(ExportArgs),
+    /// Give the final outcome of every input line, from the results files of
+    /// a run, its resumed runs and its --shard workers.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk results results.csv -o final.csv\n  \
+        gcore-iam-bulk results shard-0.csv shard-1.csv shard-2.csv -o final.csv")]
+    Results(ResultsArgs),
     /// Serve a local simulator of the Gcore IAM API (for tests, demos and benchmarks).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
@@ -205,7 +211,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Continue an earlier run: skip rows RESULTS records as updated, append the rest.
+    /// Continue an earlier run of this job: skip rows whose account RESULTS records as
+    /// updated with the same values, append the rest (changed rows are sent again).
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
 
@@ -220,7 +227,8 @@ pub struct RunArgs {
     pub skip_unchanged: bool,
 
     /// Before changing an account, record its previous values here, as an
-    /// input file that puts them back.
+    /// input file that puts them back (nulls written `null`). Never written
+    /// over by any command.
     #[arg(long, value_name = "UNDO", conflicts_with = "dry_run")]
     pub undo_file: Option<PathBuf>,
 
@@ -279,6 +287,18 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub report: ReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Results files (ledgers) of one job: a run and its resumed runs, or its shards.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub ledgers: Vec<PathBuf>,
+
+    /// The final results CSV (`-` for standard output): one row per input
+    /// line, the last recorded, with the file it came from.
+    #[arg(short, long, value_name = "FINAL")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -316,6 +316,15 @@ impl ClientPatch {
         out.push(b'}');
     }
 
+    /// The values the row asks for, as a JSON object with its fields in name
+    /// order: the same request however the input's columns are ordered. The
+    /// results record it, and `--resume` compares it.
+    pub fn requested(&self) -> String {
+        let mut sorted = self.clone();
+        sorted.changes.sort_by_key(|(field, _)| field.api_name());
+        sorted.body()
+    }
+
     /// The same patch restricted to the fields the account does not already hold.
     pub fn only_differences(&self, account: &AccountView) -> ClientPatch {
         ClientPatch {

@@ -2,6 +2,7 @@
 //! the lock that keeps two runs apart, the refusal to overwrite by accident,
 //! and the repair of a line torn by a killed process.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -12,13 +13,16 @@ use crate::error::Fatal;
 
 /// Opens `path` for writing without truncating it, and takes an exclusive OS
 /// lock on it. The lock dies with the process, so a `kill -9` leaves none
-/// behind.
+/// behind. A new file is created `rw-------`: results and undo files hold
+/// names, emails, phones and previous values.
 pub fn open_locked(path: &Path) -> Result<File, Fatal> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .map_err(|e| Fatal::Usage(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
@@ -76,7 +80,7 @@ pub fn prepare(
     mut visit: impl FnMut(&ByteRecord),
 ) -> Result<bool, Fatal> {
     let io_err = |e: io::Error| Fatal::Usage(format!("cannot use {}: {e}", path.display()));
-    let len = file.metadata().map_err(io_err)?.len();
+    let len = drop_probe(file).map_err(io_err)?;
     match existing {
         _ if len == 0 => return Ok(false),
         // A header and nothing else (a run stopped before its first row):
@@ -123,9 +127,15 @@ pub fn prepare(
             .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))
     };
     read(&mut reader, &mut found)?;
+    // An undo file starts with a byte-order mark (see `undo`).
     let found_header: Vec<String> = found
         .iter()
-        .map(|c| String::from_utf8_lossy(c).trim().to_string())
+        .map(|c| {
+            String::from_utf8_lossy(c)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
         .collect();
     let header_complete = ends_with_newline || reader.position().byte() < len;
     if found_header != header {
@@ -166,8 +176,8 @@ pub fn prepare(
         let torn = !ends_with_newline || last.len() != header.len();
         if torn {
             tracing::warn!(
-                "the last line of {} was cut short (a run was killed while writing it); \
-                 it is dropped and its row will be processed again",
+                "the last line of {} was cut short (a run was killed, or could not write \
+                 it, while writing it); it is dropped and its row will be processed again",
                 path.display()
             );
             // The csv crate ends a CRLF record at the CR: the LF before the
@@ -193,126 +203,206 @@ pub fn prepare(
     Ok(true)
 }
 
-/// Whether `file` holds exactly `header` as one line and nothing more.
+/// Whether `file` holds exactly `header` as one line and nothing more (after
+/// a byte-order mark, for an undo file).
 fn holds_only(file: &mut File, header: &[&str]) -> io::Result<bool> {
     let expected = format!("{}\n", header.join(","));
-    if file.metadata()?.len() != expected.len() as u64 {
+    let len = file.metadata()?.len();
+    if len != expected.len() as u64 && len != expected.len() as u64 + 3 {
         return Ok(false);
     }
     let mut text = String::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
-    Ok(text == expected)
+    Ok(text.trim_start_matches('\u{feff}') == expected)
 }
 
-/// The rows an earlier run recorded, indexed for `--resume`.
+/// Cuts the zeros [`check_room`] leaves at the end of a file when the process
+/// is killed between writing and removing them. Returns the length.
+fn drop_probe(file: &mut File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let tail = len.min(ROOM as u64 + 1);
+    let mut bytes = vec![0u8; tail as usize];
+    file.seek(SeekFrom::Start(len - tail))?;
+    file.read_exact(&mut bytes)?;
+    let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
+    if zeros > 0 {
+        file.set_len(len - zeros)?;
+    }
+    Ok(len - zeros)
+}
+
+/// Bytes a file must be able to grow by before a run sends anything.
+const ROOM: usize = 16 * 1024;
+
+/// Checks, before the first change, that `file` can grow: writes 16 KiB at
+/// its end, forces them to disk, and cuts them off again. A full disk
+/// refuses here rather than after PATCHes whose results it cannot record.
+pub fn check_room(file: &mut File, path: &Path) -> Result<(), Fatal> {
+    use std::io::Write;
+    let fail = |e: io::Error| {
+        let text = crate::output::describe_write_error(&e);
+        let message = format!("cannot write {}: {text}; nothing was sent", path.display());
+        if text.starts_with("the disk is full") {
+            Fatal::Aborted(message)
+        } else {
+            Fatal::Usage(message)
+        }
+    };
+    let len = file.seek(SeekFrom::End(0)).map_err(fail)?;
+    let probe = file.write_all(&[0u8; ROOM]).and_then(|()| file.sync_data());
+    let restore = file
+        .set_len(len)
+        .and_then(|()| file.seek(SeekFrom::Start(len)).map(drop));
+    probe.map_err(fail)?;
+    restore.map_err(fail)
+}
+
+/// The same check for a file written at the end of a run (`--summary-json`,
+/// `--metrics-file`): a temporary file in its directory takes 16 KiB.
+pub fn check_room_beside(path: &Path) -> Result<(), Fatal> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let fail = |e: io::Error| {
+        let text = crate::output::describe_write_error(&e);
+        let message = format!("cannot write {}: {text}; nothing was sent", path.display());
+        if text.starts_with("the disk is full") {
+            Fatal::Aborted(message)
+        } else {
+            Fatal::Usage(message)
+        }
+    };
+    let mut temp = tempfile::Builder::new()
+        .prefix(".gcore-iam-bulk-")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    temp.write_all(&[0u8; ROOM])
+        .and_then(|()| temp.as_file().sync_data())
+        .map_err(fail)
+}
+
+/// What the ledger says about one account: its last record that could have
+/// changed it, in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Recorded {
+    /// It ended `updated` or `unchanged`.
+    done: bool,
+    /// Hash of the values the row asked for.
+    requested: u64,
+}
+
+/// What `--resume` does with a valid row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// The account's last record is `updated` (or `unchanged`) with these
+    /// very values: nothing to send.
+    Done,
+    /// The account was done with other values: the row changed since.
+    Changed,
+    /// Not done (never recorded, or its last record failed): send it.
+    Send,
+}
+
+/// The rows earlier runs recorded, indexed by account for `--resume`. Rows
+/// are matched by account and requested values, never by line: a corrected
+/// value is sent again, and rows moved, reordered or inserted are found
+/// wherever they stand.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// `(line, hash of client_id, ended updated)`, sorted by line.
-    entries: Vec<(u64, u64, bool)>,
+    /// Hash of the normalised client id → its last record.
+    accounts: HashMap<u64, Recorded>,
+    /// The undo file the recorded runs kept (the last one named).
+    undo_file: Option<String>,
+    /// A row ended `would_update`: this is a plan, not a run's ledger.
+    plan: bool,
 }
 
 impl Ledger {
-    /// Adds one results record.
+    /// Adds one results record. Rows that sent nothing (`invalid`,
+    /// `dry_run`) or only read (`would_update`) say nothing about the account.
     pub fn add(&mut self, record: &ByteRecord) {
-        let Some(line) = record
-            .get(0)
-            .and_then(|l| std::str::from_utf8(l).ok())
-            .and_then(|l| l.trim().parse().ok())
-        else {
+        let text = |i: usize| record.get(i).map(String::from_utf8_lossy);
+        if let Some(undo) = text(11).filter(|u| !u.trim().is_empty()) {
+            self.undo_file = Some(undo.into_owned());
+        }
+        let Some(key) = text(1) else {
             return;
         };
-        let key = record
-            .get(1)
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let updated = record.get(2) == Some(b"updated");
-        self.entries.push((line, key_hash(&key), updated));
-    }
-
-    /// Sorts the index; a line recorded more than once counts as done when any
-    /// of its records says `updated`.
-    pub fn seal(mut self) -> Ledger {
-        self.entries.sort_unstable();
-        self.entries.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 && later.1 == earlier.1 {
-                earlier.2 |= later.2;
-                true
-            } else {
-                false
-            }
-        });
-        self.entries.shrink_to_fit();
-        self
+        self.plan |= record.get(2) == Some(b"would_update");
+        let done = match record.get(2) {
+            Some(b"updated" | b"unchanged") => true,
+            Some(b"failed" | b"mismatch") => false,
+            _ => return,
+        };
+        let requested = key_hash(&text(10).unwrap_or_default());
+        self.accounts
+            .insert(key_hash(&normal_key(&key)), Recorded { done, requested });
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.accounts.is_empty() && self.undo_file.is_none()
     }
 
-    /// Whether the row at `line` with this key already ended `updated`.
-    pub fn is_done(&self, line: u64, key: &str) -> bool {
-        if self.entries.is_empty() {
-            return false;
+    /// What to do with a valid row for `key` asking `requested` (see
+    /// [`crate::fields::ClientPatch::requested`]).
+    pub fn resume(&self, key: &str, requested: &str) -> Resume {
+        match self.accounts.get(&key_hash(&normal_key(key))) {
+            Some(r) if r.done && r.requested == key_hash(requested) => Resume::Done,
+            Some(r) if r.done => Resume::Changed,
+            _ => Resume::Send,
         }
-        let hash = key_hash(key);
-        let start = self.entries.partition_point(|e| e.0 < line);
-        self.entries[start..]
-            .iter()
-            .take_while(|e| e.0 == line)
-            .any(|e| e.1 == hash && e.2)
     }
 
-    /// Checks the ledger against the input's `(line, client_id)` pairs, in
-    /// line order. Refuses a ledger none of whose lines match the input.
+    /// The undo file the recorded runs kept, if any.
+    pub fn undo_file(&self) -> Option<&str> {
+        self.undo_file.as_deref()
+    }
+
+    /// Refuses a plan, and a ledger that records none of the input's
+    /// accounts: it belongs to another job (most likely another night's).
     pub fn check_against(
         &self,
-        rows: impl Iterator<Item = (u64, String)>,
+        keys: impl Iterator<Item = String>,
         ledger_path: &Path,
     ) -> Result<(), Fatal> {
-        let mut matched = 0u64;
-        let mut first_mismatch = None;
-        let mut i = 0;
-        for (line, key) in rows {
-            while i < self.entries.len() && self.entries[i].0 < line {
-                i += 1;
-            }
-            let hash = key_hash(&key);
-            let mut j = i;
-            let mut seen_line = false;
-            let mut same = false;
-            while j < self.entries.len() && self.entries[j].0 == line {
-                seen_line = true;
-                same |= self.entries[j].1 == hash;
-                j += 1;
-            }
-            if same {
-                matched += 1;
-            } else if seen_line && first_mismatch.is_none() {
-                first_mismatch = Some((line, key));
-            }
-        }
-        if matched == 0 && !self.entries.is_empty() {
-            let example = match first_mismatch {
-                Some((line, key)) => format!(
-                    " (line {line} has client_id `{key}` in the input but another id in the results)"
-                ),
-                None => String::new(),
-            };
+        if self.plan {
             return Err(Fatal::Usage(format!(
-                "{} does not record any row of this input{example}: it belongs to another \
-                 input file; choose another -o file, or --force to start it afresh",
+                "{} is the output of `plan` (it has `would_update` rows), not the ledger of \
+                 a run: --resume needs the results file of a run; choose another -o",
                 ledger_path.display()
             )));
         }
-        if let Some((line, key)) = first_mismatch {
-            tracing::warn!(
-                "the input changed since the results were written: line {line} now has \
-                 client_id `{key}`; rows are matched by line and client_id, so changed lines \
-                 are processed again"
-            );
+        if self.accounts.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut any = false;
+        for key in keys {
+            if self.accounts.contains_key(&key_hash(&normal_key(&key))) {
+                any = true;
+                break;
+            }
+        }
+        if any {
+            return Ok(());
+        }
+        Err(Fatal::Usage(format!(
+            "{} does not record any account of this input: it is the ledger of another \
+             job; give each job (each night's input, say) its own results file, such as \
+             results-$(date +%F).csv, or --force to start this one afresh",
+            ledger_path.display()
+        )))
+    }
+}
+
+/// A client id as the ledger keys it: a number without leading zeros, else
+/// the trimmed text.
+fn normal_key(key: &str) -> String {
+    match crate::fields::parse_whole_number(key.trim()) {
+        Some(n) => n.to_string(),
+        None => key.trim().to_string(),
     }
 }
 
@@ -372,6 +462,19 @@ mod tests {
             after,
             b"line,client_id,outcome\r\n2,5,updated\r\n3,6,updated\r\n"
         );
+    }
+
+    #[test]
+    fn zeros_left_by_a_probe_cut_short_are_dropped() {
+        let mut text = b"line,client_id,outcome\n2,5,updated\n".to_vec();
+        text.extend_from_slice(&[0; 100]);
+        let (r, seen, after) = scan(&text);
+        assert!(r.unwrap());
+        assert_eq!(seen, vec!["25updated"]);
+        assert_eq!(after, b"line,client_id,outcome\n2,5,updated\n");
+        let (r, _, after) = scan(&[0; ROOM]);
+        assert!(!r.unwrap());
+        assert!(after.is_empty());
     }
 
     #[test]
@@ -436,34 +539,68 @@ mod tests {
         assert!(e.to_string().contains("another gcore-iam-bulk run"));
     }
 
+    fn record(fields: [&str; 12]) -> ByteRecord {
+        ByteRecord::from(fields.to_vec())
+    }
+
     #[test]
-    fn ledger_index() {
+    fn ledger_matches_by_account_and_values() {
         let mut ledger = Ledger::default();
-        for rec in [
-            ["2", "5", "failed"],
-            ["3", "6", "updated"],
-            ["2", "5", "updated"],
-            ["4", "7", "invalid"],
-        ] {
-            ledger.add(&ByteRecord::from(rec.to_vec()));
-        }
-        let ledger = ledger.seal();
-        assert!(ledger.is_done(2, "5"));
-        assert!(ledger.is_done(3, "6"));
-        assert!(!ledger.is_done(3, "7"));
-        assert!(!ledger.is_done(4, "7"));
+        let row = |line, id, outcome, requested| {
+            record([
+                line, id, outcome, "", "1", "", "", "", "0", "", requested, "",
+            ])
+        };
+        ledger.add(&row("2", "5", "failed", r#"{"seller":1}"#));
+        ledger.add(&row("3", "6", "updated", r#"{"seller":1}"#));
+        ledger.add(&row("2", "5", "updated", r#"{"seller":1}"#));
+        ledger.add(&row("4", "7", "invalid", ""));
+        ledger.add(&row("5", "8", "updated", r#"{"seller":1}"#));
+        ledger.add(&row("9", "8", "failed", r#"{"seller":2}"#));
+        assert_eq!(ledger.resume("5", r#"{"seller":1}"#), Resume::Done);
+        assert_eq!(ledger.resume("005", r#"{"seller":1}"#), Resume::Done);
+        assert_eq!(ledger.resume("6", r#"{"seller":2}"#), Resume::Changed);
+        assert_eq!(ledger.resume("7", r#"{"seller":1}"#), Resume::Send);
+        assert_eq!(
+            ledger.resume("8", r#"{"seller":1}"#),
+            Resume::Send,
+            "the last record of 8 failed: it may hold 2 now"
+        );
+        assert_eq!(ledger.undo_file(), None);
         let path = Path::new("r.csv");
         assert!(
             ledger
-                .check_against(vec![(2, "5".into()), (3, "6".into())].into_iter(), path)
+                .check_against(["9".into(), "6".into()].into_iter(), path)
                 .is_ok()
         );
         let e = ledger
-            .check_against(vec![(2, "9".into()), (3, "8".into())].into_iter(), path)
+            .check_against(["10".into(), "11".into()].into_iter(), path)
             .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("does not record any row of this input")
-        );
+        assert!(e.to_string().contains("does not record any account"));
+        ledger.add(&row("6", "9", "would_update", r#"{"seller":1}"#));
+        let e = ledger
+            .check_against(["9".into()].into_iter(), path)
+            .unwrap_err();
+        assert!(e.to_string().contains("output of `plan`"));
+    }
+
+    #[test]
+    fn ledger_remembers_the_undo_file() {
+        let mut ledger = Ledger::default();
+        ledger.add(&record([
+            "2",
+            "5",
+            "updated",
+            "200",
+            "1",
+            "",
+            "",
+            "",
+            "0",
+            "",
+            "{}",
+            "/data/undo.csv",
+        ]));
+        assert_eq!(ledger.undo_file(), Some("/data/undo.csv"));
     }
 }

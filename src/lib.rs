@@ -19,6 +19,7 @@ pub mod logging;
 pub mod manual;
 pub mod network;
 pub mod output;
+pub mod outputs;
 pub mod pacing;
 pub mod pipeline;
 pub mod progress;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
+        Command::Results(args) => cmd::results::results(&args, console),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {
                 Ok(()) => exit::OK,

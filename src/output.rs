@@ -2,17 +2,20 @@
 //! rows finish, flushed promptly and synced to disk at least once a second.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::fields::ClientPatch;
+use crate::stats::Stats;
 use crate::stop::{StopReason, StopSignal};
 
 /// The results header. The first seven columns are the contract's; `request`,
-/// `duration_ms` and `diff` follow.
-pub const RESULT_HEADER: [&str; 10] = [
+/// `duration_ms`, `diff`, `requested` (the values the input row asked for,
+/// which `--resume` compares) and `undo_file` (the undo file the run kept)
+/// follow.
+pub const RESULT_HEADER: [&str; 12] = [
     "line",
     "client_id",
     "outcome",
@@ -23,6 +26,8 @@ pub const RESULT_HEADER: [&str; 10] = [
     "request",
     "duration_ms",
     "diff",
+    "requested",
+    "undo_file",
 ];
 
 /// How a row ended.
@@ -78,6 +83,10 @@ pub struct RowResult {
     pub request: String,
     pub duration_ms: u64,
     pub diff: String,
+    /// The values the input row asked for, fields in name order (see
+    /// [`ClientPatch::requested`]): what `--resume` compares. Empty for a row
+    /// that did not validate.
+    pub requested: String,
 }
 
 impl RowResult {
@@ -94,11 +103,13 @@ impl RowResult {
             request: String::new(),
             duration_ms: 0,
             diff: String::new(),
+            requested: String::new(),
         }
     }
 
-    /// Appends the row as one CSV record.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
+    /// Appends the row as one CSV record; `undo_cell` is the run's
+    /// `undo_file` column, already quoted.
+    pub fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8]) {
         let mut number = itoa::Buffer::new();
         out.extend_from_slice(number.format(self.line).as_bytes());
         out.push(b',');
@@ -121,8 +132,21 @@ impl RowResult {
         out.extend_from_slice(number.format(self.duration_ms).as_bytes());
         out.push(b',');
         push_field(out, self.diff.as_bytes());
+        out.push(b',');
+        push_field(out, self.requested.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(undo_cell);
         out.push(b'\n');
     }
+}
+
+/// The `undo_file` cell of a run's rows: the undo file's path, quoted.
+pub fn undo_cell(undo_file: Option<&str>) -> Vec<u8> {
+    let mut cell = Vec::new();
+    if let Some(path) = undo_file {
+        push_field(&mut cell, path.as_bytes());
+    }
+    cell
 }
 
 /// Appends one CSV field, quoted (RFC 4180) only when it holds a comma, a
@@ -162,12 +186,15 @@ fn push_field(out: &mut Vec<u8>, field: &[u8]) {
 #[derive(Default)]
 pub struct PackedRows {
     bytes: Vec<u8>,
+    /// Rows packed, by outcome: counted once they are written.
+    counts: [u64; Outcome::ALL.len()],
 }
 
 impl PackedRows {
     pub fn with_capacity(bytes: usize) -> PackedRows {
         PackedRows {
             bytes: Vec::with_capacity(bytes),
+            counts: Default::default(),
         }
     }
 
@@ -181,6 +208,7 @@ impl PackedRows {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
+        self.counts[outcome as usize] += 1;
         self.bytes.extend_from_slice(&line.to_le_bytes());
         self.bytes.push(outcome as u8);
         self.push_text(key.as_bytes());
@@ -208,8 +236,21 @@ impl PackedRows {
         self.bytes.is_empty()
     }
 
+    /// Adds `other`'s rows after these.
+    fn append(&mut self, other: &PackedRows) {
+        self.bytes.extend_from_slice(&other.bytes);
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.counts = Default::default();
+    }
+
     /// Formats every packed row as a CSV record onto `out`.
-    fn write_to(&self, out: &mut Vec<u8>) {
+    fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8]) {
         let mut rest = &self.bytes[..];
         while let Some(row) = Unpacked::take(&mut rest) {
             let mut number = itoa::Buffer::new();
@@ -222,7 +263,9 @@ impl PackedRows {
             push_field(out, row.error);
             out.push(b',');
             push_field(out, row.request);
-            out.extend_from_slice(b",0,\n");
+            out.extend_from_slice(b",0,,,");
+            out.extend_from_slice(undo_cell);
+            out.push(b'\n');
         }
     }
 }
@@ -261,6 +304,11 @@ impl<'a> Unpacked<'a> {
 struct ResultFile {
     out: Out,
     buffer: Vec<u8>,
+    /// The `undo_file` cell of every row.
+    undo_cell: Vec<u8>,
+    /// Bytes in the file up to the end of the last batch written whole: a
+    /// failed write is cut back to here, so the file never ends in half a row.
+    good_len: u64,
 }
 
 /// Bytes gathered before a write, at most.
@@ -268,7 +316,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 
 impl ResultFile {
     fn write_row(&mut self, row: &RowResult) -> io::Result<()> {
-        row.write_to(&mut self.buffer);
+        row.write_to(&mut self.buffer, &self.undo_cell);
         if self.buffer.len() >= WRITE_CHUNK {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -277,7 +325,7 @@ impl ResultFile {
     }
 
     fn write_packed(&mut self, rows: &PackedRows) -> io::Result<()> {
-        rows.write_to(&mut self.buffer);
+        rows.write_to(&mut self.buffer, &self.undo_cell);
         if self.buffer.len() >= WRITE_CHUNK {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -289,6 +337,23 @@ impl ResultFile {
         self.out.write_all(&self.buffer)?;
         self.buffer.clear();
         self.out.flush()
+    }
+
+    /// Marks everything written so far as whole rows.
+    fn mark_good(&mut self) {
+        if let Out::File(f) = &mut self.out {
+            self.good_len = f.stream_position().unwrap_or(self.good_len);
+        }
+    }
+
+    /// After a failed write: drops what was not written and cuts the file
+    /// back to its last whole batch.
+    fn cut_back(&mut self) {
+        self.buffer.clear();
+        if let Out::File(f) = &mut self.out {
+            let _ = f.set_len(self.good_len);
+            let _ = f.seek(io::SeekFrom::Start(self.good_len));
+        }
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -411,7 +476,7 @@ impl ResultSender {
         if state.packed.is_empty() {
             state.packed = rows;
         } else {
-            state.packed.bytes.extend_from_slice(&rows.bytes);
+            state.packed.append(&rows);
         }
         drop(state);
         if was_empty {
@@ -437,6 +502,9 @@ impl ResultSender {
                     if was_empty {
                         self.0.filled.notify_one();
                     }
+                } else {
+                    drop(state);
+                    not_recorded(&waiting);
                 }
             }
             if row.is_some() {
@@ -504,6 +572,8 @@ impl ResultsSink {
         destination: Destination,
         write_header: bool,
         stop: Arc<StopSignal>,
+        stats: Arc<Stats>,
+        undo_file: Option<&str>,
     ) -> io::Result<ResultsSink> {
         let out = match destination {
             Destination::Stdout => Out::Stdout(io::stdout()),
@@ -512,6 +582,8 @@ impl ResultsSink {
         let mut file = ResultFile {
             out,
             buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
+            undo_cell: undo_cell(undo_file),
+            good_len: 0,
         };
         if write_header {
             file.buffer
@@ -519,6 +591,7 @@ impl ResultsSink {
             file.buffer.push(b'\n');
             file.flush()?;
         }
+        file.mark_good();
         let writer = Arc::new(Mutex::new(file));
         let inbox = Arc::new(Inbox::default());
         let thread = {
@@ -526,7 +599,7 @@ impl ResultsSink {
             let inbox = Arc::clone(&inbox);
             std::thread::Builder::new()
                 .name("results".into())
-                .spawn(move || write_rows(&writer, &inbox, &stop))?
+                .spawn(move || write_rows(&writer, &inbox, &stop, &stats))?
         };
         Ok(ResultsSink {
             inbox,
@@ -566,17 +639,50 @@ impl ResultsSink {
     }
 }
 
-fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| {
-        let message = format!("cannot write the results: {e}");
+/// Says that a finished row could not be recorded: the account may have
+/// changed, and the results file does not say so.
+fn not_recorded(row: &RowResult) {
+    if row.attempts > 0 {
+        tracing::error!(
+            "line {}, client_id {} ended `{}` but could not be recorded in the results",
+            row.line,
+            row.client_id,
+            row.outcome.as_str()
+        );
+    }
+}
+
+/// One line for a failed write; a full disk is named as such.
+pub fn describe_write_error(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        format!("the disk is full ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
+fn write_rows(
+    writer: &Shared,
+    inbox: &Inbox,
+    stop: &StopSignal,
+    stats: &Stats,
+) -> Result<(), String> {
+    // The run stops at the first failed write: what was being written is cut
+    // from the file, and each row that cannot be recorded is named.
+    let fail = |e: &io::Error, file: &mut ResultFile, lost: &[RowResult]| {
+        file.cut_back();
+        let message = format!("cannot write the results: {}", describe_write_error(e));
         // Logged as well: a run already stopping keeps its first reason.
         tracing::error!("{message}");
         stop.stop(StopReason::Failed(message.clone()));
         let mut state = inbox.lock();
         state.closed = true;
-        state.rows = Vec::new();
+        let waiting = std::mem::take(&mut state.rows);
         drop(state);
         inbox.emptied.notify_all();
+        for row in lost.iter().chain(&waiting) {
+            not_recorded(row);
+        }
         message
     };
     let mut last_sync = Instant::now();
@@ -601,12 +707,26 @@ fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), S
         if written > 0 {
             inbox.emptied.notify_all();
             let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
-            file.write_packed(&packed).map_err(|e| fail(&e))?;
+            let mut result = file.write_packed(&packed);
             for row in &rows {
-                file.write_row(row).map_err(|e| fail(&e))?;
+                if result.is_ok() {
+                    result = file.write_row(row);
+                }
             }
-            file.flush().map_err(|e| fail(&e))?;
+            if let Err(e) = result.and_then(|()| file.flush()) {
+                return Err(fail(&e, &mut file, &rows));
+            }
+            file.mark_good();
             drop(file);
+            // Counted once on disk: the summary counts recorded rows.
+            for (outcome, n) in Outcome::ALL.iter().zip(packed.counts) {
+                if n > 0 {
+                    stats.finished_many(*outcome, n);
+                }
+            }
+            for row in &rows {
+                stats.finished(row.outcome);
+            }
             unsynced = true;
         }
         if finished && inbox.lock().is_empty() {
@@ -615,10 +735,12 @@ fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), S
         spare_rows = rows;
         spare_rows.clear();
         spare_packed = packed;
-        spare_packed.bytes.clear();
+        spare_packed.clear();
         if unsynced && last_sync.elapsed() >= SYNC_EVERY {
-            let file = writer.lock().unwrap_or_else(|e| e.into_inner());
-            file.sync().map_err(|e| fail(&e))?;
+            let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = file.sync() {
+                return Err(fail(&e, &mut file, &[]));
+            }
             last_sync = Instant::now();
             unsynced = false;
         }
@@ -627,8 +749,9 @@ fn write_rows(writer: &Shared, inbox: &Inbox, stop: &StopSignal) -> Result<(), S
         }
     }
     let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
-    file.flush().map_err(|e| fail(&e))?;
-    file.sync().map_err(|e| fail(&e))?;
+    if let Err(e) = file.flush().and_then(|()| file.sync()) {
+        return Err(fail(&e, &mut file, &[]));
+    }
     Ok(())
 }
 
@@ -641,7 +764,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
         let file = File::create(&path).unwrap();
-        let sink = ResultsSink::start(Destination::File(file), true, StopSignal::new()).unwrap();
+        let stats = Arc::new(Stats::new());
+        let sink = ResultsSink::start(
+            Destination::File(file),
+            true,
+            StopSignal::new(),
+            Arc::clone(&stats),
+            Some("/u.csv"),
+        )
+        .unwrap();
         let tx = sink.sender();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -658,6 +789,7 @@ mod tests {
             request: r#"{"name":"a, \"b\""}"#.into(),
             duration_ms: 12,
             diff: String::new(),
+            requested: r#"{"name":"a, \"b\""}"#.into(),
         }));
         runtime.block_on(tx.send(RowResult::invalid(
             3,
@@ -669,9 +801,47 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff\n\
-             2,7,updated,200,1,active,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",12,\n\
-             3,x,invalid,,0,,client_id: `x` bad,,0,\n"
+            "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file\n\
+             2,7,updated,200,1,active,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",12,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",/u.csv\n\
+             3,x,invalid,,0,,client_id: `x` bad,,0,,,/u.csv\n"
+        );
+        let counted = stats.snapshot();
+        assert_eq!(counted.count(Outcome::Updated), 1, "counted once written");
+        assert_eq!(counted.count(Outcome::Invalid), 1);
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_run_counts_nothing_and_says_the_disk_is_full() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let stats = Arc::new(Stats::new());
+        let stop = StopSignal::new();
+        let sink = ResultsSink::start(
+            Destination::File(full),
+            false,
+            Arc::clone(&stop),
+            Arc::clone(&stats),
+            None,
+        )
+        .unwrap();
+        let tx = sink.sender();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut row = RowResult::invalid(2, "7".into(), String::new());
+        row.outcome = Outcome::Updated;
+        row.attempts = 1;
+        runtime.block_on(tx.send(row));
+        let e = sink.finish().unwrap_err();
+        assert!(e.contains("the disk is full"), "{e}");
+        assert!(stop.is_stopped(), "the run stops at the first failed write");
+        assert_eq!(
+            stats.snapshot().done(),
+            0,
+            "nothing recorded, nothing counted"
         );
     }
 
@@ -688,15 +858,16 @@ mod tests {
         packed.push(2, "7", Outcome::DryRun, "", Some(&patch));
         packed.push(3, "x,y", Outcome::Invalid, "client_id: `x,y` bad", None);
         let mut out = Vec::new();
-        packed.write_to(&mut out);
+        packed.write_to(&mut out, b"u");
         let mut expected = Vec::new();
         RowResult {
             request: patch.body(),
             outcome: Outcome::DryRun,
             ..RowResult::invalid(2, "7".into(), String::new())
         }
-        .write_to(&mut expected);
-        RowResult::invalid(3, "x,y".into(), "client_id: `x,y` bad".into()).write_to(&mut expected);
+        .write_to(&mut expected, b"u");
+        RowResult::invalid(3, "x,y".into(), "client_id: `x,y` bad".into())
+            .write_to(&mut expected, b"u");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             String::from_utf8(expected).unwrap()
@@ -722,19 +893,21 @@ mod tests {
                 request,
                 duration_ms: 9,
                 diff,
+                requested: "{}".into(),
             };
             let mut bytes = Vec::new();
-            row.write_to(&mut bytes);
-            row.write_to(&mut bytes);
+            row.write_to(&mut bytes, b"");
+            row.write_to(&mut bytes, b"\"a,b\"");
             let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(&bytes[..]);
             let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
             proptest::prop_assert_eq!(records.len(), 2);
-            for record in records {
+            for (record, undo) in records.into_iter().zip(["", "a,b"]) {
                 let fields: Vec<&str> = record.iter().collect();
                 proptest::prop_assert_eq!(
                     fields,
                     vec!["7", row.client_id.as_str(), "failed", "503", "2", "",
-                         row.error.as_str(), row.request.as_str(), "9", row.diff.as_str()]
+                         row.error.as_str(), row.request.as_str(), "9", row.diff.as_str(),
+                         "{}", undo]
                 );
             }
         }

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
@@ -21,7 +22,7 @@ use crate::apply::{self, ApplyOptions, ValidRow};
 use crate::call::Caller;
 use crate::fields::ClientPatch;
 use crate::input::RowReader;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Resume};
 use crate::output::{Outcome, PackedRows, ResultSender};
 use crate::stats::Stats;
 use crate::stop::{StopReason, StopSignal};
@@ -58,17 +59,16 @@ const RECORDS_BATCH: usize = 64 * 1024;
 
 /// What the reader finished itself (invalid and dry-run rows), packed for
 /// the results writer, and its counts. Both reach the shared side in batches
-/// (an atomic add per row and counter was a few percent of a dry run), and
-/// outcome counts only once their rows were taken, so that the summary
-/// matches the results file.
+/// (an atomic add per row and counter was a few percent of a dry run);
+/// outcomes are counted by the writer once their rows are on disk, so that
+/// the summary matches the results file.
 struct Finished<'a> {
     stats: &'a Stats,
     results: &'a ResultSender,
     rows: PackedRows,
     read: u64,
     already_done: u64,
-    invalid: u64,
-    dry_run: u64,
+    changed: u64,
 }
 
 impl<'a> Finished<'a> {
@@ -79,8 +79,7 @@ impl<'a> Finished<'a> {
             rows: PackedRows::with_capacity(RECORDS_BATCH + 4096),
             read: 0,
             already_done: 0,
-            invalid: 0,
-            dry_run: 0,
+            changed: 0,
         }
     }
 
@@ -92,10 +91,6 @@ impl<'a> Finished<'a> {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
-        match outcome {
-            Outcome::Invalid => self.invalid += 1,
-            _ => self.dry_run += 1,
-        }
         self.rows.push(line, key, outcome, error, request);
     }
 
@@ -112,21 +107,16 @@ impl<'a> Finished<'a> {
                 0
             };
             let rows = std::mem::replace(&mut self.rows, PackedRows::with_capacity(room));
-            let (invalid, dry_run) = (take(&mut self.invalid), take(&mut self.dry_run));
-            if self.results.send_packed(rows) {
-                if let Some(n) = invalid {
-                    self.stats.finished_many(Outcome::Invalid, n);
-                }
-                if let Some(n) = dry_run {
-                    self.stats.finished_many(Outcome::DryRun, n);
-                }
-            }
+            self.results.send_packed(rows);
         }
         if let Some(n) = take(&mut self.read) {
             self.stats.rows_read(n);
         }
         if let Some(n) = take(&mut self.already_done) {
             self.stats.already_done(n);
+        }
+        if let Some(n) = take(&mut self.changed) {
+            self.stats.changed_since_last_run(n);
         }
     }
 }
@@ -171,6 +161,13 @@ impl Thresholds {
     }
 }
 
+/// Rows judged by the failure thresholds.
+#[derive(Debug, Default)]
+pub struct Judged {
+    sent: AtomicU64,
+    failures: AtomicU64,
+}
+
 /// Everything the workers share.
 pub struct Pipeline {
     pub mode: Mode,
@@ -180,8 +177,11 @@ pub struct Pipeline {
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
     pub thresholds: Thresholds,
-    /// Rows an earlier run already updated (`--resume`).
+    /// What earlier runs recorded (`--resume`).
     pub ledger: Ledger,
+    /// Rows that ended `failed` or `mismatch`, and rows sent, as they end:
+    /// for the failure thresholds, which cannot wait for the writer.
+    pub judged: Judged,
     /// The input may keep the reader waiting (a pipe, standard input): rows
     /// it finishes itself are handed over one by one rather than in batches,
     /// so that none is held back while it waits.
@@ -271,9 +271,18 @@ impl Pipeline {
                 }
             };
             finished.read += 1;
-            if self.ledger.is_done(row.line, &row.key) {
-                finished.already_done += 1;
-                continue;
+            let mut changed_since_last_run = false;
+            if let Ok(patch) = &row.patch
+                && !self.ledger.is_empty()
+            {
+                match self.ledger.resume(&row.key, &patch.requested()) {
+                    Resume::Done => {
+                        finished.already_done += 1;
+                        continue;
+                    }
+                    Resume::Changed => changed_since_last_run = true,
+                    Resume::Send => {}
+                }
             }
             let valid = match row.patch {
                 Err(error) => {
@@ -285,11 +294,13 @@ impl Pipeline {
                     line: row.line,
                     key: row.key,
                     patch,
+                    changed_since_last_run,
                 }),
             };
             match (valid, &chunks) {
                 (None, _) => {}
                 (Some(row), None) => {
+                    finished.changed += u64::from(row.changed_since_last_run);
                     finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
                 }
                 (Some(row), Some(chunks)) => {
@@ -347,12 +358,23 @@ impl Pipeline {
                 }
             };
             let Some(row) = row else { return };
+            let changed = row.changed_since_last_run;
             let result = match &self.mode {
                 Mode::Apply(options) => apply::apply(caller, row, options).await,
                 Mode::Plan => apply::plan(caller, row).await,
                 Mode::DryRun => Some(apply::dry_run(row)),
             };
             if let Some(result) = result {
+                // Counted only for a row that ended: one never sent was not
+                // sent again either.
+                if changed {
+                    tracing::info!(
+                        line = result.line,
+                        client_id = result.client_id,
+                        "changed since the last run: sent again"
+                    );
+                    self.stats.changed_since_last_run(1);
+                }
                 self.tally(
                     result.outcome,
                     result.line,
@@ -368,10 +390,10 @@ impl Pipeline {
     /// crossed.
     fn tally(&self, outcome: Outcome, line: u64, client_id: &str, error: &str) {
         tracing::debug!(line, client_id, outcome = outcome.as_str(), "{error}");
-        self.stats.finished(outcome);
+        let sent = self.judged.sent.fetch_add(1, Ordering::Relaxed) + 1;
         if matches!(outcome, Outcome::Failed | Outcome::Mismatch) {
-            let now = self.stats.snapshot();
-            if let Some(why) = self.thresholds.crossed(now.failures(), now.sent_rows()) {
+            let failures = self.judged.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(why) = self.thresholds.crossed(failures, sent) {
                 self.stop.stop(StopReason::Threshold(why));
             }
         }

@@ -224,6 +224,7 @@ mod tests {
             throttled: 0,
             rows_read: 42,
             already_done: 8,
+            changed_since_last_run: 0,
             total: Some(100),
             elapsed: Duration::from_secs(10),
         };

@@ -74,6 +74,13 @@ impl RunSummary {
                 s.already_done
             );
         }
+        if s.changed_since_last_run > 0 {
+            let _ = write!(
+                out,
+                "\n  {} rows changed since the last run (sent again)",
+                s.changed_since_last_run
+            );
+        }
         if s.requests > 0 {
             let _ = write!(
                 out,
@@ -116,6 +123,7 @@ impl RunSummary {
                 would_update = s.count(Outcome::WouldUpdate),
                 mismatch = s.count(Outcome::Mismatch),
                 already_done = s.already_done,
+                changed_since_last_run = s.changed_since_last_run,
                 requests = s.requests,
                 retries = s.retries,
                 throttled = s.throttled,
@@ -142,6 +150,7 @@ impl RunSummary {
             rows: s.done(),
             rows_read: s.rows_read,
             already_done: s.already_done,
+            changed_since_last_run: s.changed_since_last_run,
             requests: s.requests,
             retries: s.retries,
             throttled_429: s.throttled,
@@ -203,6 +212,11 @@ impl RunSummary {
             &one(s.already_done as f64),
         );
         gauge(
+            "rows_changed_since_last_run",
+            "Rows the last run sent again because their values changed since they were recorded (--resume).",
+            &one(s.changed_since_last_run as f64),
+        );
+        gauge(
             "requests",
             "HTTP requests the last run sent.",
             &one(s.requests as f64),
@@ -256,6 +270,7 @@ struct SummaryJson<'a> {
     rows: u64,
     rows_read: u64,
     already_done: u64,
+    changed_since_last_run: u64,
     requests: u64,
     retries: u64,
     throttled_429: u64,
@@ -318,11 +333,12 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Gives a temporary file about to replace `path` the mode `path` has, or
-/// `rw-r--r--` for a new file. Temporary files are created private, and a
-/// metrics file node_exporter cannot read would be no use.
+/// `rw-------` for a new file: a summary names files and counts accounts.
+/// An existing file keeps its mode, so a metrics file made readable for
+/// node_exporter (`chmod 644`) stays readable.
 pub fn give_mode_of(temp: &std::fs::File, path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
     temp.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
@@ -343,6 +359,7 @@ mod tests {
                 throttled: 1,
                 rows_read: 10,
                 already_done: 0,
+                changed_since_last_run: 0,
                 total: Some(10),
                 elapsed: Duration::from_secs(2),
             },
@@ -421,7 +438,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644, "readable by a metrics collector");
+        assert_eq!(mode, 0o600, "private unless made otherwise");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomically(&path, "three").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -15,6 +15,7 @@ pub struct Stats {
     throttled: AtomicU64,
     rows_read: AtomicU64,
     already_done: AtomicU64,
+    changed: AtomicU64,
     /// Rows expected in all; `u64::MAX` until known.
     total: AtomicU64,
     started: Instant,
@@ -29,6 +30,9 @@ pub struct Snapshot {
     pub throttled: u64,
     pub rows_read: u64,
     pub already_done: u64,
+    /// Rows `--resume` sent again because their values changed since the
+    /// run that recorded them.
+    pub changed_since_last_run: u64,
     pub total: Option<u64>,
     pub elapsed: Duration,
 }
@@ -48,6 +52,7 @@ impl Stats {
             throttled: AtomicU64::new(0),
             rows_read: AtomicU64::new(0),
             already_done: AtomicU64::new(0),
+            changed: AtomicU64::new(0),
             total: AtomicU64::new(u64::MAX),
             started: Instant::now(),
         }
@@ -80,6 +85,10 @@ impl Stats {
         self.already_done.fetch_add(rows, Ordering::Relaxed);
     }
 
+    pub fn changed_since_last_run(&self, rows: u64) {
+        self.changed.fetch_add(rows, Ordering::Relaxed);
+    }
+
     pub fn set_total(&self, total: u64) {
         self.total.store(total, Ordering::Relaxed);
     }
@@ -101,6 +110,7 @@ impl Stats {
             throttled: self.throttled.load(Ordering::Relaxed),
             rows_read: self.rows_read.load(Ordering::Relaxed),
             already_done: self.already_done.load(Ordering::Relaxed),
+            changed_since_last_run: self.changed.load(Ordering::Relaxed),
             total: (total != u64::MAX).then_some(total),
             elapsed: self.started.elapsed(),
         }

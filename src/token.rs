@@ -13,12 +13,29 @@ use crate::error::Fatal;
 #[derive(Clone)]
 pub struct ApiToken(String);
 
+/// A token file that group or others can read is named in a warning: the
+/// token changes every account the key can reach.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        tracing::warn!(
+            "the API key file {} can be read by group or others (mode {:o}): chmod 600 {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
+}
+
 impl ApiToken {
     /// Reads the token from `--api-key-file` (its first line) or, failing that,
     /// from `GCORE_API_KEY`. `Ok(None)` when neither is set.
     pub fn load(file: Option<&Path>, env_value: Option<String>) -> Result<Option<ApiToken>, Fatal> {
         let raw = match file {
             Some(path) => {
+                warn_if_readable_by_others(path);
                 let text = std::fs::read(path).map_err(|e| {
                     Fatal::Usage(format!(
                         "cannot read the API key file {}: {e}",

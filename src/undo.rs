@@ -12,6 +12,14 @@ use crate::error::Fatal;
 use crate::fields::{AccountView, ClientPatch, Field, Value, unrepresentable};
 use crate::ledger::{self, Existing};
 
+/// How an undo file writes a null: the default `--null-token`.
+pub const UNDO_NULL: &str = "null";
+
+/// An undo file starts with a UTF-8 byte-order mark. `run` and spreadsheets
+/// read it as UTF-8, and every command knows the file by it: nothing but the
+/// run that keeps it may write to it (see `outputs`).
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+
 pub struct UndoWriter {
     inner: Mutex<Inner>,
     columns: Vec<Field>,
@@ -29,12 +37,10 @@ struct Inner {
 
 impl UndoWriter {
     /// Opens (and locks) the undo file for an input that sets `columns`.
-    pub fn open(
-        path: &Path,
-        columns: Vec<Field>,
-        null_token: &str,
-        existing: Existing,
-    ) -> Result<UndoWriter, Fatal> {
+    /// Nulls are always written `null`, whatever `--null-token` the run
+    /// reads its input with: `run undo.csv` reads them back with the default.
+    pub fn open(path: &Path, columns: Vec<Field>, existing: Existing) -> Result<UndoWriter, Fatal> {
+        let null_token = UNDO_NULL;
         let mut file = ledger::open_locked(path)?;
         let header: Vec<&str> = std::iter::once("client_id")
             .chain(columns.iter().map(|f| f.api_name()))
@@ -49,6 +55,12 @@ impl UndoWriter {
                 recorded.insert(id);
             }
         })?;
+        ledger::check_room(&mut file, path)?;
+        if !has_header {
+            use std::io::Write;
+            file.write_all(BOM)
+                .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", path.display())))?;
+        }
         let mut csv = csv::WriterBuilder::new().from_writer(file);
         if !has_header {
             csv.write_record(&header)

@@ -13,8 +13,8 @@ use crate::cli::ExportArgs;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::Fatal;
 use crate::fields::{AccountView, Field, Value, unrepresentable};
-use crate::ledger;
 use crate::logging::Console;
+use crate::outputs::{self, Role};
 use crate::report::RunSummary;
 use crate::stats::Stats;
 use crate::stop::{StopReason, StopSignal, watch_signals};
@@ -28,6 +28,7 @@ pub async fn export(args: ExportArgs, console: Console) -> u8 {
         &args.report,
         console,
         started_at,
+        None,
         &args.output,
     )
 }
@@ -178,12 +179,16 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         Target::api(&args.connection, true)?
     };
 
-    if args.output.as_os_str() != "-" && ledger::holds_results(&args.output) {
-        return Err(Fatal::Usage(format!(
-            "{} holds the results of a run; export will not replace it: choose another -o",
-            args.output.display()
-        )));
+    let mut outputs = vec![("-o", args.output.as_path(), Role::Export)];
+    for (flag, path) in [
+        ("--summary-json", &args.report.summary_json),
+        ("--metrics-file", &args.report.metrics_file),
+    ] {
+        if let Some(path) = path {
+            outputs.push((flag, path, Role::Report));
+        }
     }
+    outputs::check(None, &outputs)?;
 
     // Written beside the destination and renamed over it at the end: a failed
     // or interrupted export never leaves a file that looks complete.
@@ -212,7 +217,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     };
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
     let write_err = |e: &dyn std::fmt::Display| {
-        Fatal::Aborted(format!("cannot write {}: {e}", args.output.display()))
+        let text = e.to_string();
+        let text = if text.contains("os error 28") {
+            format!("the disk is full ({text})")
+        } else {
+            text
+        };
+        Fatal::Aborted(format!("cannot write {}: {text}", args.output.display()))
     };
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))

@@ -3,6 +3,7 @@
 //! the first change, and how a run ends (summary, report files, exit code).
 
 pub mod export;
+pub mod results;
 pub mod rows;
 
 use std::path::Path;
@@ -170,6 +171,7 @@ pub fn finish(
     report: &ReportArgs,
     console: Console,
     started_at: SystemTime,
+    input: Option<&Path>,
     output: &Path,
 ) -> u8 {
     let summary = match result {
@@ -199,15 +201,28 @@ pub fn finish(
             }
         }
     };
+    // A report path that names the input, the output, an undo file or a
+    // ledger was refused; it is not written over now either.
+    let may_write = |path: &Path| crate::outputs::report_may_write(path, input, output);
     if let Some(path) = &report.summary_json
+        && may_write(path)
         && let Err(e) = write_atomically(path, &summary.to_json())
     {
-        tracing::error!("cannot write the summary to {}: {e}", path.display());
+        tracing::error!(
+            "cannot write the summary to {}: {}",
+            path.display(),
+            crate::output::describe_write_error(&e)
+        );
     }
     if let Some(path) = &report.metrics_file
+        && may_write(path)
         && let Err(e) = write_atomically(path, &summary.to_prometheus())
     {
-        tracing::error!("cannot write the metrics to {}: {e}", path.display());
+        tracing::error!(
+            "cannot write the metrics to {}: {}",
+            path.display(),
+            crate::output::describe_write_error(&e)
+        );
     }
     summary.exit_code
 }

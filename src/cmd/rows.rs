@@ -1,8 +1,10 @@
 //! `run` and `plan`: every row of an input file through the pipeline.
 //!
-//! The order matters: everything that can refuse the run (flags, the input's
-//! header, the token's presence, the results file and its lock, the undo
-//! file, the confirmation, the token check) happens before the first PATCH.
+//! The order matters: everything that can refuse the run (flags, the output
+//! paths, the input's header, the token's presence, the results file, its
+//! lock and its ledger, the undo file, room on the disk, the confirmation,
+//! the token check) happens before the first PATCH, and a refusal removes
+//! the files it created.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -17,6 +19,7 @@ use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::ledger::{self, Existing, Ledger};
 use crate::logging::Console;
 use crate::output::{Destination, Flusher, RESULT_HEADER, ResultsSink};
+use crate::outputs::{self, Fresh, Role};
 use crate::pipeline::{Mode, Pipeline, Thresholds};
 use crate::progress::{Pace, Progress, RateProbe};
 use crate::report::RunSummary;
@@ -112,6 +115,7 @@ impl Job<'_> {
             self.report,
             console,
             started_at,
+            Some(self.input),
             self.output,
         )
     }
@@ -146,22 +150,32 @@ async fn execute(
         ));
     }
 
-    for (flag, path) in [("-o", Some(job.output)), ("--undo-file", job.undo_file)] {
-        if let Some(path) = path
-            && ledger::same_file(job.input, path)
-        {
-            return Err(Fatal::Usage(format!(
-                "{flag} {} is the input file itself; choose another file",
-                path.display()
-            )));
+    let mut outputs = vec![(
+        "-o",
+        job.output,
+        if job.kind == Kind::Plan {
+            Role::Plan
+        } else {
+            Role::RunResults
+        },
+    )];
+    if let Some(undo) = job.undo_file {
+        outputs.push(("--undo-file", undo, Role::Undo));
+    }
+    for (flag, path) in [
+        ("--summary-json", &job.report.summary_json),
+        ("--metrics-file", &job.report.metrics_file),
+    ] {
+        if let Some(path) = path {
+            outputs.push((flag, path, Role::Report));
         }
     }
-    if let Some(undo) = job.undo_file
-        && (undo == job.output || ledger::same_file(undo, job.output))
+    outputs::check(Some(job.input), &outputs)?;
+    for path in [&job.report.summary_json, &job.report.metrics_file]
+        .into_iter()
+        .flatten()
     {
-        return Err(Fatal::Usage(
-            "--undo-file and -o name the same file; give each its own".into(),
-        ));
+        ledger::check_room_beside(path)?;
     }
 
     let mut input = InputSource::new(job.input);
@@ -178,28 +192,66 @@ async fn execute(
         Some(Target::api(job.connection, true)?)
     };
 
-    // The undo file before the results file: a refusal must leave both as
-    // they were. `--force` never empties an undo file: it holds the only
-    // copy of the values the accounts had before the first run changed them.
+    // Files this command creates are removed again if it is refused before
+    // it starts.
+    let mut fresh = Fresh::default();
+
+    // The results file: locked for the whole run, never overwritten by
+    // mistake. With --resume, its ledger is read first: it says which undo
+    // file the run it records kept.
+    let mut results_file = if to_stdout {
+        None
+    } else {
+        fresh.note(job.output);
+        Some(ledger::open_locked(job.output)?)
+    };
+    let mut ledger = Ledger::default();
+    let mut has_header = false;
+    if job.resume
+        && let Some(file) = results_file.as_mut()
+    {
+        has_header = ledger::prepare(file, job.output, &RESULT_HEADER, Existing::Append, |r| {
+            ledger.add(r)
+        })?;
+        let all_rows = ReadOptions {
+            null_token: read_options.null_token.clone(),
+            ..ReadOptions::default()
+        };
+        let keys = RowReader::new(input.open()?, all_rows)?
+            .map_while(Result::ok)
+            .map(|row| row.key);
+        ledger.check_against(keys, job.output)?;
+        check_undo_of_ledger(&ledger, job.undo_file, job.output)?;
+    }
+
+    // The undo file before the results file is touched: a refusal must leave
+    // both as they were. `--force` never empties an undo file: it holds the
+    // only copy of the values the accounts had before the first run changed
+    // them.
     let undo = match job.undo_file {
-        Some(path) => Some(Arc::new(UndoWriter::open(
-            path,
-            reader.header().fields(),
-            &read_options.null_token,
-            if job.resume {
-                Existing::Append
-            } else {
-                Existing::Refuse {
-                    advice: "add --resume to go on with the run that wrote it, or choose \
-                             another --undo-file (delete it only once you are sure that run \
-                             need not be undone)",
-                }
-            },
-        )?)),
+        Some(path) => {
+            fresh.note(path);
+            Some(Arc::new(UndoWriter::open(
+                path,
+                reader.header().fields(),
+                if job.resume {
+                    Existing::Append
+                } else {
+                    Existing::Refuse {
+                        advice: "add --resume to go on with the run that wrote it, or choose \
+                                 another --undo-file (delete it only once you are sure that run \
+                                 need not be undone)",
+                    }
+                },
+            )?))
+        }
         None => None,
     };
+    let undo_recorded = job
+        .undo_file
+        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+        .map(|path| path.display().to_string());
 
-    // The results file: locked for the whole run, never overwritten by mistake.
     let existing = match (job.resume, job.force) {
         (true, _) => Existing::Append,
         (false, true) => Existing::Overwrite,
@@ -210,26 +262,16 @@ async fn execute(
             advice: "add --resume to continue the run it records, or --force to overwrite it",
         },
     };
-    let mut ledger = Ledger::default();
-    let (destination, write_header) = if to_stdout {
-        (Destination::Stdout, true)
-    } else {
-        let mut file = ledger::open_locked(job.output)?;
-        let has_header = ledger::prepare(&mut file, job.output, &RESULT_HEADER, existing, |r| {
-            ledger.add(r)
-        })?;
-        ledger = ledger.seal();
-        if !ledger.is_empty() {
-            let all_rows = ReadOptions {
-                null_token: read_options.null_token.clone(),
-                ..ReadOptions::default()
-            };
-            let rows = RowReader::new(input.open()?, all_rows)?
-                .map_while(Result::ok)
-                .map(|row| (row.line, row.key));
-            ledger.check_against(rows, job.output)?;
+    let (destination, write_header) = match results_file.take() {
+        None => (Destination::Stdout, true),
+        Some(mut file) => {
+            if !job.resume {
+                has_header =
+                    ledger::prepare(&mut file, job.output, &RESULT_HEADER, existing, |_| {})?;
+            }
+            ledger::check_room(&mut file, job.output)?;
+            (Destination::File(file), !has_header)
         }
-        (Destination::File(file), !has_header)
     };
 
     if let (Some(above), Some(target)) = (job.confirm, &target) {
@@ -243,9 +285,12 @@ async fn execute(
     let flusher: Arc<OnceLock<Flusher>> = Arc::new(OnceLock::new());
     {
         let flusher = Arc::clone(&flusher);
+        let fresh = fresh.files();
         watch_signals(Arc::clone(&stop), move || {
-            if let Some(flusher) = flusher.get() {
-                flusher.flush_now();
+            match flusher.get() {
+                Some(flusher) => flusher.flush_now(),
+                // Interrupted before it started: no file left behind.
+                None => outputs::remove_fresh(&fresh),
             }
             std::process::exit(i32::from(exit::INTERRUPTED));
         });
@@ -263,6 +308,8 @@ async fn execute(
         }
         None => None,
     };
+    // Nothing refused the command: from here on its files stay.
+    fresh.keep();
 
     if sends && input.rereadable() {
         let (input_for_count, options, stats) =
@@ -274,8 +321,20 @@ async fn execute(
         });
     }
 
-    let sink = ResultsSink::start(destination, write_header, Arc::clone(&stop))
-        .map_err(|e| Fatal::Usage(format!("cannot write {}: {e}", job.output.display())))?;
+    let sink = ResultsSink::start(
+        destination,
+        write_header,
+        Arc::clone(&stop),
+        Arc::clone(&stats),
+        undo_recorded.as_deref(),
+    )
+    .map_err(|e| {
+        Fatal::Aborted(format!(
+            "cannot write {}: {}",
+            job.output.display(),
+            crate::output::describe_write_error(&e)
+        ))
+    })?;
     let _ = flusher.set(sink.flusher());
     let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
         let c = Arc::clone(c);
@@ -307,6 +366,7 @@ async fn execute(
         stop: Arc::clone(&stop),
         thresholds: job.thresholds,
         ledger,
+        judged: Default::default(),
         hand_over_each: input.may_block(),
     };
     pipeline.run(reader, sink.sender()).await;
@@ -322,7 +382,8 @@ async fn execute(
         && let Err(e) = undo.finish()
     {
         stop.stop(crate::stop::StopReason::Failed(format!(
-            "cannot write the undo file: {e}"
+            "cannot write the undo file: {}",
+            crate::output::describe_write_error(&e)
         )));
     }
     if let Some(e) = write_error {
@@ -355,6 +416,51 @@ async fn execute(
         stopped: stopped_text,
         exported: None,
     })
+}
+
+/// `--resume` goes on only with the undo file the recorded run kept: without
+/// it, the accounts changed next would have no undo rows; with another, the
+/// previous values would be split between two files.
+fn check_undo_of_ledger(
+    ledger: &Ledger,
+    undo_file: Option<&Path>,
+    output: &Path,
+) -> Result<(), Fatal> {
+    let Some(recorded) = ledger.undo_file() else {
+        return Ok(());
+    };
+    let recorded_path = Path::new(recorded);
+    match undo_file {
+        None => Err(Fatal::Usage(format!(
+            "{} records a run that kept its previous values in the undo file {recorded}: \
+             add --undo-file {recorded} to go on (the accounts changed next need their \
+             previous values there too); nothing was sent",
+            output.display()
+        ))),
+        // The directory moved: the recorded path is gone, and a file of the
+        // same name is given.
+        Some(given)
+            if !recorded_path.exists()
+                && given.exists()
+                && given.file_name() == recorded_path.file_name() =>
+        {
+            tracing::warn!(
+                "{} records the undo file at {recorded}, which is gone; going on with {} \
+                 (the same name)",
+                output.display(),
+                given.display()
+            );
+            Ok(())
+        }
+        Some(given) if !outputs::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
+            "{} records a run that kept its undo file at {recorded}, not {}: pass \
+             --undo-file {recorded}, so that one file holds every previous value; nothing \
+             was sent",
+            output.display(),
+            given.display()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The valid accounts an input names, for seeding the built-in simulator.

@@ -415,11 +415,16 @@ impl Controller {
             sent_pace * share.clamp(1.0 / 16.0, CUT)
         };
         self.set_pace(next.max(FLOOR), now);
-        // The whole run waits a moment: two intervals at the new pace (a
-        // Retry-After is in whole seconds, and a bucket's "1" may mean 50 ms);
-        // if a request sent after that is refused too, the Retry-After in full.
+        // The whole run waits: for a Retry-After of more than a second, all
+        // of it; otherwise two intervals at the new pace (Retry-After is in
+        // whole seconds, and a bucket's "1" may mean 50 ms), and the full
+        // second only if a request sent after that is refused too.
         let gap = 2.0 / next.max(FLOOR);
-        let pause = retry_after.map_or(gap, |asked| asked.min(gap));
+        let pause = match retry_after {
+            Some(asked) if asked > 1.0 => asked,
+            Some(asked) => asked.min(gap),
+            None => gap,
+        };
         self.episode = Some(Episode {
             pause,
             from_seq: self.next_seq,

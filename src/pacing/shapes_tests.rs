@@ -107,7 +107,7 @@ pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64)
             clock = t;
             let worker = waiting.pop_front().expect("checked");
             let permit = controller.grant(t);
-            if trace && (permit.seq < 22 || permit.seq % 20 == 0 || permit.seq > 190) {
+            if trace && (permit.seq < 22 || permit.seq.is_multiple_of(20) || permit.seq > 190) {
                 eprintln!("{t:7.3} permit {} {}", permit.seq, controller.debug_line());
             }
             out.permits.push(t);

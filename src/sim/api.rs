@@ -168,6 +168,17 @@ async fn answer_iam(
         Some(Fault::Hang) => std::future::pending().await,
         Some(Fault::NotJson) => sim.answered(seq, request.respond().into_text_response()),
         Some(Fault::Truncated) => sim.answered(seq, request.respond().into_truncated_response()),
+        Some(Fault::OtherAccount(other)) => {
+            let answer = request.respond();
+            let answer = match (answer.status, sim.account(other)) {
+                (StatusCode::OK, Some(account)) => {
+                    Answer::json(StatusCode::OK, &account.client_view())
+                }
+                _ => answer,
+            };
+            sim.answered(seq, answer.into_response())
+        }
+        Some(Fault::HugeBody) => sim.answered(seq, request.respond().into_huge_response()),
     }
 }
 
@@ -404,6 +415,14 @@ impl Answer {
             self.status.canonical_reason().unwrap_or_default()
         );
         self.build(HeaderValue::from_static("text/plain"), Body::from(text))
+    }
+
+    /// The `HugeBody` fault: the JSON body followed by 17 MiB of spaces.
+    fn into_huge_response(mut self) -> Response {
+        let mut body = self.body.to_vec();
+        body.resize(body.len() + 17 * 1024 * 1024, b' ');
+        self.body = Bytes::from(body);
+        self.into_response()
     }
 
     /// The `Truncated` fault: `Content-Length` of the whole body, half of it

@@ -134,6 +134,13 @@ pub enum Fault {
     /// cut in half: `Content-Length` promises the whole body, and the
     /// connection closes after the first half.
     Truncated,
+    /// The request is handled (a PATCH applied to the account asked for),
+    /// then the answer carries this other account instead, like a proxy that
+    /// mixed up two answers.
+    OtherAccount(u64),
+    /// The request is handled (a PATCH applied), then the answer's body is
+    /// padded with spaces past 16 MiB: valid JSON no client should buffer.
+    HugeBody,
 }
 
 /// Rules under which each fault hits its own share of all requests, although

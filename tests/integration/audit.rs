@@ -224,7 +224,10 @@ fn the_undo_file_puts_every_field_back() {
         assert_eq!(sim.account(id).email, format!("moved{id}@example.org"));
     }
     let undo = work.read("undo.csv");
-    assert!(undo.starts_with(&format!("{ALL_COLUMNS}\n")), "{undo}");
+    assert!(
+        undo.starts_with(&format!("\u{feff}{ALL_COLUMNS}\n")),
+        "a byte-order mark marks an undo file: {undo}"
+    );
 
     let ran = work.run_against(
         &sim,

@@ -7,6 +7,7 @@ mod audit;
 mod container;
 mod core;
 mod hostile;
+mod integrity;
 mod network;
 mod operations;
 mod pacing;

@@ -1,0 +1,235 @@
+//! `results`: the final outcome of every input line, from the ledgers a run,
+//! its resumed runs and its `--shard` workers appended to.
+//!
+//! A resumed run appends a new row for each row it processes again, and
+//! none for a row already done; shards write one file each. The last row
+//! recorded for a line is its final answer (files are read in the order
+//! given, each from top to bottom). The exit code follows `run`'s rules.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use csv::ByteRecord;
+
+use crate::cli::ResultsArgs;
+use crate::error::{Fatal, exit};
+use crate::logging::Console;
+use crate::output::{Outcome, RESULT_HEADER};
+use crate::outputs::{self, Role};
+
+/// The final answer of each line: its last record and the file it came from.
+#[derive(Debug, Default)]
+pub struct FinalAnswers {
+    lines: BTreeMap<u64, (ByteRecord, usize)>,
+}
+
+impl FinalAnswers {
+    /// Adds one ledger's complete records; a torn or malformed line is
+    /// skipped (the run that resumes redoes its row).
+    pub fn read(&mut self, source: usize, ledger: impl std::io::Read) -> Result<(), String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(ledger);
+        let mut record = ByteRecord::new();
+        let header_ok = match reader.read_byte_record(&mut record) {
+            Ok(true) => record.iter().eq(RESULT_HEADER.iter().map(|h| h.as_bytes())),
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !header_ok {
+            return Err(format!(
+                "its header is not the results header `{}`",
+                RESULT_HEADER.join(",")
+            ));
+        }
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // A line torn by a kill at the very end: what came before stands.
+                Err(_) => break,
+            }
+            if record.len() != RESULT_HEADER.len() {
+                continue;
+            }
+            let Some(line) = std::str::from_utf8(&record[0])
+                .ok()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if std::str::from_utf8(&record[2])
+                .ok()
+                .and_then(Outcome::parse)
+                .is_none()
+            {
+                continue;
+            }
+            self.lines.insert(line, (record.clone(), source));
+        }
+        Ok(())
+    }
+
+    /// Rows by final outcome.
+    pub fn counts(&self) -> BTreeMap<&str, u64> {
+        let mut counts = BTreeMap::new();
+        for (record, _) in self.lines.values() {
+            let outcome = std::str::from_utf8(&record[2]).unwrap_or_default();
+            *counts.entry(outcome).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// `run`'s rule: 1 when any line ended `failed`, `invalid` or `mismatch`.
+    pub fn exit_code(&self) -> u8 {
+        let bad = self
+            .lines
+            .values()
+            .any(|(r, _)| matches!(&r[2], b"failed" | b"invalid" | b"mismatch"));
+        if bad { exit::ROWS_FAILED } else { exit::OK }
+    }
+
+    /// Writes the header and one row per line, in line order, each with the
+    /// ledger it came from.
+    pub fn write(&self, out: impl Write, sources: &[String]) -> csv::Result<()> {
+        let mut csv = csv::WriterBuilder::new().from_writer(out);
+        let mut header = ByteRecord::from(RESULT_HEADER.to_vec());
+        header.push_field(b"source");
+        csv.write_byte_record(&header)?;
+        for (record, source) in self.lines.values() {
+            let mut row = record.clone();
+            row.push_field(sources[*source].as_bytes());
+            csv.write_byte_record(&row)?;
+        }
+        csv.flush()?;
+        Ok(())
+    }
+}
+
+pub fn results(args: &ResultsArgs, console: Console) -> u8 {
+    match execute(args) {
+        Ok((answers, code)) => {
+            if !console.quiet {
+                let counts: Vec<String> = answers
+                    .counts()
+                    .iter()
+                    .map(|(o, n)| format!("{n} {o}"))
+                    .collect();
+                eprintln!(
+                    "results: {} lines\n  {}\n  final answers: {}",
+                    answers.lines.len(),
+                    counts.join(" · "),
+                    args.output.display()
+                );
+            }
+            code
+        }
+        Err(fatal) => {
+            eprintln!("error: {fatal}");
+            fatal.exit_code()
+        }
+    }
+}
+
+fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
+    let outputs_list = [("-o", args.output.as_path(), Role::Final)];
+    for ledger in &args.ledgers {
+        if args.output.as_os_str() != "-" && outputs::same_path(ledger, &args.output) {
+            return Err(Fatal::Usage(format!(
+                "-o {} is one of the results files read; choose another file",
+                args.output.display()
+            )));
+        }
+    }
+    outputs::check(None, &outputs_list)?;
+
+    let mut answers = FinalAnswers::default();
+    let mut sources = Vec::new();
+    for (i, path) in args.ledgers.iter().enumerate() {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))?;
+        answers
+            .read(i, std::io::BufReader::new(file))
+            .map_err(|e| Fatal::Usage(format!("cannot use {}: {e}", path.display())))?;
+        sources.push(path.display().to_string());
+    }
+
+    if args.output.as_os_str() == "-" {
+        answers
+            .write(std::io::stdout().lock(), &sources)
+            .map_err(|e| Fatal::Aborted(format!("cannot write the final answers: {e}")))?;
+    } else {
+        write_final(&args.output, &answers, &sources)?;
+    }
+    let code = answers.exit_code();
+    Ok((answers, code))
+}
+
+/// Written beside the destination (private) and renamed over it.
+fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Result<(), Fatal> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let fail =
+        |e: &dyn std::fmt::Display| Fatal::Aborted(format!("cannot write {}: {e}", path.display()));
+    let temp = tempfile::Builder::new()
+        .prefix(".gcore-iam-bulk-results-")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+    answers
+        .write(std::io::BufWriter::new(temp.as_file()), sources)
+        .map_err(|e| fail(&e))?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+    temp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(rows: &[&str]) -> String {
+        let mut text = format!("{}\n", RESULT_HEADER.join(","));
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn the_last_record_of_a_line_is_its_answer() {
+        let mut answers = FinalAnswers::default();
+        let first = ledger(&[
+            "2,5,updated,200,1,,,{},3,,{},",
+            "3,6,failed,503,5,,gave up,{},3,,{},",
+        ]);
+        let resumed = ledger(&["3,6,updated,200,1,,,{},3,,{},"]);
+        answers.read(0, first.as_bytes()).unwrap();
+        answers
+            .read(0, format!("{resumed}4,7,upd").as_bytes())
+            .unwrap_or(());
+        assert_eq!(answers.lines.len(), 2);
+        assert_eq!(answers.exit_code(), exit::OK);
+        let mut out = Vec::new();
+        answers.write(&mut out, &["r.csv".into()]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().next().unwrap().ends_with(",undo_file,source"));
+        assert_eq!(text.lines().filter(|l| l.contains(",updated,")).count(), 2);
+    }
+
+    #[test]
+    fn a_line_that_failed_last_sets_exit_1_and_other_files_are_refused() {
+        let mut answers = FinalAnswers::default();
+        answers
+            .read(0, ledger(&["2,5,failed,503,5,,x,{},3,,{},"]).as_bytes())
+            .unwrap();
+        assert_eq!(answers.exit_code(), exit::ROWS_FAILED);
+        assert!(answers.read(1, "client_id,name\n1,A\n".as_bytes()).is_err());
+    }
+}
