@@ -627,8 +627,12 @@ impl Controller {
         if !self.upper.is_finite() {
             return None;
         }
-        let limit = if self.lower > 0.0 {
+        // Between the bounds once they meet; until then the pace proved to
+        // hold is the honest figure (the upper bound may be the asked rate).
+        let limit = if self.converged() {
             (self.lower + self.upper) / 2.0
+        } else if self.lower > 0.0 {
+            self.lower
         } else {
             self.upper * CUT
         };
