@@ -71,10 +71,12 @@ fi
 CONCURRENCY=16
 RESELLER=900002
 TOKEN=sim-token
-# What nginx answers to every /iam/clients/... request: an account holding
-# what every row sends, so the tool's response check passes (rows end
-# `updated`, as in a real run) and the GET /me before the first PATCH is fine.
-CANNED='{"id":1,"resellers":900002,"status":"active"}'
+# What nginx answers to every /iam/clients/{id} request: that account,
+# holding what every row sends, so the tool's response check passes (the id
+# is the one asked for and the values are the ones sent: rows end `updated`,
+# as in a real run). GET /me gets account 1.
+CANNED_BEFORE='{"id":'
+CANNED_AFTER=',"resellers":900002,"status":"active"}'
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -134,6 +136,15 @@ if ((BUILD)); then
     (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
 fi
 [[ -x $BIN ]] || die "no binary at $BIN (build it, or drop --no-build)"
+# The floor of (a): a bare reqwest client built as the tool builds its own
+# (examples/floor.rs), always from this checkout, with the same Cargo.lock.
+FLOOR_TARGET=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])') ||
+    die "cargo metadata failed"
+FLOOR=$FLOOR_TARGET/release/examples/floor
+log "building the HTTP floor client (cargo build --release --example floor)"
+(cd "$REPO" && cargo build --release --example floor) ||
+    die "cargo build --release --example floor failed"
 
 # ------------------------------------------------------- temp dir, cleanup
 
@@ -220,7 +231,8 @@ http {
         listen 127.0.0.1:$port;
         default_type application/json;
         # return answers any method, PATCH included, and discards the body.
-        location /iam/clients/ { return 200 '$CANNED'; }
+        location ~ ^/iam/clients/([0-9]+)\$ { return 200 '$CANNED_BEFORE\$1$CANNED_AFTER'; }
+        location = /iam/clients/me { return 200 '${CANNED_BEFORE}1$CANNED_AFTER'; }
         location / { return 404; }
     }
 }
@@ -287,10 +299,12 @@ WRAP=() # a command put in front of the tool: /usr/bin/time for (e)
 
 # ----------------------------------------------------------------- steps
 
-# (a) rows/s with 16 in flight against nginx, next to wrk's req/s on the
-# same endpoint with the same number of connections.
+# (a) rows/s with 16 in flight against nginx, judged against the floor of
+# the tool's own HTTP stack (examples/floor.rs: the same reqwest and tokio,
+# the same PATCH, 16 in flight, nothing else), best of REPS each, the three
+# alternating. wrk's req/s on the same endpoint is shown for scale.
 step_a() {
-    local input lua rep out rps tools=() wrks=()
+    local input lua rep out rps tools=() wrks=() floors=() secs
     input=$(input_csv "$A_ROWS")
     lua=$WORK/patch.lua
     cat >"$lua" <<EOF
@@ -299,7 +313,7 @@ wrk.body = '{"reseller":$RESELLER}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "APIKey $TOKEN"
 EOF
-    local wrk_args=(-t2 -c"$CONCURRENCY" -d"${WRK_SECS}s")
+    local wrk_args=(-t1 -c"$CONCURRENCY" -d"${WRK_SECS}s")
     put a_rows "$A_ROWS"
     put a_wrk_args "wrk ${wrk_args[*]}"
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -310,11 +324,19 @@ EOF
         grep -q 'Non-2xx' <<<"$out" && put_error a "wrk got non-2xx answers: $(grep Non-2xx <<<"$out")"
         log "wrk: $rps req/s"
         wrks+=("$rps")
+        # Timed as the tool is: the whole process, start-up included.
+        "$PY" "$HELPER" timeit "$WORK/a_floor$rep.secs" -- \
+            "$FLOOR" "$NGINX_URL" "$A_ROWS" "$CONCURRENCY" >/dev/null ||
+            die "the floor client failed"
+        secs=$(cat "$WORK/a_floor$rep.secs")
+        log "floor: ${secs}s for $A_ROWS rows"
+        floors+=("$secs")
         tool_run "a$rep" "$input" --api-url "$NGINX_URL" --rate unlimited \
             --concurrency "$CONCURRENCY"
         tools+=("$TOOL_SECS")
     done
     put a_tool_secs "$(min_of "${tools[@]}")"
+    put a_floor_secs "$(min_of "${floors[@]}")"
     put a_wrk_rps "$(max_of "${wrks[@]}")"
 }
 
