@@ -385,6 +385,7 @@ mod tests {
             pace: 19.3,
             source: Source::Throttling,
             throttles: 6,
+            firm: true,
         });
         let text = s.text();
         assert!(
@@ -400,9 +401,12 @@ mod tests {
             s.to_prometheus()
                 .contains("gcore_iam_bulk_server_limit_per_second{command=\"run\"} 19.72")
         );
-        // Asked below the limit: nothing to suggest.
+        // Asked below the limit, or learned from a lone 429: nothing to suggest.
         s.asked_rate = Some(10.0);
         assert!(!s.text().contains("next time"));
+        s.asked_rate = Some(100.0);
+        s.learned = s.learned.map(|l| Learned { firm: false, ..l });
+        assert!(!s.text().contains("next time"), "{}", s.text());
         assert!(summary().to_json().find("server_limit").is_none());
     }
 

@@ -71,6 +71,10 @@ pub struct Learned {
     pub source: Source,
     /// 429s the estimate was learned from.
     pub throttles: u64,
+    /// The estimate is firm enough to suggest a `--rate`: stated by the
+    /// server, measured between bursts of 429s, or bounded closely from
+    /// both sides. A lone 429 (a fault, not a limit) is not.
+    pub firm: bool,
 }
 
 impl Learned {
@@ -86,7 +90,7 @@ impl Learned {
     /// The `--rate` to ask for next time, when the asked one was above the
     /// limit: the pace that held, rounded down.
     pub fn suggested_rate(&self, asked: Option<f64>) -> Option<String> {
-        if asked.is_some_and(|a| a <= self.limit) {
+        if !self.firm || asked.is_some_and(|a| a <= self.limit) {
             return None;
         }
         let pace = self.pace.min(self.limit);
@@ -622,6 +626,7 @@ impl Controller {
                 pace,
                 source: Source::Headers,
                 throttles: self.learning_throttles,
+                firm: true,
             });
         }
         if !self.upper.is_finite() {
@@ -641,6 +646,7 @@ impl Controller {
             pace,
             source: Source::Throttling,
             throttles: self.learning_throttles,
+            firm: self.converged() || self.lower_measured || self.learning_throttles >= 3,
         })
     }
 }
