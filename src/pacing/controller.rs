@@ -654,3 +654,104 @@ impl Controller {
 #[cfg(test)]
 #[path = "shapes_tests.rs"]
 mod shapes_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grants permits back to back at the controller's pace from `from`
+    /// for `seconds`, all answered with success right away; returns the
+    /// time of the last.
+    fn send_calmly(c: &mut Controller, from: f64, seconds: f64) -> f64 {
+        let mut now = from;
+        while now < from + seconds {
+            now = c.ready_at().max(now);
+            let permit = c.grant(now);
+            c.on_success(permit, now, None);
+        }
+        now
+    }
+
+    #[test]
+    fn a_pause_is_not_calm() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let first = c.grant(0.0);
+        c.on_throttled(first, 0.001, None, None);
+        let pace = c.pace().unwrap();
+        assert_eq!(pace, 50.0);
+        // Ten idle seconds raise nothing: nothing was sent.
+        let p = c.grant(10.0);
+        c.on_success(p, 10.0, None);
+        assert_eq!(c.pace(), Some(pace));
+        // A second of sending does.
+        send_calmly(&mut c, 10.0, 1.1);
+        assert!(c.pace().unwrap() > pace, "{:?}", c.pace());
+    }
+
+    #[test]
+    fn a_change_of_pace_never_makes_a_permit_due_at_once() {
+        let mut c = Controller::new(Some(100.0), 10);
+        // The burst goes at once...
+        for _ in 0..5 {
+            let p = c.grant(0.0);
+            c.on_success(p, 0.0, None);
+        }
+        let last = c.grant(0.0);
+        // ...until a 429: from then on every permit is spaced by the new
+        // pace from the one before, the burst allowance gone.
+        c.on_throttled(last, 0.002, None, None);
+        let pace = c.pace().unwrap();
+        let mut previous = 0.0;
+        for _ in 0..5 {
+            let at = c.ready_at().max(previous);
+            assert!(at - previous >= 1.0 / pace - 1e-9, "{at} after {previous}");
+            c.grant(at);
+            previous = at;
+        }
+    }
+
+    #[test]
+    fn after_a_retry_after_the_waiting_requests_go_one_by_one() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let p = c.grant(0.0);
+        c.on_success(p, 0.001, None);
+        let p = c.grant(0.01);
+        // A 429 asking for 5 s: the run waits all of it, then paces.
+        let wait = c.on_throttled(p, 0.011, Some(5.0), None);
+        assert_eq!(wait, 5.0);
+        let first = c.ready_at();
+        assert!(first >= 5.011 - 1e-9, "{first}");
+        c.grant(first);
+        let second = c.ready_at();
+        assert!(second - first >= 1.0 / c.pace().unwrap() - 1e-9);
+    }
+
+    #[test]
+    fn stated_figures_set_the_pace_without_a_429() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let p = c.grant(0.0);
+        let quota = Quota {
+            limit: Some(20),
+            window: Some(1.0),
+            remaining: Some(0),
+            reset: Some(1.0),
+        };
+        c.on_success(p, 0.002, Some(quota));
+        let learned = c.learned().unwrap();
+        assert_eq!(learned.source, Source::Headers);
+        assert!((learned.limit - 20.0).abs() < 1e-9);
+        assert!((c.pace().unwrap() - 20.0 * UNDER_QUOTA).abs() < 1e-9);
+        assert!(learned.suggested_rate(Some(100.0)).is_some());
+    }
+
+    #[test]
+    fn a_lone_429_suggests_no_rate() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let p = c.grant(0.0);
+        c.on_throttled(p, 0.001, None, None);
+        let learned = c.learned().unwrap();
+        assert!(!learned.firm);
+        assert_eq!(learned.suggested_rate(Some(100.0)), None);
+        assert_eq!(learned.throttles, 1);
+    }
+}
