@@ -47,6 +47,9 @@ const MEASURE_SPAN: f64 = 0.5;
 const MEASURE_SUCCESSES: u64 = 5;
 /// Each calm stretch raises the pace by at most this share.
 const RAISE_STEP: f64 = 0.05;
+/// Refused for this long after pauses, nothing accepted, a limit refuses in
+/// spells rather than request by request, seconds.
+const SPELL: f64 = 0.25;
 /// The longest pause without a Retry-After, seconds.
 const MAX_PAUSE: f64 = 60.0;
 /// The lowest pace: one request a minute.
@@ -141,6 +144,10 @@ pub struct Controller {
     /// When the latest episode began, and the successes until then.
     last_episode: Option<(f64, u64)>,
     successes: u64,
+    first_success: Option<f64>,
+    /// A request sent after a pause was refused too: the limit refuses in
+    /// spells, as windows and sliding logs do, not request by request.
+    refuses_in_spells: bool,
     /// When the pace was last set, and the answers since for requests sent
     /// at it.
     pace_set_at: f64,
@@ -166,6 +173,14 @@ struct Episode {
     pause: f64,
     /// Permits from this one on were sent after that pause.
     from_seq: u64,
+    /// When it began, and the successes before.
+    started: f64,
+    successes_before: u64,
+    /// The earliest time its Retry-Afters allow: a refusal at t saying "1"
+    /// means by t + 1 at the latest.
+    reopen_by: f64,
+    /// Requests sent after a pause of this episode and refused too.
+    refusals_after_pause: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -215,6 +230,8 @@ impl Controller {
             episode: None,
             last_episode: None,
             successes: 0,
+            first_success: None,
+            refuses_in_spells: false,
             lower_measured: false,
             pace_set_at: f64::NEG_INFINITY,
             accepted_at_pace: 0,
@@ -302,6 +319,7 @@ impl Controller {
     /// if it gave any.
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
         self.successes += 1;
+        self.first_success.get_or_insert(now);
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
         }
@@ -360,15 +378,56 @@ impl Controller {
                 // Sent before the last pause: the same refusal again.
                 return row_wait;
             }
-            // Sent after a pause and refused again: the server means its
-            // Retry-After; without one, wait twice as long.
-            episode.pause = match retry_after {
-                Some(asked) => asked.max(episode.pause),
-                None => (episode.pause * 2.0).min(MAX_PAUSE),
+            // Sent after a pause and refused again: the server refuses
+            // everything until some time — a window until its boundary, a
+            // sliding log until its oldest request leaves. It means its
+            // Retry-After: wait until the earliest time the episode's allow
+            // (or this one's in full, once that has passed). Without one,
+            // wait twice as long each time.
+            episode.refusals_after_pause += 1;
+            // Refused after pauses for a quarter of a second, nothing
+            // accepted: no bucket refills that slowly; the limit refuses in
+            // spells (a window until its boundary, a log until its oldest
+            // request leaves).
+            let in_spells = now - episode.started >= SPELL;
+            let until = match retry_after {
+                // Longer pauses first: a bucket's next token may simply not
+                // have come yet.
+                Some(asked) if !in_spells => now + asked.min(episode.pause * 4.0),
+                Some(_) if episode.reopen_by > now => episode.reopen_by,
+                Some(asked) => {
+                    episode.reopen_by = now + asked;
+                    now + asked
+                }
+                None => now + (episode.pause * 2.0).min(MAX_PAUSE),
             };
+            episode.pause = until - now;
             episode.from_seq = self.next_seq;
-            let pause = episode.pause;
-            self.pause(now, pause);
+            let episode = *episode;
+            self.pause(now, until - now);
+            if in_spells {
+                // A step past such a limit costs a whole spell: climb in
+                // small steps from here on.
+                self.refuses_in_spells = true;
+            }
+            if in_spells
+                && self.successes == episode.successes_before
+                && let Some(first) = self.first_success
+                && until.is_finite()
+            {
+                // The limit took the successes so far, then refuses until
+                // `until`: about that many per that long. On the safe side
+                // (Retry-After rounds up), and a measure to climb from.
+                let taken = episode.successes_before as f64;
+                let span = until - first;
+                if taken >= MEASURE_SUCCESSES as f64 && span > 0.0 && self.lower == 0.0 {
+                    self.lower = taken / span;
+                    self.lower_measured = true;
+                    self.last_episode = None;
+                    let pace = self.lower.max(FLOOR);
+                    self.set_pace(pace, now);
+                }
+            }
             return row_wait;
         }
         if permit.at < self.decreased_at {
@@ -432,6 +491,10 @@ impl Controller {
         self.episode = Some(Episode {
             pause,
             from_seq: self.next_seq,
+            started: now,
+            successes_before: self.successes,
+            reopen_by: retry_after.map_or(f64::INFINITY, |asked| now + asked),
+            refusals_after_pause: 0,
         });
         self.pause(now, pause);
         row_wait
@@ -480,7 +543,7 @@ impl Controller {
         // Upward by bisection; in small steps from a measure, which is
         // close, and every step past the limit costs a 429.
         let mut next = self.bisect();
-        if self.lower_measured {
+        if self.lower_measured || self.refuses_in_spells {
             next = next.min(self.lower * (1.0 + RAISE_STEP));
         }
         if next > pace * 1.001 {

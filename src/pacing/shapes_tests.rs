@@ -337,7 +337,7 @@ fn meets_the_goal_where_the_limit_can_be_seen() {
             cell.meets_the_goal(ROWS)
         } else {
             cell.out.updated == ROWS
-                && cell.ratio <= 1.75
+                && cell.ratio <= 2.0
                 && cell.out.throttles as f64 <= 0.2 * ROWS as f64
         };
         if !met {
