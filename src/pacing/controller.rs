@@ -9,16 +9,30 @@
 //! - Until the server pushes back, at the asked `--rate` with its `--burst`
 //!   (a GCRA: over any span T at most `burst + rate × T` permits).
 //! - When answers carry the server's own figures (`RateLimit-*`,
-//!   `X-RateLimit-*`), at just under the quota they state, after spending
-//!   the first answer's `remaining` at the asked rate: no 429 is needed.
-//! - Otherwise it learns from 429s and successes: each 429 bounds the limit
-//!   from above (the pace that drew it), each stretch of calm sending bounds
-//!   it from below (the pace that held), and the pace moves by bisection
-//!   between the two until they are within a few percent; then it stays
-//!   just under, probing upward rarely.
+//!   `X-RateLimit-*`), at just under the quota they state. What an answer
+//!   says remains is spent at the asked rate; where the quota only comes
+//!   back as requests age out of a window (seen while the first credit is
+//!   spent: it does not grow), spent credit is charged to the pace, so a
+//!   window never sees credit and full pace on top. No 429 is needed.
+//! - Otherwise it learns from 429s and successes. 429s come in episodes
+//!   (from one until the next success); an episode's first 429 bounds the
+//!   limit from above (the pace that drew it) and cuts the pace by the share
+//!   of answers accepted at it; the successes between two episodes measure
+//!   the limit; a calm second of sending proves a pace and the pace rises by
+//!   bisection, in small steps from a measure. Once the bounds meet it stays
+//!   just under, and looks a little higher every 20 calm seconds.
+//! - Requests refused after pauses for a quarter second, with nothing
+//!   accepted, mark a limit that refuses in spells (a window until its
+//!   boundary, a sliding log until its oldest request leaves) rather than a
+//!   bucket: from then on `Retry-After` is trusted to the earliest time the
+//!   spell's answers allow, the burst and the spell give a first measure,
+//!   and the climb is in small steps, since a step past such a limit costs a
+//!   whole spell.
 //! - After the first 429 every permit is spaced (no burst), so a pause — a
 //!   `Retry-After`, or the gap after a 429 — never releases the requests that
 //!   waited together, and a change of pace never makes a permit due at once.
+//!   Only time spent sending counts as calm: a pause or an idle spell does
+//!   not.
 
 use std::collections::VecDeque;
 
