@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::dialect::Delimiter;
 use crate::pacing::Rate;
 use crate::shard::ShardSpec;
 
@@ -22,7 +23,6 @@ use crate::shard::ShardSpec;
         gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
         GCORE_API_KEY=... gcore-iam-bulk run moves.csv -o results.csv --rate 10/s\n  \
         gcore-iam-bulk plan moves.csv -o plan.csv\n  \
-        gcore-iam-bulk export -o accounts.csv --reseller-id 42\n  \
         gcore-iam-bulk run samples/reseller-migration.csv -o demo.csv --simulator"
 )]
 pub struct Cli {
@@ -195,6 +195,21 @@ pub struct SelectionArgs {
     /// `--resume --limit 50` does rows 11 to 50.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// The input's field delimiter: `,`, `;` or `tab`. Without it, the one
+    /// the header line uses.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<Delimiter>,
+}
+
+/// Files for people and their spreadsheets.
+#[derive(Debug, Clone, Args)]
+pub struct SpreadsheetArgs {
+    /// Start the CSV written with a UTF-8 byte-order mark, so that Excel
+    /// reads accents and other letters right (the tool reads such files
+    /// back as they are).
+    #[arg(long)]
+    pub excel: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +265,9 @@ pub struct RunArgs {
     pub confirm_above: u64,
 
     #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
+
+    #[command(flatten)]
     pub selection: SelectionArgs,
 
     #[command(flatten)]
@@ -277,6 +295,9 @@ pub struct PlanArgs {
     pub force: bool,
 
     #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
+
+    #[command(flatten)]
     pub selection: SelectionArgs,
 
     #[command(flatten)]
@@ -299,6 +320,9 @@ pub struct ResultsArgs {
     /// line, the last recorded, with the file it came from.
     #[arg(short, long, value_name = "FINAL")]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +355,9 @@ pub struct ExportArgs {
     /// The cell text written for a null value.
     #[arg(long, default_value = "null", value_name = "TEXT")]
     pub null_token: String,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
 
     /// Accounts asked for per page.
     #[arg(long, default_value_t = 100, value_name = "N",

@@ -11,6 +11,7 @@ pub mod call;
 pub mod cli;
 pub mod cmd;
 pub mod completions;
+pub mod dialect;
 pub mod error;
 pub mod fields;
 pub mod input;

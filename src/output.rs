@@ -653,10 +653,12 @@ pub struct ResultsSink {
 
 impl ResultsSink {
     /// Starts the writer. `write_header` is false when appending to a ledger
-    /// that has one. A write error stops the run.
+    /// that has one; `bom` puts a UTF-8 byte-order mark before a header
+    /// (`--excel`). A write error stops the run.
     pub fn start(
         destination: Destination,
         write_header: bool,
+        bom: bool,
         stop: Arc<StopSignal>,
         stats: Arc<Stats>,
         undo_file: Option<&str>,
@@ -673,6 +675,9 @@ impl ResultsSink {
             good_len: 0,
         };
         if write_header {
+            if bom {
+                file.buffer.extend_from_slice(crate::undo::BOM);
+            }
             file.buffer
                 .extend_from_slice(RESULT_HEADER.join(",").as_bytes());
             file.buffer.push(b'\n');
@@ -855,6 +860,7 @@ mod tests {
         let sink = ResultsSink::start(
             Destination::File(file),
             true,
+            false,
             StopSignal::new(),
             Arc::clone(&stats),
             Some("/u.csv"),
@@ -909,6 +915,7 @@ mod tests {
         let stop = StopSignal::new();
         let sink = ResultsSink::start(
             Destination::File(full),
+            false,
             false,
             Arc::clone(&stop),
             Arc::clone(&stats),

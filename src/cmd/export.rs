@@ -215,6 +215,11 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         ),
         None => Box::new(std::io::stdout()),
     };
+    let mut sink = sink;
+    if args.spreadsheet.excel {
+        sink.write_all(crate::undo::BOM)
+            .map_err(|e| Fatal::Aborted(format!("cannot write {}: {e}", args.output.display())))?;
+    }
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
     let write_err = |e: &dyn std::fmt::Display| {
         let text = e.to_string();

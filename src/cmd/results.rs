@@ -38,7 +38,7 @@ impl FinalAnswers {
             Ok(false) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
-        // A file saved by a spreadsheet may start with a byte-order mark.
+        // A file written with --excel starts with a byte-order mark.
         let header: Vec<&[u8]> = record
             .iter()
             .enumerate()
@@ -119,8 +119,11 @@ impl FinalAnswers {
     }
 
     /// Writes the header and one row per line, in line order, each with the
-    /// ledger it came from.
-    pub fn write(&self, out: impl Write, sources: &[String]) -> csv::Result<()> {
+    /// ledger it came from; `bom` starts it with a byte-order mark (`--excel`).
+    pub fn write(&self, mut out: impl Write, sources: &[String], bom: bool) -> csv::Result<()> {
+        if bom {
+            out.write_all(crate::undo::BOM)?;
+        }
         let mut csv = csv::WriterBuilder::new().from_writer(out);
         let mut header = ByteRecord::from(RESULT_HEADER.to_vec());
         header.push_field(b"source");
@@ -185,17 +188,22 @@ fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
 
     if args.output.as_os_str() == "-" {
         answers
-            .write(std::io::stdout().lock(), &sources)
+            .write(std::io::stdout().lock(), &sources, args.spreadsheet.excel)
             .map_err(|e| Fatal::Aborted(format!("cannot write the final answers: {e}")))?;
     } else {
-        write_final(&args.output, &answers, &sources)?;
+        write_final(&args.output, &answers, &sources, args.spreadsheet.excel)?;
     }
     let code = answers.exit_code();
     Ok((answers, code))
 }
 
 /// Written beside the destination (private) and renamed over it.
-fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Result<(), Fatal> {
+fn write_final(
+    path: &Path,
+    answers: &FinalAnswers,
+    sources: &[String],
+    bom: bool,
+) -> Result<(), Fatal> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -207,7 +215,7 @@ fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Resul
         .tempfile_in(dir)
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
     answers
-        .write(std::io::BufWriter::new(temp.as_file()), sources)
+        .write(std::io::BufWriter::new(temp.as_file()), sources, bom)
         .map_err(|e| fail(&e))?;
     temp.as_file()
         .sync_all()
@@ -244,7 +252,7 @@ mod tests {
         assert_eq!(answers.lines.len(), 2);
         assert_eq!(answers.exit_code(), exit::OK);
         let mut out = Vec::new();
-        answers.write(&mut out, &["r.csv".into()]).unwrap();
+        answers.write(&mut out, &["r.csv".into()], false).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.lines()
@@ -284,9 +292,10 @@ mod tests {
         assert_eq!(answers.lines.len(), 2);
         let mut out = Vec::new();
         answers
-            .write(&mut out, &["old.csv".into(), "new.csv".into()])
+            .write(&mut out, &["old.csv".into(), "new.csv".into()], true)
             .unwrap();
         let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\u{feff}line,client_id,"));
         let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
         assert!(
             reader

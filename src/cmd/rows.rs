@@ -43,6 +43,8 @@ struct Job<'a> {
     connection: &'a ConnectionArgs,
     pacing: &'a PacingArgs,
     report: &'a ReportArgs,
+    /// `--excel`: a byte-order mark before the header.
+    excel: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,7 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        excel: args.spreadsheet.excel,
     }
     .go(console)
     .await
@@ -99,6 +102,7 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        excel: args.spreadsheet.excel,
     }
     .go(console)
     .await
@@ -138,10 +142,11 @@ async fn execute(
         .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
         .transpose()
         .map_err(Fatal::Usage)?;
-    let read_options = ReadOptions {
+    let mut read_options = ReadOptions {
         null_token: job.selection.null_token.trim().to_string(),
         shard,
         limit: job.selection.limit,
+        delimiter: Default::default(),
     };
     let to_stdout = job.output.as_os_str() == "-";
     if job.resume && to_stdout {
@@ -182,6 +187,9 @@ async fn execute(
     if job.resume || job.connection.simulator {
         input.spool()?;
     }
+    let dialect = input.detect(job.selection.delimiter)?;
+    tracing::info!("{}", dialect.describe(input.label()));
+    read_options.delimiter = dialect.delimiter;
     let reader = RowReader::new(input.open()?, read_options.clone())?;
 
     let mut target = if !sends {
@@ -215,6 +223,7 @@ async fn execute(
         })?;
         let all_rows = ReadOptions {
             null_token: read_options.null_token.clone(),
+            delimiter: read_options.delimiter,
             ..ReadOptions::default()
         };
         let keys = RowReader::new(input.open()?, all_rows)?
@@ -324,6 +333,7 @@ async fn execute(
     let sink = ResultsSink::start(
         destination,
         write_header,
+        job.excel,
         Arc::clone(&stop),
         Arc::clone(&stats),
         undo_recorded.as_deref(),
