@@ -23,6 +23,7 @@ use crate::shard::ShardSpec;
         gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
         GCORE_API_KEY=... gcore-iam-bulk run moves.csv -o results.csv --rate 10/s\n  \
         gcore-iam-bulk plan moves.csv -o plan.csv\n  \
+        gcore-iam-bulk export -o move.csv --seller-id 52 --set seller=80\n  \
         gcore-iam-bulk run samples/reseller-migration.csv -o demo.csv --simulator"
 )]
 pub struct Cli {
@@ -71,8 +72,9 @@ pub enum Command {
     )]
     Plan(PlanArgs),
     /// Write current accounts as a CSV that `run` and `plan` accept.
-    #[command(after_help = "Example:\n  \
-        gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller")]
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller\n  \
+        gcore-iam-bulk export -o move.csv --seller-id 52 --set seller=80   # a migration's input")]
     Export(ExportArgs),
     /// Give the final outcome of every input line, from the results files of
     /// a run, its resumed runs and its --shard workers.
@@ -355,6 +357,13 @@ pub struct ExportArgs {
     /// The cell text written for a null value.
     #[arg(long, default_value = "null", value_name = "TEXT")]
     pub null_token: String,
+
+    /// Write VALUE in FIELD's column of every account exported: the value
+    /// to move them to (repeatable; checked as an input cell is). With
+    /// --set, only client_id and the fields set are written, unless
+    /// --columns names more.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
 
     #[command(flatten)]
     pub spreadsheet: SpreadsheetArgs,

@@ -17,6 +17,10 @@ use crate::shard::Shard;
 /// Header names accepted for the row key, in the order they are suggested.
 pub const KEY_NAMES: [&str; 3] = ["client_id", "clientId", "id"];
 
+/// The column `export` and undo files write to say when each account was
+/// read: accepted in an input, and ignored.
+pub const READ_AT: &str = "read_at";
+
 /// The largest cell a row may hold; anything longer makes the row invalid.
 pub const MAX_CELL_BYTES: usize = 64 * 1024;
 
@@ -62,6 +66,10 @@ impl Header {
         let mut columns = Vec::with_capacity(names.len());
         let mut unknown = Vec::new();
         for (i, name) in names.iter().enumerate() {
+            if name.eq_ignore_ascii_case(READ_AT) {
+                columns.push(None);
+                continue;
+            }
             if KEY_NAMES.iter().any(|k| k.eq_ignore_ascii_case(name)) {
                 if let Some(first) = key {
                     return Err(Fatal::Input(format!(
@@ -863,6 +871,12 @@ mod tests {
         assert!(header_error(b"client_id,\xff\xfe\n").contains("not valid UTF-8"));
         let ok = reader(b" ClientId , Reseller ,IS_TEST\n").unwrap();
         assert_eq!(ok.header().fields(), vec![Field::Reseller, Field::IsTest]);
+        // An export's or undo file's read_at is read over.
+        let export = rows(b"client_id,seller,read_at\n7,80,2026-11-30T01:33:20.007Z\n");
+        assert_eq!(
+            export[0].patch.as_ref().unwrap().changes,
+            vec![(Field::Seller, Value::Number(80))]
+        );
     }
 
     #[test]
