@@ -24,6 +24,7 @@ use crate::shard::ShardSpec;
         GCORE_API_KEY=... gcore-iam-bulk run moves.csv -o results.csv --rate 10/s\n  \
         gcore-iam-bulk plan moves.csv -o plan.csv\n  \
         gcore-iam-bulk export -o move.csv --seller-id 52 --set seller=80\n  \
+        gcore-iam-bulk report results.csv -o report.html\n  \
         gcore-iam-bulk run samples/reseller-migration.csv -o demo.csv --simulator"
 )]
 pub struct Cli {
@@ -63,7 +64,8 @@ pub enum Command {
         gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
         gcore-iam-bulk run moves.csv -o results.csv --undo-file undo.csv --rate 10/s\n  \
         gcore-iam-bulk run moves.csv -o results.csv --resume\n  \
-        gcore-iam-bulk run moves.csv -o results.csv --limit 10    # a canary first")]
+        gcore-iam-bulk run moves.csv -o results.csv --limit 10    # a canary first\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --undo-file undo.csv --report report.html")]
     Run(RunArgs),
     /// Read each account of INPUT and record what `run` would change; change nothing.
     #[command(
@@ -82,6 +84,12 @@ pub enum Command {
         gcore-iam-bulk results results.csv -o final.csv\n  \
         gcore-iam-bulk results shard-0.csv shard-1.csv shard-2.csv -o final.csv")]
     Results(ResultsArgs),
+    /// Write one self-contained HTML page about a run from its results files:
+    /// outcomes, timeline, latency, errors, what changed.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk report results.csv -o report.html\n  \
+        gcore-iam-bulk report shard-*.csv --summary summary.json -o report.html --title 'CHG-1234'")]
+    Report(HtmlReportArgs),
     /// Serve a local simulator of the Gcore IAM API (for tests, demos and benchmarks).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
@@ -266,6 +274,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub confirm_above: u64,
 
+    /// At the end (interrupted and aborted runs included), write a
+    /// self-contained HTML report of the results file here.
+    #[arg(long = "report", value_name = "PATH")]
+    pub html_report: Option<PathBuf>,
+
     #[command(flatten)]
     pub spreadsheet: SpreadsheetArgs,
 
@@ -296,6 +309,10 @@ pub struct PlanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// At the end, write a self-contained HTML report of the plan here.
+    #[arg(long = "report", value_name = "PATH")]
+    pub html_report: Option<PathBuf>,
+
     #[command(flatten)]
     pub spreadsheet: SpreadsheetArgs,
 
@@ -325,6 +342,27 @@ pub struct ResultsArgs {
 
     #[command(flatten)]
     pub spreadsheet: SpreadsheetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HtmlReportArgs {
+    /// Results files of one job (a run and its resumed runs, or its
+    /// --shard workers), read as one run; a plan's output works too.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// The HTML file to write (`-` for standard output).
+    #[arg(short, long, value_name = "HTML")]
+    pub output: PathBuf,
+
+    /// A --summary-json file of the run (repeatable: one per shard): exit
+    /// code, command line, asked rate and the learned server limit.
+    #[arg(long, value_name = "JSON")]
+    pub summary: Vec<PathBuf>,
+
+    /// A title for the page, such as a change ticket's number.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Args)]

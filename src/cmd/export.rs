@@ -30,6 +30,10 @@ pub async fn export(args: ExportArgs, console: Console) -> u8 {
         started_at,
         None,
         &args.output,
+        crate::cmd::HtmlReport {
+            path: None,
+            results: None,
+        },
     )
 }
 
@@ -413,7 +417,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             .map_err(|e| write_err(&e.error))?;
     }
     if !sets.is_empty() && stop.reason().is_none() && !to_stdout {
-        let file = args.output.display();
+        let file = crate::cmd::rows::shell_quote(&args.output.display().to_string());
         tracing::info!(
             "next: `gcore-iam-bulk plan {file} -o plan.csv` shows what would change; then \
              `gcore-iam-bulk run {file} -o results.csv --undo-file undo.csv` applies it"
@@ -433,6 +437,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         started_at,
         ended_at: SystemTime::now(),
         exported: Some(exported),
+        command_line: Some(crate::cmd::command_line()),
     })
 }
 

@@ -43,6 +43,8 @@ struct Job<'a> {
     connection: &'a ConnectionArgs,
     pacing: &'a PacingArgs,
     report: &'a ReportArgs,
+    /// `--report`: the HTML report written at the end.
+    html_report: Option<&'a Path>,
     /// `--excel`: a byte-order mark before the header.
     excel: bool,
 }
@@ -77,6 +79,7 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        html_report: args.html_report.as_deref(),
         excel: args.spreadsheet.excel,
     }
     .go(console)
@@ -102,6 +105,7 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        html_report: args.html_report.as_deref(),
         excel: args.spreadsheet.excel,
     }
     .go(console)
@@ -121,6 +125,10 @@ impl Job<'_> {
             started_at,
             Some(self.input),
             self.output,
+            crate::cmd::HtmlReport {
+                path: self.html_report,
+                results: Some(self.output),
+            },
         )
     }
 }
@@ -154,6 +162,13 @@ async fn execute(
             "--resume needs -o to name a results file (not standard output)".into(),
         ));
     }
+    if job.html_report.is_some() && to_stdout {
+        return Err(Fatal::Usage(
+            "--report needs -o to name a results file (the report is built from it), not \
+             standard output"
+                .into(),
+        ));
+    }
 
     let mut outputs = vec![(
         "-o",
@@ -168,17 +183,22 @@ async fn execute(
         outputs.push(("--undo-file", undo, Role::Undo));
     }
     for (flag, path) in [
-        ("--summary-json", &job.report.summary_json),
-        ("--metrics-file", &job.report.metrics_file),
+        ("--summary-json", job.report.summary_json.as_deref()),
+        ("--metrics-file", job.report.metrics_file.as_deref()),
+        ("--report", job.html_report),
     ] {
         if let Some(path) = path {
             outputs.push((flag, path, Role::Report));
         }
     }
     outputs::check(Some(job.input), &outputs)?;
-    for path in [&job.report.summary_json, &job.report.metrics_file]
-        .into_iter()
-        .flatten()
+    for path in [
+        job.report.summary_json.as_deref(),
+        job.report.metrics_file.as_deref(),
+        job.html_report,
+    ]
+    .into_iter()
+    .flatten()
     {
         ledger::check_room_beside(path)?;
     }
@@ -425,6 +445,7 @@ async fn execute(
         ended_at: SystemTime::now(),
         stopped: stopped_text,
         exported: None,
+        command_line: Some(crate::cmd::command_line()),
     })
 }
 
@@ -560,7 +581,7 @@ fn resume_command() -> String {
         .join(" ")
 }
 
-fn shell_quote(arg: &str) -> String {
+pub fn shell_quote(arg: &str) -> String {
     let safe = !arg.is_empty()
         && arg
             .bytes()
