@@ -239,6 +239,10 @@ pub fn finish(
     html_report: HtmlReport<'_>,
 ) -> u8 {
     let started = result.is_ok();
+    // A command refused for its flags, files or input (exit 2) leaves no
+    // report: nothing happened to report. One stopped by the API or a
+    // signal before it started reports why.
+    let refused = matches!(result, Err(Fatal::Usage(_) | Fatal::Input(_)));
     let summary = match result {
         Ok(summary) => {
             summary.print(console);
@@ -291,6 +295,7 @@ pub fn finish(
         );
     }
     if let Some(path) = html_report.path
+        && !refused
         && may_write(path)
     {
         // A command refused before it started reports the refusal alone:

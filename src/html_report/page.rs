@@ -365,8 +365,8 @@ impl Page<'_> {
                                 } }
                             }
                         }
-                        tr { th { "requests" } td id="requests" {
-                            span data-requests=(requests) { (requests) } " ("
+                        tr { th { "requests" } td id="requests" data-requests=(requests) {
+                            (requests) " ("
                             span id="retries" data-retries=(retries) { (retries) } " retries, "
                             span id="throttled" data-throttled=(throttled) { (throttled) } " × HTTP 429)"
                         } }
