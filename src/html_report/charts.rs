@@ -21,7 +21,10 @@ pub fn css(color: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", color.0, color.1, color.2)
 }
 
-const WIDTH: u32 = 860;
+/// Drawn at this size and scaled by the page: wide enough for a desktop,
+/// small enough that the text still reads on a phone (where the figure
+/// scrolls sideways rather than shrink below 520 px).
+const WIDTH: u32 = 760;
 const HEIGHT: u32 = 320;
 
 /// "90 s", "12 min", "2.5 h": a time since the start, for an axis.
@@ -84,7 +87,7 @@ pub fn timeline(t: &Timeline, asked: Option<f64>, limit: Option<f64>) -> Result<
             .x_desc("time since the first row")
             .y_desc("rows per second")
             .x_label_formatter(&|x| offset_label(*x))
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 14))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -198,7 +201,7 @@ pub fn latency_histogram(l: &Latency) -> Result<String, String> {
             .y_desc("rows")
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.0}"))
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 14))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -231,7 +234,7 @@ pub fn latency_histogram(l: &Latency) -> Result<String, String> {
                 .draw_series(std::iter::once(Text::new(
                     format!("{q} {value} ms"),
                     (x, y_max * 0.97),
-                    ("sans-serif", 13).into_font().color(&ASKED),
+                    ("sans-serif", 14).into_font().color(&ASKED),
                 )))
                 .map_err(|e| e.to_string())?;
         }

@@ -56,6 +56,7 @@ figure svg{width:100%;height:auto;display:block}
 footer{margin:2.5rem 0 1rem;color:var(--muted);font-size:.85rem;border-top:1px solid var(--line);padding-top:.6rem}
 @media (max-width:640px){
  body{font-size:14px} main{padding:.6rem .7rem}
+ figure .scroll svg{min-width:520px}
  .facts th,.facts td{display:block;border:0;padding:.05rem 0;width:auto}
  .facts tr{display:block;border-bottom:1px solid var(--line);padding:.35rem 0}
 }
@@ -232,12 +233,16 @@ impl Page<'_> {
             format!("{} updated of {}", n(Outcome::Updated), rows(total))
         };
         if bad > 0 {
+            let kinds: Vec<String> = [Outcome::Failed, Outcome::Invalid, Outcome::Mismatch]
+                .into_iter()
+                .filter(|o| n(*o) > 0)
+                .map(|o| format!("{} {}", n(o), o.as_str()))
+                .collect();
             text.push_str(&format!(
-                "; {} need a look ({} failed, {} invalid, {} mismatch)",
+                "; {} {} a look ({})",
                 rows(bad),
-                n(Outcome::Failed),
-                n(Outcome::Invalid),
-                n(Outcome::Mismatch)
+                if bad == 1 { "needs" } else { "need" },
+                kinds.join(", ")
             ));
         }
         if let Some(why) = stopped {
@@ -284,6 +289,7 @@ impl Page<'_> {
             )
         };
         let already_done: u64 = self.runs.iter().filter_map(|r| r.already_done).sum();
+        let changes = self.tally.changes();
         // The share bar: each outcome's segment, left to right.
         let mut x = 0.0;
         let segments: Vec<(Outcome, u64, f64, f64)> = Outcome::ALL
@@ -370,6 +376,21 @@ impl Page<'_> {
                             span id="retries" data-retries=(retries) { (retries) } " retries, "
                             span id="throttled" data-throttled=(throttled) { (throttled) } " × HTTP 429)"
                         } }
+                        @if !changes.is_empty() {
+                            tr { th { @if self.is_plan() { "would change" } @else { "changed" } } td id="changed" {
+                                @for (i, field) in changes.iter().enumerate() {
+                                    @if i > 0 { br; }
+                                    @if let Some(top) = field.pairs.first() {
+                                        code { (field.field.api_name()) } " "
+                                        @if let Some(old) = &top.old { (old) " " }
+                                        "→ " (top.new) ": " (accounts(top.accounts))
+                                        @if field.pairs.len() > 1 {
+                                            span.note { " (" (accounts(field.accounts)) " in all, " (field.pairs.len()) " different changes)" }
+                                        }
+                                    }
+                                }
+                            } }
+                        }
                         @for undo in &self.tally.undo_files {
                             tr { th { "undo file" } td {
                                 code { (undo) } br;
@@ -402,9 +423,11 @@ impl Page<'_> {
             section id="timeline" {
                 h2 { "Timeline" }
                 figure {
-                    @match svg {
-                        Ok(svg) => (PreEscaped(svg)),
-                        Err(e) => p.note { "The chart could not be drawn: " (e) },
+                    div.scroll {
+                        @match svg {
+                            Ok(svg) => (PreEscaped(svg)),
+                            Err(e) => p.note { "The chart could not be drawn: " (e) },
+                        }
                     }
                     div.legend {
                         span { span.swatch style=(format!("background:{}", charts::css(charts::OK))) {} "succeeded" }
@@ -444,9 +467,11 @@ impl Page<'_> {
                     div.card id="mean" { b { (format!("{:.0}", l.mean)) " ms" } span { "mean" } }
                 }
                 figure {
-                    @match svg {
-                        Ok(svg) => (PreEscaped(svg)),
-                        Err(e) => p.note { "The chart could not be drawn: " (e) },
+                    div.scroll {
+                        @match svg {
+                            Ok(svg) => (PreEscaped(svg)),
+                            Err(e) => p.note { "The chart could not be drawn: " (e) },
+                        }
                     }
                     figcaption { "Time spent on each of " (l.count) " rows that sent requests (" code { "duration_ms" } ", retries and waits included)." }
                 }
