@@ -13,6 +13,7 @@ pub const RETRY: RGBColor = RGBColor(239, 108, 0);
 pub const THROTTLED: RGBColor = RGBColor(106, 27, 154);
 pub const ASKED: RGBColor = RGBColor(21, 101, 192);
 pub const LIMIT: RGBColor = RGBColor(96, 96, 96);
+pub const REQUESTS: RGBColor = RGBColor(13, 71, 161);
 const BAR: RGBColor = RGBColor(69, 90, 100);
 const GRID: RGBColor = RGBColor(225, 229, 231);
 
@@ -54,9 +55,10 @@ fn nice_max(value: f64) -> f64 {
     10.0 * magnitude
 }
 
-/// Successes and failures per second over the run, with retries and 429s
-/// marked where the rows that had them ended, the rate asked for and the
-/// server limit learned.
+/// Successes and failures per second over the run (bars), the requests
+/// they took (a line: the asked rate and the learned limit count requests,
+/// and a row that reads first takes two), retries and 429s marked where
+/// the rows that had them ended, the rate asked for and the server limit.
 pub fn timeline(t: &Timeline, asked: Option<f64>, limit: Option<f64>) -> Result<String, String> {
     let width = t.bucket_ms as f64 / 1000.0;
     let x_max = (t.buckets.len() as f64 * width).max(1.0);
@@ -64,7 +66,7 @@ pub fn timeline(t: &Timeline, asked: Option<f64>, limit: Option<f64>) -> Result<
     let highest = t
         .buckets
         .iter()
-        .map(|b| per_second(b.ok + b.failed))
+        .map(|b| per_second((b.ok + b.failed).max(b.requests)))
         .fold(0.0, f64::max)
         .max(asked.unwrap_or(0.0))
         .max(limit.unwrap_or(0.0));
@@ -85,7 +87,7 @@ pub fn timeline(t: &Timeline, asked: Option<f64>, limit: Option<f64>) -> Result<
             .max_light_lines(0)
             .bold_line_style(GRID)
             .x_desc("time since the first row")
-            .y_desc("rows per second")
+            .y_desc("per second")
             .x_label_formatter(&|x| offset_label(*x))
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 14))
@@ -112,6 +114,15 @@ pub fn timeline(t: &Timeline, asked: Option<f64>, limit: Option<f64>) -> Result<
                     .filter(|(_, b)| b.failed > 0)
                     .map(|(i, b)| bar(i, per_second(b.ok), per_second(b.ok + b.failed), FAILED)),
             )
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                t.buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| ((i as f64 + 0.5) * width, per_second(b.requests))),
+                REQUESTS.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?;
         let mark_row = |share: f64| y_max * share;
         chart
@@ -271,6 +282,7 @@ mod tests {
                     failed: 1,
                     retries: 2,
                     throttled: 1,
+                    requests: 9,
                 },
                 Bucket::default(),
                 Bucket {

@@ -38,6 +38,8 @@ pub struct Bucket {
     pub retries: u64,
     /// HTTP 429 answers those rows got.
     pub throttled: u64,
+    /// HTTP attempts of those rows (each row's, at the time it ended).
+    pub requests: u64,
 }
 
 /// One results file read.
@@ -211,6 +213,7 @@ impl Tally {
             }
             bucket.retries += retries;
             bucket.throttled += throttled;
+            bucket.requests += attempts;
         }
         self.finals.insert(
             line,
@@ -386,6 +389,7 @@ impl Tally {
             b.failed += counts.failed;
             b.retries += counts.retries;
             b.throttled += counts.throttled;
+            b.requests += counts.requests;
         }
         Some(Timeline {
             start_ms,

@@ -382,10 +382,14 @@ impl Page<'_> {
                                     @if i > 0 { br; }
                                     @if let Some(top) = field.pairs.first() {
                                         code { (field.field.api_name()) } " "
-                                        @if let Some(old) = &top.old { (old) " " }
-                                        "→ " (top.new) ": " (accounts(top.accounts))
-                                        @if field.pairs.len() > 1 {
-                                            span.note { " (" (accounts(field.accounts)) " in all, " (field.pairs.len()) " different changes)" }
+                                        @if top.accounts > 1 || field.pairs.len() == 1 {
+                                            @if let Some(old) = &top.old { (old) " " }
+                                            "→ " (top.new) ": " (accounts(top.accounts))
+                                            @if field.pairs.len() > 1 {
+                                                span.note { " (" (accounts(field.accounts)) " in all, " (field.pairs.len()) " different changes)" }
+                                            }
+                                        } @else {
+                                            (accounts(field.accounts)) ", each to its own value"
                                         }
                                     }
                                 }
@@ -432,17 +436,18 @@ impl Page<'_> {
                     div.legend {
                         span { span.swatch style=(format!("background:{}", charts::css(charts::OK))) {} "succeeded" }
                         span { span.swatch style=(format!("background:{}", charts::css(charts::FAILED))) {} "failed" }
+                        span { span style=(format!("color:{};font-weight:700", charts::css(charts::REQUESTS))) { "— " } "requests" }
                         span { span style=(format!("color:{}", charts::css(charts::RETRY))) { "▲ " } "retried" }
                         span { span style=(format!("color:{}", charts::css(charts::THROTTLED))) { "✕ " } "HTTP 429" }
-                        @if let Some(rate) = asked { span { span style=(format!("color:{}", charts::css(charts::ASKED))) { "– – " } "asked " (crate::pacing::format_rate(rate)) } }
+                        @if let Some(rate) = asked { span { span style=(format!("color:{}", charts::css(charts::ASKED))) { "– – " } "asked " (crate::pacing::format_rate(rate)) " (requests)" } }
                         @if let Some(limit) = limit { span { span style=(format!("color:{}", charts::css(charts::LIMIT))) { "· · · " } "server limit ≈ " (crate::pacing::format_rate(limit)) } }
                     }
                     figcaption {
-                        "Rows per second by when they ended (one bar per "
+                        "Rows and their requests per second, by when the rows ended (one bar per "
                         (duration(timeline.bucket_ms)) ", from " (utc(timeline.start_ms)) "): "
                         span id="timeline-ok" data-count=(ok) { (ok) } " succeeded, "
                         span id="timeline-failed" data-count=(failed) { (failed) } " failed; peak "
-                        (format!("{:.1}", timeline.peak_per_second())) " rows/s. Retries and 429s are marked where the rows that had them ended."
+                        (format!("{:.1}", timeline.peak_per_second())) " rows/s. A row's requests, retries and 429s are counted when the row ended, so the requests line runs a little behind the pacing it shows."
                     }
                 }
             }
