@@ -209,3 +209,118 @@ fn set_values_are_checked_with_the_messages_input_cells_get() {
         );
     }
 }
+
+/// Stops the background simulator however the test ends.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_readme_walk_runs_as_written_against_simulate_in_the_background() {
+    use std::io::BufRead;
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme
+        .find("## Move a seller's accounts")
+        .expect("the README walks a seller's move")..];
+    let block = &section[section.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("\n```").unwrap()];
+    let work = Work::new();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut simulator: Option<Background> = None;
+    let mut url = String::new();
+    let mut ran_commands = 0;
+    for line in block.lines() {
+        // A comment starts after a space.
+        let line = line.split(" #").next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [
+                "gcore-iam-bulk",
+                "simulate",
+                "--listen",
+                listen,
+                rest @ ..,
+                "&",
+            ] => {
+                assert_eq!(*listen, "127.0.0.1:8080");
+                // Port 0 here: 8080 may be taken on a test machine.
+                let mut child = work
+                    .command()
+                    .args(["simulate", "--listen", "127.0.0.1:0"])
+                    .args(rest)
+                    .spawn()
+                    .expect("simulate starts");
+                let stdout = child.stdout.take().unwrap();
+                let background = Background(child);
+                let mut first = String::new();
+                std::io::BufReader::new(stdout)
+                    .read_line(&mut first)
+                    .unwrap();
+                url = first
+                    .trim()
+                    .strip_prefix("listening on ")
+                    .unwrap_or_else(|| panic!("simulate printed {first:?}"))
+                    .to_string();
+                simulator = Some(background);
+            }
+            ["export", assignments @ ..] => {
+                for assignment in assignments {
+                    let (name, value) = assignment.split_once('=').unwrap();
+                    let value = if name == "GCORE_BASE_URL" {
+                        assert_eq!(value, "http://127.0.0.1:8080");
+                        url.clone()
+                    } else {
+                        value.to_string()
+                    };
+                    env.push((name.to_string(), value));
+                }
+            }
+            ["gcore-iam-bulk", args @ ..] => {
+                let mut cmd = work.command();
+                cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+                let ran = wait(cmd.spawn().unwrap());
+                assert_exit(&ran, 0);
+                ran_commands += 1;
+            }
+            ["kill", "%1"] => drop(simulator.take()),
+            other => panic!("the README walk has a line the test does not know: {other:?}"),
+        }
+    }
+    assert_eq!(ran_commands, 5);
+    let moved = read_csv(&work.path("move.csv"));
+    assert!(moved.len() > 20);
+    assert!(moved.iter().all(|r| r["seller"] == "80"));
+    let plan = work.results("plan.csv");
+    assert!(
+        plan.iter().all(|r| r["diff"] == "seller: 52 -> 80"),
+        "{plan:?}"
+    );
+    assert!(
+        work.read("plan.html")
+            .contains(&format!("seller</code> 52 → 80: {} accounts", moved.len()))
+    );
+    assert!(
+        work.results("results.csv")
+            .iter()
+            .all(|r| r["outcome"] == "updated")
+    );
+    assert!(
+        work.results("check.csv")
+            .iter()
+            .all(|r| r["outcome"] == "unchanged")
+    );
+    assert_eq!(work.results("undo-results.csv").len(), moved.len());
+    assert!(
+        work.results("undo-results.csv")
+            .iter()
+            .all(|r| r["outcome"] == "updated")
+    );
+}
