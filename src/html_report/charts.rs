@@ -192,7 +192,7 @@ pub fn latency_histogram(l: &Latency) -> Result<String, String> {
         counts[i] += 1;
     }
     let y_max = nice_max(counts.iter().copied().max().unwrap_or(1) as f64 * 1.1);
-    let x_max = (counts.len() as u64 * step) as f64;
+    let x_max = counts.len() as f64 * step as f64;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 280)).into_drawing_area();
@@ -223,7 +223,7 @@ pub fn latency_histogram(l: &Latency) -> Result<String, String> {
                     .enumerate()
                     .filter(|(_, n)| **n > 0)
                     .map(|(i, n)| {
-                        let x0 = (i as u64 * step) as f64;
+                        let x0 = i as f64 * step as f64;
                         Rectangle::new(
                             [(x0, 0.0), (x0 + step as f64 * 0.92, *n as f64)],
                             BAR.filled(),

@@ -191,9 +191,10 @@ impl Tally {
         let duration = number(columns.duration_ms);
         let throttled = number(columns.throttled);
         let retries = number(columns.retries);
-        self.attempts += attempts;
-        self.retries += retries;
-        self.throttled += throttled;
+        // The cells come from a file: nothing here may overflow on them.
+        self.attempts = self.attempts.saturating_add(attempts);
+        self.retries = self.retries.saturating_add(retries);
+        self.throttled = self.throttled.saturating_add(throttled);
         if attempts > 0 {
             self.durations.push(duration);
         }
@@ -211,9 +212,9 @@ impl Tally {
                 Outcome::Invalid => {}
                 _ => bucket.ok += 1,
             }
-            bucket.retries += retries;
-            bucket.throttled += throttled;
-            bucket.requests += attempts;
+            bucket.retries = bucket.retries.saturating_add(retries);
+            bucket.throttled = bucket.throttled.saturating_add(throttled);
+            bucket.requests = bucket.requests.saturating_add(attempts);
         }
         self.finals.insert(
             line,
@@ -360,7 +361,7 @@ impl Tally {
             p90: at(0.90),
             p99: at(0.99),
             max: sorted[sorted.len() - 1],
-            mean: sorted.iter().sum::<u64>() as f64 / sorted.len() as f64,
+            mean: sorted.iter().map(|d| *d as f64).sum::<f64>() / sorted.len() as f64,
             sorted,
         })
     }
@@ -387,9 +388,9 @@ impl Tally {
             let b = &mut buckets[((slot * SLOT_MS - start_ms) / bucket_ms) as usize];
             b.ok += counts.ok;
             b.failed += counts.failed;
-            b.retries += counts.retries;
-            b.throttled += counts.throttled;
-            b.requests += counts.requests;
+            b.retries = b.retries.saturating_add(counts.retries);
+            b.throttled = b.throttled.saturating_add(counts.throttled);
+            b.requests = b.requests.saturating_add(counts.requests);
         }
         Some(Timeline {
             start_ms,

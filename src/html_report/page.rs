@@ -262,18 +262,14 @@ impl Page<'_> {
         let code = self.exit_code();
         let started = self.started();
         let ended = self.ended();
-        let requests = self
-            .runs
-            .iter()
-            .try_fold(0, |sum, r| r.requests.map(|n| sum + n));
-        let retries = self
-            .runs
-            .iter()
-            .try_fold(0, |sum, r| r.retries.map(|n| sum + n));
-        let throttled = self
-            .runs
-            .iter()
-            .try_fold(0, |sum, r| r.throttled.map(|n| sum + n));
+        let total_of = |figure: fn(&RunFacts) -> Option<u64>| {
+            self.runs
+                .iter()
+                .try_fold(0u64, |sum, r| figure(r).map(|n| sum.saturating_add(n)))
+        };
+        let requests = total_of(|r| r.requests);
+        let retries = total_of(|r| r.retries);
+        let throttled = total_of(|r| r.throttled);
         let from_runs = !self.runs.is_empty();
         let (requests, retries, throttled) = if from_runs {
             (
@@ -288,7 +284,11 @@ impl Page<'_> {
                 self.tally.throttled,
             )
         };
-        let already_done: u64 = self.runs.iter().filter_map(|r| r.already_done).sum();
+        let already_done = self
+            .runs
+            .iter()
+            .filter_map(|r| r.already_done)
+            .fold(0u64, u64::saturating_add);
         let changes = self.tally.changes();
         // The share bar: each outcome's segment, left to right.
         let mut x = 0.0;
@@ -614,4 +614,94 @@ pub fn render(page: &Page<'_>) -> String {
         }
     };
     markup.into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::RESULT_HEADER;
+    use proptest::prelude::*;
+
+    fn render_rows(rows: &[String], runs: &[RunFacts]) -> String {
+        let mut text = format!("{}\n", RESULT_HEADER.join(","));
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        let mut tally = Tally::default();
+        tally.read("r.csv", text.as_bytes()).unwrap();
+        render(&Page {
+            tally: &tally,
+            runs,
+            title: None,
+            generated_at_ms: 0,
+        })
+    }
+
+    #[test]
+    fn an_empty_ledger_and_a_refusal_render() {
+        let html = render_rows(&[], &[]);
+        assert!(html.contains("No row sent a request"));
+        let refused = RunFacts {
+            exit_code: Some(3),
+            stopped: Some("the API rejected the token".into()),
+            ..RunFacts::default()
+        };
+        let html = render_rows(&[], &[refused]);
+        assert!(html.contains("data-code=\"3\""));
+        assert!(html.contains("Stopped early: the API rejected the token"));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let html = render_rows(
+            &["2,<b>,failed,500,1,,<script>alert(1)</script>,{},5,,{},,2026-11-30T00:53:20.007Z,0,0"
+                .to_string()],
+            &[],
+        );
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_rows_render_without_panic(
+            rows in proptest::collection::vec(
+                (1u64..50, "[0-9a-z]{0,4}", 0usize..7, 0u64..u64::MAX, 0u64..4_102_444_800_000,
+                 0u32..10, ".{0,30}"),
+                0..30),
+        ) {
+            let rows: Vec<String> = rows
+                .into_iter()
+                .map(|(line, id, outcome, duration, at, retries, error)| {
+                    let mut stamps = crate::output::Stamps::default();
+                    let mut time = Vec::new();
+                    stamps.push(&mut time, at);
+                    let mut record = csv::Writer::from_writer(Vec::new());
+                    record
+                        .write_record([
+                            line.to_string(),
+                            id,
+                            Outcome::ALL[outcome].as_str().to_string(),
+                            "200".into(),
+                            (retries + 1).to_string(),
+                            String::new(),
+                            error.clone(),
+                            "{\"seller\":1}".into(),
+                            duration.to_string(),
+                            format!("seller: {retries} -> 1"),
+                            String::new(),
+                            String::new(),
+                            String::from_utf8(time).unwrap(),
+                            retries.to_string(),
+                            retries.to_string(),
+                        ])
+                        .unwrap();
+                    String::from_utf8(record.into_inner().unwrap()).unwrap().trim_end().to_string()
+                })
+                .collect();
+            let html = render_rows(&rows, &[RunFacts { asked_rate: Some(5.0), asked_rate_known: true, ..RunFacts::default() }]);
+            prop_assert!(html.starts_with("<!DOCTYPE html>"));
+        }
+    }
 }
