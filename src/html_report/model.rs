@@ -612,9 +612,6 @@ pub fn field_and_problem(problem: &str) -> (String, String) {
         let what = what.strip_prefix("`…` ").unwrap_or(&what);
         return (field.to_string(), what.to_string());
     }
-    if problem.starts_with("client_id: ") || problem == "client_id: empty" {
-        return ("client_id".into(), without_values(&problem[11..]));
-    }
     ("row".into(), without_values(problem))
 }
 
