@@ -382,7 +382,14 @@ impl Page<'_> {
                                     @if i > 0 { br; }
                                     @if let Some(top) = field.pairs.first() {
                                         code { (field.field.api_name()) } " "
-                                        @if top.accounts > 1 || field.pairs.len() == 1 {
+                                        @if field.pairs.len() > 1 && field.pairs.iter().all(|c| c.new == top.new) {
+                                            // All to one value, from several: say where from.
+                                            "→ " (top.new) ": " (accounts(field.accounts))
+                                            span.note { " (from "
+                                                (field.pairs.iter().take(4).map(|c| format!("{} {}", c.old.as_deref().unwrap_or("?"), c.accounts)).collect::<Vec<_>>().join(", "))
+                                                @if field.pairs.len() > 4 { ", …" }
+                                                ")" }
+                                        } @else if top.accounts > 1 || field.pairs.len() == 1 {
                                             @if let Some(old) = &top.old { (old) " " }
                                             "→ " (top.new) ": " (accounts(top.accounts))
                                             @if field.pairs.len() > 1 {
