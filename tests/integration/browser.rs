@@ -7,7 +7,7 @@
 //! missing browser skips these tests with a message; under CI (`CI=true`)
 //! it fails them.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +35,13 @@ fn chromium() -> Option<PathBuf> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("chromium is not installed, and CI must render the report (.ci/run installs it)");
     }
-    eprintln!("SKIPPED: chromium is not installed; the report's browser tests did not run");
+    // Straight to stderr: the test harness captures `eprintln!` of a
+    // passing test, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: chromium is not installed (apt-get install chromium); the report's \
+         browser tests did not run"
+    );
     None
 }
 
