@@ -216,6 +216,12 @@ impl Page<'_> {
             )
         } else if total > 0 && bad == 0 && n(Outcome::DryRun) == total {
             format!("Dry run: all {} valid; nothing was sent", rows(total))
+        } else if n(Outcome::DryRun) > 0 && n(Outcome::Updated) == 0 {
+            format!(
+                "Dry run: {} of {} valid; nothing was sent",
+                n(Outcome::DryRun),
+                rows(total)
+            )
         } else if total > 0 && bad == 0 {
             let mut text = format!(
                 "All {} ended well: {} updated",
@@ -657,6 +663,23 @@ mod tests {
         let html = render_rows(&[], &[refused]);
         assert!(html.contains("data-code=\"3\""));
         assert!(html.contains("Stopped early: the API rejected the token"));
+    }
+
+    #[test]
+    fn a_dry_run_says_nothing_was_sent() {
+        let html = render_rows(
+            &[
+                "2,1,dry_run,,0,,,{},0,,,,2026-11-30T00:53:20.007Z,0,0".to_string(),
+                "3,x,invalid,,0,,client_id: `x` bad,,0,,,,2026-11-30T00:53:20.007Z,0,0".to_string(),
+            ],
+            &[],
+        );
+        assert!(
+            html.contains(
+                "Dry run: 1 of 2 rows valid; nothing was sent; 1 row needs a look (1 invalid)"
+            ),
+            "{html}"
+        );
     }
 
     #[test]
