@@ -14,17 +14,39 @@ use crate::output::{Outcome, parse_stamp};
 /// The timeline's finest grain, in milliseconds.
 pub const SLOT_MS: u64 = 100;
 
-/// The last record of one input line (its final answer).
+/// The last record of one input line (its final answer), kept small: a
+/// ledger may have millions of lines.
 #[derive(Debug, Clone)]
 pub struct FinalRow {
     pub outcome: Outcome,
-    pub client_id: String,
-    pub error: String,
-    pub diff: String,
-    pub request: String,
     /// The run read the account before changing it (it kept an undo file),
     /// so an empty `diff` means nothing differed.
     pub read_first: bool,
+    pub client_id: Box<str>,
+    /// What the page shows of a row that went wrong (its error) or changed
+    /// something (its diff and body); nothing for the rest.
+    detail: Option<Box<Detail>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Detail {
+    error: String,
+    diff: String,
+    request: String,
+}
+
+impl FinalRow {
+    pub fn error(&self) -> &str {
+        self.detail.as_ref().map_or("", |d| &d.error)
+    }
+
+    pub fn diff(&self) -> &str {
+        self.detail.as_ref().map_or("", |d| &d.diff)
+    }
+
+    pub fn request(&self) -> &str {
+        self.detail.as_ref().map_or("", |d| &d.request)
+    }
 }
 
 /// Rows that ended in one second (or one longer bucket of the timeline).
@@ -216,15 +238,28 @@ impl Tally {
             bucket.throttled = bucket.throttled.saturating_add(throttled);
             bucket.requests = bucket.requests.saturating_add(attempts);
         }
+        // A line's answer keeps only what the page shows of its outcome:
+        // the error of a row that went wrong, what changed of one that
+        // changed.
+        let detail = match outcome {
+            Outcome::Failed | Outcome::Mismatch | Outcome::Invalid => Some(Detail {
+                error: text(columns.error),
+                ..Detail::default()
+            }),
+            Outcome::Updated | Outcome::WouldUpdate => Some(Detail {
+                diff: text(columns.diff),
+                request: text(columns.request),
+                ..Detail::default()
+            }),
+            Outcome::DryRun | Outcome::Unchanged => None,
+        };
         self.finals.insert(
             line,
             FinalRow {
                 outcome,
-                client_id: text(Some(columns.client_id)),
-                error: text(columns.error),
-                diff: text(columns.diff),
-                request: text(columns.request),
                 read_first: !undo.trim().is_empty(),
+                client_id: text(Some(columns.client_id)).into_boxed_str(),
+                detail: detail.map(Box::new),
             },
         );
         true
@@ -268,8 +303,8 @@ impl Tally {
         for (line, row) in &self.finals {
             if matches!(row.outcome, Outcome::Failed | Outcome::Mismatch) {
                 groups.add(
-                    (row.outcome.as_str().to_string(), error_key(&row.error)),
-                    &row.error,
+                    (row.outcome.as_str().to_string(), error_key(row.error())),
+                    row.error(),
                     *line,
                     &row.client_id,
                 );
@@ -285,7 +320,7 @@ impl Tally {
             if row.outcome != Outcome::Invalid {
                 continue;
             }
-            for problem in split_problems(&row.error) {
+            for problem in split_problems(row.error()) {
                 let (field, what) = field_and_problem(&problem);
                 groups.add((field, what), &problem, *line, &row.client_id);
             }
@@ -302,8 +337,8 @@ impl Tally {
             if !matches!(row.outcome, Outcome::Updated | Outcome::WouldUpdate) {
                 continue;
             }
-            let pairs = if !row.diff.trim().is_empty() {
-                parse_diff(&row.diff)
+            let pairs = if !row.diff().trim().is_empty() {
+                parse_diff(row.diff())
                     .into_iter()
                     .map(|(f, old, new)| (f, Some(old), new))
                     .collect::<Vec<_>>()
@@ -311,7 +346,7 @@ impl Tally {
                 // Read, and nothing differed: the PATCH changed nothing.
                 Vec::new()
             } else {
-                parse_request(&row.request)
+                parse_request(row.request())
                     .into_iter()
                     .map(|(f, new)| (f, None, new))
                     .collect()
