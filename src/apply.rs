@@ -56,6 +56,9 @@ impl RowRecord {
                 duration_ms: 0,
                 diff: String::new(),
                 requested: row.patch.requested(),
+                finished_at: 0,
+                retries: 0,
+                throttled: 0,
             },
             started: Instant::now(),
         }
@@ -66,6 +69,8 @@ impl RowRecord {
     /// status empty, not the read's 200.
     fn add(&mut self, called: &Called) {
         self.result.attempts += called.attempts;
+        self.result.retries += called.attempts.saturating_sub(1);
+        self.result.throttled += called.throttled;
         if called.attempts > 0 {
             self.result.http_status = called.last_status;
         }
@@ -75,6 +80,7 @@ impl RowRecord {
         self.result.outcome = outcome;
         self.result.error = error;
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.result.finished_at = crate::output::now_millis();
         Some(self.result)
     }
 }

@@ -41,6 +41,8 @@ pub struct Called {
     /// The status of the last response any attempt got (a timeout after a
     /// 503 leaves the 503).
     pub last_status: Option<u16>,
+    /// Attempts answered 429.
+    pub throttled: u32,
 }
 
 impl Called {
@@ -88,6 +90,7 @@ impl Caller {
     pub async fn call(&self, request: &Request, what: &(dyn std::fmt::Display + Sync)) -> Called {
         let mut attempts = 0;
         let mut last_status = None;
+        let mut throttled = 0;
         let mut last: Option<Exchange> = None;
         loop {
             // Checked again after the wait: a stop that came while this attempt
@@ -103,6 +106,7 @@ impl Caller {
                         end,
                         attempts,
                         last_status,
+                        throttled,
                     };
                 }
             };
@@ -132,6 +136,7 @@ impl Caller {
                     // A 429 slows the whole run, whether or not this request
                     // has attempts left.
                     if exchange.status == Some(429) {
+                        throttled += 1;
                         self.stats.throttled();
                         let asked = exchange.retry_after.map(|a| a.min(RETRY_AFTER_MAX));
                         let at_least = self.pacer.on_throttled(permit, asked, exchange.quota);
@@ -142,6 +147,7 @@ impl Caller {
                             end: CallEnd::Failed(exchange),
                             attempts,
                             last_status,
+                            throttled,
                         };
                     }
                     tracing::debug!(
@@ -162,6 +168,7 @@ impl Caller {
                 end,
                 attempts,
                 last_status,
+                throttled,
             };
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::dialect::Delimiter;
 use crate::pacing::Rate;
 use crate::shard::ShardSpec;
 
@@ -22,7 +23,8 @@ use crate::shard::ShardSpec;
         gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
         GCORE_API_KEY=... gcore-iam-bulk run moves.csv -o results.csv --rate 10/s\n  \
         gcore-iam-bulk plan moves.csv -o plan.csv\n  \
-        gcore-iam-bulk export -o accounts.csv --reseller-id 42\n  \
+        gcore-iam-bulk export -o move.csv --seller-id 52 --set seller=80\n  \
+        gcore-iam-bulk report results.csv -o report.html\n  \
         gcore-iam-bulk run samples/reseller-migration.csv -o demo.csv --simulator"
 )]
 pub struct Cli {
@@ -62,7 +64,8 @@ pub enum Command {
         gcore-iam-bulk run moves.csv -o results.csv --dry-run\n  \
         gcore-iam-bulk run moves.csv -o results.csv --undo-file undo.csv --rate 10/s\n  \
         gcore-iam-bulk run moves.csv -o results.csv --resume\n  \
-        gcore-iam-bulk run moves.csv -o results.csv --limit 10    # a canary first")]
+        gcore-iam-bulk run moves.csv -o results.csv --limit 10    # a canary first\n  \
+        gcore-iam-bulk run moves.csv -o results.csv --undo-file undo.csv --report report.html")]
     Run(RunArgs),
     /// Read each account of INPUT and record what `run` would change; change nothing.
     #[command(
@@ -71,8 +74,9 @@ pub enum Command {
     )]
     Plan(PlanArgs),
     /// Write current accounts as a CSV that `run` and `plan` accept.
-    #[command(after_help = "Example:\n  \
-        gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller")]
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk export -o accounts.csv --reseller-id 42 --columns reseller,seller\n  \
+        gcore-iam-bulk export -o move.csv --seller-id 52 --set seller=80   # a migration's input")]
     Export(ExportArgs),
     /// Give the final outcome of every input line, from the results files of
     /// a run, its resumed runs and its --shard workers.
@@ -80,6 +84,12 @@ pub enum Command {
         gcore-iam-bulk results results.csv -o final.csv\n  \
         gcore-iam-bulk results shard-0.csv shard-1.csv shard-2.csv -o final.csv")]
     Results(ResultsArgs),
+    /// Write one self-contained HTML page about a run from its results files:
+    /// outcomes, timeline, latency, errors, what changed.
+    #[command(after_help = "Examples:\n  \
+        gcore-iam-bulk report results.csv -o report.html\n  \
+        gcore-iam-bulk report shard-*.csv --summary summary.json -o report.html --title 'CHG-1234'")]
+    Report(HtmlReportArgs),
     /// Serve a local simulator of the Gcore IAM API (for tests, demos and benchmarks).
     #[command(after_help = "Example:\n  \
         gcore-iam-bulk simulate --listen 127.0.0.1:0 --server-rate 20/s")]
@@ -195,6 +205,21 @@ pub struct SelectionArgs {
     /// `--resume --limit 50` does rows 11 to 50.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// The input's field delimiter: `,`, `;` or `tab`. Without it, the one
+    /// the header line uses.
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<Delimiter>,
+}
+
+/// Files for people and their spreadsheets.
+#[derive(Debug, Clone, Args)]
+pub struct SpreadsheetArgs {
+    /// Start the CSV written with a UTF-8 byte-order mark, so that Excel
+    /// reads accents and other letters right (the tool reads such files
+    /// back as they are).
+    #[arg(long)]
+    pub excel: bool,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +274,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub confirm_above: u64,
 
+    /// At the end (interrupted and aborted runs included), write a
+    /// self-contained HTML report of the results file here.
+    #[arg(long = "report", value_name = "PATH")]
+    pub html_report: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
+
     #[command(flatten)]
     pub selection: SelectionArgs,
 
@@ -276,6 +309,13 @@ pub struct PlanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// At the end, write a self-contained HTML report of the plan here.
+    #[arg(long = "report", value_name = "PATH")]
+    pub html_report: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
+
     #[command(flatten)]
     pub selection: SelectionArgs,
 
@@ -299,6 +339,30 @@ pub struct ResultsArgs {
     /// line, the last recorded, with the file it came from.
     #[arg(short, long, value_name = "FINAL")]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HtmlReportArgs {
+    /// Results files of one job (a run and its resumed runs, or its
+    /// --shard workers), read as one run; a plan's output works too.
+    #[arg(required = true, value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// The HTML file to write (`-` for standard output).
+    #[arg(short, long, value_name = "HTML")]
+    pub output: PathBuf,
+
+    /// A --summary-json file of the run (repeatable: one per shard): exit
+    /// code, command line, asked rate and the learned server limit.
+    #[arg(long, value_name = "JSON")]
+    pub summary: Vec<PathBuf>,
+
+    /// A title for the page, such as a change ticket's number.
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +395,16 @@ pub struct ExportArgs {
     /// The cell text written for a null value.
     #[arg(long, default_value = "null", value_name = "TEXT")]
     pub null_token: String,
+
+    /// Write VALUE in FIELD's column of every account exported: the value
+    /// to move them to (repeatable; checked as an input cell is). With
+    /// --set, only client_id and the fields set are written, unless
+    /// --columns names more.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+
+    #[command(flatten)]
+    pub spreadsheet: SpreadsheetArgs,
 
     /// Accounts asked for per page.
     #[arg(long, default_value_t = 100, value_name = "N",

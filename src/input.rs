@@ -8,6 +8,7 @@ use std::io::{self, Read};
 
 use csv::ByteRecord;
 
+use crate::dialect::{Delimiter, Dialect, SAVE_AS_UTF8};
 use crate::error::Fatal;
 use crate::fields::{self, ClientPatch, Field};
 use crate::seen::SeenIds;
@@ -15,6 +16,10 @@ use crate::shard::Shard;
 
 /// Header names accepted for the row key, in the order they are suggested.
 pub const KEY_NAMES: [&str; 3] = ["client_id", "clientId", "id"];
+
+/// The column `export` and undo files write to say when each account was
+/// read: accepted in an input, and ignored.
+pub const READ_AT: &str = "read_at";
 
 /// The largest cell a row may hold; anything longer makes the row invalid.
 pub const MAX_CELL_BYTES: usize = 64 * 1024;
@@ -43,20 +48,16 @@ pub struct Header {
 impl Header {
     pub fn parse(record: &ByteRecord) -> Result<Header, Fatal> {
         if record.iter().any(|cell| cell.contains(&0)) {
-            return Err(Fatal::Input(
-                "the first line contains NUL bytes: this looks like a binary file, not a CSV \
-                 file with a header row"
-                    .into(),
-            ));
+            return Err(crate::dialect::refuse_nul_header());
         }
         let mut names = Vec::with_capacity(record.len());
         for cell in record.iter() {
             match std::str::from_utf8(cell) {
                 Ok(text) => names.push(text.trim().to_string()),
                 Err(_) => {
-                    return Err(Fatal::Input(
-                        "the header row is not valid UTF-8 text: save the file as UTF-8 CSV".into(),
-                    ));
+                    return Err(Fatal::Input(format!(
+                        "the header row is not valid UTF-8 text: {SAVE_AS_UTF8}"
+                    )));
                 }
             }
         }
@@ -65,6 +66,10 @@ impl Header {
         let mut columns = Vec::with_capacity(names.len());
         let mut unknown = Vec::new();
         for (i, name) in names.iter().enumerate() {
+            if name.eq_ignore_ascii_case(READ_AT) {
+                columns.push(None);
+                continue;
+            }
             if KEY_NAMES.iter().any(|k| k.eq_ignore_ascii_case(name)) {
                 if let Some(first) = key {
                     return Err(Fatal::Input(format!(
@@ -224,6 +229,8 @@ pub struct ReadOptions {
     pub shard: Option<Shard>,
     /// Read at most this many rows (after sharding).
     pub limit: Option<u64>,
+    /// The field delimiter (see `dialect`).
+    pub delimiter: Delimiter,
 }
 
 /// Streams validated rows out of a CSV source.
@@ -245,7 +252,8 @@ impl<R: Read> RowReader<R> {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(64 * 1024)
-            .from_reader(CsvBytes::new(source));
+            .delimiter(options.delimiter.0)
+            .from_reader(CsvBytes::with_delimiter(source, options.delimiter.0));
         let mut record = ByteRecord::new();
         let has_header = csv
             .read_byte_record(&mut record)
@@ -387,7 +395,8 @@ fn validate(
             Ok(text) => trim(text),
             Err(e) => {
                 return Err(format!(
-                    "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell)",
+                    "column `{}` is not valid UTF-8 (bad byte at offset {} of the cell): \
+                     {SAVE_AS_UTF8}",
                     header.names[i],
                     e.valid_up_to()
                 ));
@@ -465,6 +474,7 @@ pub struct CsvBytes<R> {
     spill: Vec<u8>,
     state: QuoteState,
     at_eof: bool,
+    delimiter: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,6 +490,11 @@ const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
 impl<R: Read> CsvBytes<R> {
     pub fn new(inner: R) -> CsvBytes<R> {
+        CsvBytes::with_delimiter(inner, b',')
+    }
+
+    /// For fields separated by `delimiter` (`;` or a tab) instead of commas.
+    pub fn with_delimiter(inner: R, delimiter: u8) -> CsvBytes<R> {
         CsvBytes {
             inner,
             started: false,
@@ -487,6 +502,7 @@ impl<R: Read> CsvBytes<R> {
             spill: Vec::new(),
             state: QuoteState::FieldStart,
             at_eof: false,
+            delimiter,
         }
     }
 
@@ -567,7 +583,7 @@ impl<R: Read> CsvBytes<R> {
                     }
                     None => break,
                 },
-                QuoteState::Unquoted => match memchr::memchr2(b',', b'\n', &bytes[i..]) {
+                QuoteState::Unquoted => match memchr::memchr2(self.delimiter, b'\n', &bytes[i..]) {
                     Some(sep) => {
                         state = QuoteState::FieldStart;
                         i += sep + 1;
@@ -577,7 +593,8 @@ impl<R: Read> CsvBytes<R> {
                 QuoteState::FieldStart | QuoteState::QuoteInQuoted => {
                     state = match (state, bytes[i]) {
                         (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
-                        (_, b',' | b'\n') => QuoteState::FieldStart,
+                        (_, b'\n') => QuoteState::FieldStart,
+                        (_, b) if b == self.delimiter => QuoteState::FieldStart,
                         (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
                         _ => QuoteState::Unquoted,
                     };
@@ -657,6 +674,11 @@ pub struct InputSource {
     regular: bool,
     spool: Option<tempfile::TempPath>,
     label: String,
+    /// How the input is written: set by [`InputSource::detect`].
+    dialect: Dialect,
+    /// An input that cannot be read twice (standard input, a FIFO), as
+    /// [`InputSource::detect`] left it: its first bytes, then the rest.
+    pending: std::sync::Mutex<Option<Box<dyn Read + Send>>>,
 }
 
 impl InputSource {
@@ -667,6 +689,8 @@ impl InputSource {
                 regular: false,
                 spool: None,
                 label: "-".into(),
+                dialect: Dialect::default(),
+                pending: Default::default(),
             };
         }
         InputSource {
@@ -674,7 +698,32 @@ impl InputSource {
             regular: std::fs::metadata(arg).is_ok_and(|m| m.is_file()),
             spool: None,
             label: arg.display().to_string(),
+            dialect: Dialect::default(),
+            pending: Default::default(),
         }
+    }
+
+    /// Detects the input's encoding and delimiter (see `dialect`) from its
+    /// first line, and for a file that can be read twice, whether all of it
+    /// is UTF-8. Every later [`InputSource::open`] decodes it to UTF-8.
+    pub fn detect(&mut self, delimiter: Option<Delimiter>) -> Result<Dialect, Fatal> {
+        let fail = |e: io::Error| Fatal::Input(format!("cannot read {}: {e}", self.label));
+        let mut raw = self.open_raw()?;
+        let head = crate::dialect::read_head(&mut raw).map_err(fail)?;
+        let has_bom = [&b"\xef\xbb\xbf"[..], b"\xff\xfe", b"\xfe\xff"]
+            .iter()
+            .any(|bom| head.starts_with(bom));
+        let whole = if self.rereadable() && !has_bom {
+            Some(crate::dialect::scan_utf8(io::Cursor::new(&head).chain(raw)).map_err(fail)?)
+        } else {
+            if !self.rereadable() {
+                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.clone()).chain(raw));
+                *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(rest);
+            }
+            None
+        };
+        self.dialect = crate::dialect::detect(&head, whole, delimiter);
+        Ok(self.dialect)
     }
 
     /// The input as the user named it (`-` for standard input).
@@ -700,14 +749,28 @@ impl InputSource {
             return Ok(());
         }
         let fail = |e: io::Error| Fatal::Input(format!("cannot copy {} aside: {e}", self.label));
-        let mut source = self.open()?;
+        let mut source = self.open_raw()?;
         let mut temp = tempfile::NamedTempFile::new().map_err(fail)?;
         io::copy(&mut source, &mut temp).map_err(fail)?;
         self.spool = Some(temp.into_temp_path());
         Ok(())
     }
 
+    /// The input, decoded to UTF-8 as [`InputSource::detect`] found it written.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, Fatal> {
+        Ok(self.dialect.decode(self.open_raw()?))
+    }
+
+    /// The input's bytes as they are.
+    fn open_raw(&self) -> Result<Box<dyn Read + Send>, Fatal> {
+        if let Some(pending) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Ok(pending);
+        }
         let path = self.spool.as_deref().or(self.path.as_deref());
         match path {
             None => Ok(Box::new(io::stdin())),
@@ -729,7 +792,8 @@ pub fn count_rows(source: impl Read, options: &ReadOptions) -> Result<u64, Fatal
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(256 * 1024)
-        .from_reader(CsvBytes::new(source));
+        .delimiter(options.delimiter.0)
+        .from_reader(CsvBytes::with_delimiter(source, options.delimiter.0));
     let mut record = ByteRecord::new();
     let read_err = |e: csv::Error| Fatal::Input(format!("cannot read the input: {e}"));
     if !csv.read_byte_record(&mut record).map_err(read_err)? {
@@ -807,6 +871,12 @@ mod tests {
         assert!(header_error(b"client_id,\xff\xfe\n").contains("not valid UTF-8"));
         let ok = reader(b" ClientId , Reseller ,IS_TEST\n").unwrap();
         assert_eq!(ok.header().fields(), vec![Field::Reseller, Field::IsTest]);
+        // An export's or undo file's read_at is read over.
+        let export = rows(b"client_id,seller,read_at\n7,80,2026-11-30T01:33:20.007Z\n");
+        assert_eq!(
+            export[0].patch.as_ref().unwrap().changes,
+            vec![(Field::Seller, Value::Number(80))]
+        );
     }
 
     #[test]

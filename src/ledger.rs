@@ -145,6 +145,17 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
+        if header == crate::output::RESULT_HEADER
+            && found_header == crate::output::RESULT_HEADER_WITHOUT_TIMES
+        {
+            return Err(Fatal::Usage(format!(
+                "{} was written by an older gcore-iam-bulk (its rows have no finished_at \
+                 column): --resume does not append to it; finish that job with the version \
+                 that wrote it, or start this one in a new results file (`results` and \
+                 `report` still read the old one)",
+                path.display()
+            )));
+        }
         return Err(Fatal::Usage(format!(
             "{} has the header `{}`, not `{}`: it was not written by this command over \
              this input; choose another file, or --force to overwrite it",

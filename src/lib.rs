@@ -11,8 +11,10 @@ pub mod call;
 pub mod cli;
 pub mod cmd;
 pub mod completions;
+pub mod dialect;
 pub mod error;
 pub mod fields;
+pub mod html_report;
 pub mod input;
 pub mod ledger;
 pub mod logging;
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
         Command::Results(args) => cmd::results::results(&args, console),
+        Command::Report(args) => cmd::report::report(&args, console),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {
                 Ok(()) => exit::OK,

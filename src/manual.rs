@@ -95,8 +95,12 @@ fn main_sections(see_also: &[String]) -> String {
     r.control("SH", ["INPUT CSV"]);
     paragraph(
         &mut r,
-        "UTF-8 with a header row, comma-separated, RFC 4180 quoting; a byte-order mark and \
-         CRLF line ends are accepted. INPUT may be - for standard input.",
+        "A header row, RFC 4180 quoting; a byte-order mark and CRLF line ends are accepted. \
+         The delimiter (comma, semicolon or tab) is the one the header line uses, or \
+         --delimiter. UTF-8, UTF-16 with a byte-order mark, and Windows-1252 (a file with no \
+         UTF-8 character and bytes that are not UTF-8) are read; stderr says which. A \
+         read_at column (export and undo files write one) is ignored. INPUT may be - for \
+         standard input.",
     );
     paragraph(
         &mut r,
@@ -126,10 +130,13 @@ fn main_sections(see_also: &[String]) -> String {
         &mut r,
         "One row per input row, written as soon as the row finishes (in completion order), \
          with the columns line, client_id, outcome, http_status, attempts, account_status, \
-         error, request, duration_ms and diff. line is the input line where the row starts \
-         (the header is line 1); attempts is 0 when nothing was sent; error is empty on \
-         success and otherwise one line saying what failed and why. -o - writes to standard \
-         output.",
+         error, request, duration_ms, diff, requested, undo_file, finished_at, retries and \
+         throttled. line is the input line where the row starts (the header is line 1); \
+         attempts is 0 when nothing was sent; error is empty on success and otherwise one \
+         line saying what failed and why; finished_at is when the row ended (UTC, RFC 3339 \
+         with milliseconds); retries and throttled count attempts beyond the first and HTTP \
+         429 answers. -o - writes to standard output; --excel starts the file with a UTF-8 \
+         byte-order mark. report RESULTS... -o report.html makes one HTML page of it.",
     );
 
     r.control("SH", ["OUTCOMES"]);

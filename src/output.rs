@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fields::ClientPatch;
 use crate::stats::Stats;
@@ -13,9 +13,32 @@ use crate::stop::{StopReason, StopSignal};
 
 /// The results header. The first seven columns are the contract's; `request`,
 /// `duration_ms`, `diff`, `requested` (the values the input row asked for,
-/// which `--resume` compares) and `undo_file` (the undo file the run kept)
+/// which `--resume` compares), `undo_file` (the undo file the run kept),
+/// `finished_at` (when the row ended, UTC), `retries` (attempts beyond the
+/// first of each request) and `throttled` (the HTTP 429 answers the row got)
 /// follow.
-pub const RESULT_HEADER: [&str; 12] = [
+pub const RESULT_HEADER: [&str; 15] = [
+    "line",
+    "client_id",
+    "outcome",
+    "http_status",
+    "attempts",
+    "account_status",
+    "error",
+    "request",
+    "duration_ms",
+    "diff",
+    "requested",
+    "undo_file",
+    "finished_at",
+    "retries",
+    "throttled",
+];
+
+/// The header results files had before `finished_at` and the rest (issue
+/// 10): `results` and `report` still read them; `--resume` does not append
+/// to them.
+pub const RESULT_HEADER_WITHOUT_TIMES: [&str; 12] = [
     "line",
     "client_id",
     "outcome",
@@ -29,6 +52,46 @@ pub const RESULT_HEADER: [&str; 12] = [
     "requested",
     "undo_file",
 ];
+
+/// A moment as the results record it: milliseconds since the Unix epoch.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
+/// Formats times as RFC 3339 in UTC with milliseconds
+/// (`2026-12-01T15:52:07.123Z`). Rows finished in the same millisecond (a
+/// dry run finishes thousands in one) reuse the text formatted last.
+#[derive(Debug, Default)]
+pub struct Stamps {
+    millis: Option<u64>,
+    text: Vec<u8>,
+}
+
+impl Stamps {
+    pub fn push(&mut self, out: &mut Vec<u8>, millis: u64) {
+        if self.millis != Some(millis) {
+            self.text.clear();
+            let t = UNIX_EPOCH + Duration::from_millis(millis);
+            let _ = std::io::Write::write_fmt(
+                &mut self.text,
+                format_args!("{}", humantime::format_rfc3339_millis(t)),
+            );
+            self.millis = Some(millis);
+        }
+        out.extend_from_slice(&self.text);
+    }
+}
+
+/// Parses a `finished_at` cell back into milliseconds since the epoch.
+pub fn parse_stamp(text: &str) -> Option<u64> {
+    humantime::parse_rfc3339(text.trim()).ok().map(unix_millis)
+}
 
 /// How a row ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +150,12 @@ pub struct RowResult {
     /// [`ClientPatch::requested`]): what `--resume` compares. Empty for a row
     /// that did not validate.
     pub requested: String,
+    /// When the row ended, in milliseconds since the Unix epoch.
+    pub finished_at: u64,
+    /// Attempts beyond the first of each of the row's requests.
+    pub retries: u32,
+    /// HTTP 429 answers the row's requests got.
+    pub throttled: u32,
 }
 
 impl RowResult {
@@ -104,12 +173,15 @@ impl RowResult {
             duration_ms: 0,
             diff: String::new(),
             requested: String::new(),
+            finished_at: now_millis(),
+            retries: 0,
+            throttled: 0,
         }
     }
 
     /// Appends the row as one CSV record; `undo_cell` is the run's
     /// `undo_file` column, already quoted.
-    pub fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8]) {
+    pub fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
         let mut number = itoa::Buffer::new();
         out.extend_from_slice(number.format(self.line).as_bytes());
         out.push(b',');
@@ -136,6 +208,12 @@ impl RowResult {
         push_field(out, self.requested.as_bytes());
         out.push(b',');
         out.extend_from_slice(undo_cell);
+        out.push(b',');
+        stamps.push(out, self.finished_at);
+        out.push(b',');
+        out.extend_from_slice(number.format(self.retries).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(number.format(self.throttled).as_bytes());
         out.push(b'\n');
     }
 }
@@ -198,11 +276,12 @@ impl PackedRows {
         }
     }
 
-    /// Packs a row: its line, key, outcome, error and, for a valid row, the
-    /// body it would send.
+    /// Packs a row: its line, when it ended, its key, outcome, error and,
+    /// for a valid row, the body it would send.
     pub fn push(
         &mut self,
         line: u64,
+        finished_at: u64,
         key: &str,
         outcome: Outcome,
         error: &str,
@@ -210,6 +289,7 @@ impl PackedRows {
     ) {
         self.counts[outcome as usize] += 1;
         self.bytes.extend_from_slice(&line.to_le_bytes());
+        self.bytes.extend_from_slice(&finished_at.to_le_bytes());
         self.bytes.push(outcome as u8);
         self.push_text(key.as_bytes());
         self.push_text(error.as_bytes());
@@ -250,7 +330,7 @@ impl PackedRows {
     }
 
     /// Formats every packed row as a CSV record onto `out`.
-    fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8]) {
+    fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
         let mut rest = &self.bytes[..];
         while let Some(row) = Unpacked::take(&mut rest) {
             let mut number = itoa::Buffer::new();
@@ -265,7 +345,9 @@ impl PackedRows {
             push_field(out, row.request);
             out.extend_from_slice(b",0,,,");
             out.extend_from_slice(undo_cell);
-            out.push(b'\n');
+            out.push(b',');
+            stamps.push(out, row.finished_at);
+            out.extend_from_slice(b",0,0\n");
         }
     }
 }
@@ -273,6 +355,7 @@ impl PackedRows {
 /// One row read back from [`PackedRows`].
 struct Unpacked<'a> {
     line: u64,
+    finished_at: u64,
     outcome: Outcome,
     key: &'a [u8],
     error: &'a [u8],
@@ -282,8 +365,9 @@ struct Unpacked<'a> {
 impl<'a> Unpacked<'a> {
     fn take(rest: &mut &'a [u8]) -> Option<Unpacked<'a>> {
         let line = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
-        let outcome = *Outcome::ALL.get(usize::from(*rest.get(8)?))?;
-        *rest = &rest[9..];
+        let finished_at = u64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
+        let outcome = *Outcome::ALL.get(usize::from(*rest.get(16)?))?;
+        *rest = &rest[17..];
         let mut text = || {
             let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
             let text = rest.get(4..4 + len)?;
@@ -292,6 +376,7 @@ impl<'a> Unpacked<'a> {
         };
         Some(Unpacked {
             line,
+            finished_at,
             outcome,
             key: text()?,
             error: text()?,
@@ -306,6 +391,7 @@ struct ResultFile {
     buffer: Vec<u8>,
     /// The `undo_file` cell of every row.
     undo_cell: Vec<u8>,
+    stamps: Stamps,
     /// Bytes in the file up to the end of the last batch written whole: a
     /// failed write is cut back to here, so the file never ends in half a row.
     good_len: u64,
@@ -316,7 +402,7 @@ const WRITE_CHUNK: usize = 64 * 1024;
 
 impl ResultFile {
     fn write_row(&mut self, row: &RowResult) -> io::Result<()> {
-        row.write_to(&mut self.buffer, &self.undo_cell);
+        row.write_to(&mut self.buffer, &self.undo_cell, &mut self.stamps);
         if self.buffer.len() >= WRITE_CHUNK {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -325,7 +411,7 @@ impl ResultFile {
     }
 
     fn write_packed(&mut self, rows: &PackedRows) -> io::Result<()> {
-        rows.write_to(&mut self.buffer, &self.undo_cell);
+        rows.write_to(&mut self.buffer, &self.undo_cell, &mut self.stamps);
         if self.buffer.len() >= WRITE_CHUNK {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -567,10 +653,12 @@ pub struct ResultsSink {
 
 impl ResultsSink {
     /// Starts the writer. `write_header` is false when appending to a ledger
-    /// that has one. A write error stops the run.
+    /// that has one; `bom` puts a UTF-8 byte-order mark before a header
+    /// (`--excel`). A write error stops the run.
     pub fn start(
         destination: Destination,
         write_header: bool,
+        bom: bool,
         stop: Arc<StopSignal>,
         stats: Arc<Stats>,
         undo_file: Option<&str>,
@@ -583,9 +671,13 @@ impl ResultsSink {
             out,
             buffer: Vec::with_capacity(WRITE_CHUNK + 4096),
             undo_cell: undo_cell(undo_file),
+            stamps: Stamps::default(),
             good_len: 0,
         };
         if write_header {
+            if bom {
+                file.buffer.extend_from_slice(crate::undo::BOM);
+            }
             file.buffer
                 .extend_from_slice(RESULT_HEADER.join(",").as_bytes());
             file.buffer.push(b'\n');
@@ -768,6 +860,7 @@ mod tests {
         let sink = ResultsSink::start(
             Destination::File(file),
             true,
+            false,
             StopSignal::new(),
             Arc::clone(&stats),
             Some("/u.csv"),
@@ -790,20 +883,22 @@ mod tests {
             duration_ms: 12,
             diff: String::new(),
             requested: r#"{"name":"a, \"b\""}"#.into(),
+            finished_at: 1_796_000_000_123,
+            retries: 3,
+            throttled: 2,
         }));
-        runtime.block_on(tx.send(RowResult::invalid(
-            3,
-            "x".into(),
-            "client_id: `x` bad".into(),
-        )));
+        runtime.block_on(tx.send(RowResult {
+            finished_at: 1_796_000_001_000,
+            ..RowResult::invalid(3, "x".into(), "client_id: `x` bad".into())
+        }));
         drop(tx);
         sink.finish().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file\n\
-             2,7,updated,200,1,active,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",12,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",/u.csv\n\
-             3,x,invalid,,0,,client_id: `x` bad,,0,,,/u.csv\n"
+            "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file,finished_at,retries,throttled\n\
+             2,7,updated,200,1,active,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",12,,\"{\"\"name\"\":\"\"a, \\\"\"b\\\"\"\"\"}\",/u.csv,2026-11-30T00:53:20.123Z,3,2\n\
+             3,x,invalid,,0,,client_id: `x` bad,,0,,,/u.csv,2026-11-30T00:53:21.000Z,0,0\n"
         );
         let counted = stats.snapshot();
         assert_eq!(counted.count(Outcome::Updated), 1, "counted once written");
@@ -820,6 +915,7 @@ mod tests {
         let stop = StopSignal::new();
         let sink = ResultsSink::start(
             Destination::File(full),
+            false,
             false,
             Arc::clone(&stop),
             Arc::clone(&stats),
@@ -855,23 +951,55 @@ mod tests {
             )],
         };
         let mut packed = PackedRows::default();
-        packed.push(2, "7", Outcome::DryRun, "", Some(&patch));
-        packed.push(3, "x,y", Outcome::Invalid, "client_id: `x,y` bad", None);
+        packed.push(2, 1_796_000_000_001, "7", Outcome::DryRun, "", Some(&patch));
+        packed.push(
+            3,
+            1_796_000_000_001,
+            "x,y",
+            Outcome::Invalid,
+            "client_id: `x,y` bad",
+            None,
+        );
         let mut out = Vec::new();
-        packed.write_to(&mut out, b"u");
+        packed.write_to(&mut out, b"u", &mut Stamps::default());
         let mut expected = Vec::new();
+        let mut stamps = Stamps::default();
         RowResult {
             request: patch.body(),
             outcome: Outcome::DryRun,
+            finished_at: 1_796_000_000_001,
             ..RowResult::invalid(2, "7".into(), String::new())
         }
-        .write_to(&mut expected, b"u");
-        RowResult::invalid(3, "x,y".into(), "client_id: `x,y` bad".into())
-            .write_to(&mut expected, b"u");
+        .write_to(&mut expected, b"u", &mut stamps);
+        RowResult {
+            finished_at: 1_796_000_000_001,
+            ..RowResult::invalid(3, "x,y".into(), "client_id: `x,y` bad".into())
+        }
+        .write_to(&mut expected, b"u", &mut stamps);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             String::from_utf8(expected).unwrap()
         );
+    }
+
+    #[test]
+    fn stamps_are_rfc3339_utc_with_milliseconds_and_read_back() {
+        let mut out = Vec::new();
+        let mut stamps = Stamps::default();
+        stamps.push(&mut out, 0);
+        out.push(b' ');
+        stamps.push(&mut out, 1_796_000_000_007);
+        out.push(b' ');
+        stamps.push(&mut out, 1_796_000_000_007);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1970-01-01T00:00:00.000Z 2026-11-30T00:53:20.007Z 2026-11-30T00:53:20.007Z"
+        );
+        assert_eq!(
+            parse_stamp("2026-11-30T00:53:20.007Z"),
+            Some(1_796_000_000_007)
+        );
+        assert_eq!(parse_stamp("yesterday"), None);
     }
 
     proptest::proptest! {
@@ -881,6 +1009,9 @@ mod tests {
             error in "[a-z,\"\n\r ]{0,20}",
             request in proptest::string::string_regex("[{}\":,a-z0-9\\\\\n]{0,30}").unwrap(),
             diff in ".{0,20}",
+            finished_at in 0u64..4_102_444_800_000,
+            retries in 0u32..100,
+            throttled in 0u32..1000,
         ) {
             let row = RowResult {
                 line: 7,
@@ -894,22 +1025,60 @@ mod tests {
                 duration_ms: 9,
                 diff,
                 requested: "{}".into(),
+                finished_at,
+                retries,
+                throttled,
             };
             let mut bytes = Vec::new();
-            row.write_to(&mut bytes, b"");
-            row.write_to(&mut bytes, b"\"a,b\"");
+            let mut stamps = Stamps::default();
+            row.write_to(&mut bytes, b"", &mut stamps);
+            row.write_to(&mut bytes, b"\"a,b\"", &mut stamps);
             let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(&bytes[..]);
             let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
             proptest::prop_assert_eq!(records.len(), 2);
             for (record, undo) in records.into_iter().zip(["", "a,b"]) {
                 let fields: Vec<&str> = record.iter().collect();
+                proptest::prop_assert_eq!(fields.len(), RESULT_HEADER.len());
+                proptest::prop_assert_eq!(parse_stamp(fields[12]), Some(finished_at));
+                let (retries, throttled) = (retries.to_string(), throttled.to_string());
                 proptest::prop_assert_eq!(
                     fields,
                     vec!["7", row.client_id.as_str(), "failed", "503", "2", "",
                          row.error.as_str(), row.request.as_str(), "9", row.diff.as_str(),
-                         "{}", undo]
+                         "{}", undo, record.get(12).unwrap_or_default(), retries.as_str(),
+                         throttled.as_str()]
                 );
             }
+        }
+
+        /// The reader's packed rows and the workers' rows are formatted by
+        /// two functions: they must write the same bytes for the same row.
+        #[test]
+        fn packed_and_plain_rows_agree(
+            key in ".{0,12}",
+            error in "[a-z,\"\n\r ]{0,20}",
+            name in ".{0,12}",
+            finished_at in 0u64..4_102_444_800_000,
+            invalid in proptest::bool::ANY,
+        ) {
+            let patch = ClientPatch {
+                client_id: 7,
+                changes: vec![(crate::fields::Field::Name, crate::fields::Value::Text(name))],
+            };
+            let outcome = if invalid { Outcome::Invalid } else { Outcome::DryRun };
+            let mut packed = PackedRows::default();
+            packed.push(9, finished_at, &key, outcome, &error, (!invalid).then_some(&patch));
+            let mut out = Vec::new();
+            packed.write_to(&mut out, b"\"u,v\"", &mut Stamps::default());
+            let mut expected = Vec::new();
+            RowResult {
+                request: if invalid { String::new() } else { patch.body() },
+                outcome,
+                finished_at,
+                ..RowResult::invalid(9, key.clone(), error.clone())
+            }
+            .write_to(&mut expected, b"\"u,v\"", &mut Stamps::default());
+            proptest::prop_assert_eq!(out, expected);
         }
     }
 

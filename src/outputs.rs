@@ -64,8 +64,11 @@ impl FileKind {
                 run_ledger: records_a_run(path),
             };
         }
+        // An input saved by a spreadsheet may be separated by `;` or tabs.
+        let delimiter = crate::dialect::delimiter_of(&String::from_utf8_lossy(first_line));
         let header = csv::ReaderBuilder::new()
             .has_headers(false)
+            .delimiter(delimiter.0)
             .from_reader(first_line)
             .byte_records()
             .next()
@@ -145,7 +148,9 @@ pub fn check(input: Option<&Path>, outputs: &[(&str, &Path, Role)]) -> Result<()
             // and `plan` replace it only with --force).
             (_, FileKind::Other) => None,
             (_, FileKind::Undo) => Some(
-                "it is an undo file (the only copy of the values from before a run)".to_string(),
+                "it is an undo file (the only copy of the values from before a run), or a file \
+                 of rows saved with a byte-order mark (by a spreadsheet, or --excel)"
+                    .to_string(),
             ),
             (_, FileKind::Results { .. }) => {
                 Some("it holds the results of a run (its ledger)".to_string())
@@ -268,6 +273,11 @@ mod tests {
             FileKind::Results { run_ledger: false }
         );
         assert_eq!(FileKind::of(&write("j", b"{}")), FileKind::Other);
+        assert_eq!(
+            FileKind::of(&write("s", b"client_id;seller\r\n1;80\r\n")),
+            FileKind::Rows,
+            "an input Excel saved with semicolons is an input too"
+        );
     }
 
     #[test]

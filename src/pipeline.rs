@@ -91,7 +91,9 @@ impl<'a> Finished<'a> {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
-        self.rows.push(line, key, outcome, error, request);
+        let finished_at = crate::output::now_millis();
+        self.rows
+            .push(line, finished_at, key, outcome, error, request);
     }
 
     /// Hands the packed rows to the writer and publishes the counts.

@@ -32,6 +32,8 @@ pub struct RunSummary {
     pub stopped: Option<String>,
     /// Accounts written, for `export`.
     pub exported: Option<u64>,
+    /// The command line as typed, secrets masked (see `cmd::command_line`).
+    pub command_line: Option<String>,
 }
 
 impl RunSummary {
@@ -174,6 +176,8 @@ impl RunSummary {
             ended_at: rfc3339(self.ended_at),
             stopped: self.stopped.as_deref(),
             accounts_exported: self.exported,
+            command_line: self.command_line.as_deref(),
+            asked_rate_per_second: self.asked_rate.map(round3),
         };
         serde_json::to_string_pretty(&doc).expect("the summary always serializes")
     }
@@ -288,6 +292,10 @@ struct SummaryJson<'a> {
     stopped: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     accounts_exported: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_line: Option<&'a str>,
+    /// `--rate` per second; null for unlimited.
+    asked_rate_per_second: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -373,6 +381,7 @@ mod tests {
             ended_at: UNIX_EPOCH + Duration::from_secs(1_800_000_002),
             stopped: None,
             exported: None,
+            command_line: Some("gcore-iam-bulk run in.csv -o out.csv".into()),
         }
     }
 

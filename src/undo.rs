@@ -12,6 +12,13 @@ use crate::error::Fatal;
 use crate::fields::{AccountView, ClientPatch, Field, Value, unrepresentable};
 use crate::ledger::{self, Existing};
 
+/// A `read_at` cell: RFC 3339 in UTC, with milliseconds.
+pub fn read_at(millis: u64) -> String {
+    let mut out = Vec::new();
+    crate::output::Stamps::default().push(&mut out, millis);
+    String::from_utf8(out).expect("a timestamp is ASCII")
+}
+
 /// How an undo file writes a null: the default `--null-token`.
 pub const UNDO_NULL: &str = "null";
 
@@ -42,8 +49,10 @@ impl UndoWriter {
     pub fn open(path: &Path, columns: Vec<Field>, existing: Existing) -> Result<UndoWriter, Fatal> {
         let null_token = UNDO_NULL;
         let mut file = ledger::open_locked(path)?;
+        // read_at: when each account was read, just before its change.
         let header: Vec<&str> = std::iter::once("client_id")
             .chain(columns.iter().map(|f| f.api_name()))
+            .chain(std::iter::once(crate::input::READ_AT))
             .collect();
         let mut recorded = HashSet::new();
         let has_header = ledger::prepare(&mut file, path, &header, existing, |record| {
@@ -96,6 +105,7 @@ impl UndoWriter {
             };
             row.push(cell);
         }
+        row.push(read_at(crate::output::now_millis()));
         inner.csv.write_record(&row)?;
         inner.csv.flush()?;
         if inner.last_sync.elapsed() >= Duration::from_secs(1) {

@@ -30,6 +30,10 @@ pub async fn export(args: ExportArgs, console: Console) -> u8 {
         started_at,
         None,
         &args.output,
+        crate::cmd::HtmlReport {
+            path: None,
+            results: None,
+        },
     )
 }
 
@@ -130,6 +134,61 @@ fn more_pages(
     }
 }
 
+/// `--set FIELD=VALUE`: the target values written into every exported row.
+/// Values pass the rules an input cell passes, with the same messages.
+fn parse_sets(sets: &[String], null_token: &str) -> Result<Vec<(Field, Value)>, Fatal> {
+    let mut parsed: Vec<(Field, Value)> = Vec::new();
+    for set in sets {
+        let Some((name, value)) = set.split_once('=') else {
+            return Err(Fatal::Usage(format!(
+                "--set `{set}`: write FIELD=VALUE, such as --set seller=80"
+            )));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let field = Field::from_header(name).ok_or_else(|| {
+            Fatal::Usage(format!(
+                "--set {set}: `{name}` is not a field a row can change; choose from {}",
+                Field::ALL.map(Field::api_name).join(", ")
+            ))
+        })?;
+        if parsed.iter().any(|(f, _)| *f == field) {
+            return Err(Fatal::Usage(format!(
+                "--set names `{}` twice",
+                field.api_name()
+            )));
+        }
+        if value.is_empty() {
+            return Err(Fatal::Usage(format!(
+                "--set {set}: the value is empty, and an empty cell leaves the field as it \
+                 is; give a value, or {null_token} to clear it"
+            )));
+        }
+        let value = crate::fields::parse_cell(field, value, null_token)
+            .map_err(|e| Fatal::Usage(format!("--set {set}: {e}")))?;
+        parsed.push((field, value));
+    }
+    Ok(parsed)
+}
+
+/// The columns written: `--columns` (all fields without it), or with
+/// `--set` only the fields set, unless `--columns` names more.
+fn columns_with_sets(names: &[String], sets: &[(Field, Value)]) -> Result<Vec<Field>, Fatal> {
+    if sets.is_empty() {
+        return parse_columns(names);
+    }
+    let mut columns = if names.is_empty() {
+        Vec::new()
+    } else {
+        parse_columns(names)?
+    };
+    for (field, _) in sets {
+        if !columns.contains(field) {
+            columns.push(*field);
+        }
+    }
+    Ok(columns)
+}
+
 fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     if names.is_empty() {
         return Ok(Field::ALL.to_vec());
@@ -154,7 +213,6 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
 }
 
 async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary, Fatal> {
-    let columns = parse_columns(&args.columns)?;
     if let Some(t) = &args.client_type
         && !matches!(t.as_str(), "common" | "reseller" | "sales")
     {
@@ -166,6 +224,8 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         return Err(Fatal::Usage("--null-token cannot be empty".into()));
     }
     let null_token = args.null_token.trim();
+    let sets = parse_sets(&args.set, null_token)?;
+    let columns = columns_with_sets(&args.columns, &sets)?;
     let filters = Filters {
         reseller_id: args.reseller_id,
         seller_id: args.seller_id,
@@ -215,6 +275,11 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         ),
         None => Box::new(std::io::stdout()),
     };
+    let mut sink = sink;
+    if args.spreadsheet.excel {
+        sink.write_all(crate::undo::BOM)
+            .map_err(|e| Fatal::Aborted(format!("cannot write {}: {e}", args.output.display())))?;
+    }
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
     let write_err = |e: &dyn std::fmt::Display| {
         let text = e.to_string();
@@ -225,8 +290,10 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         };
         Fatal::Aborted(format!("cannot write {}: {text}", args.output.display()))
     };
+    // read_at: when each account was read (its page came back).
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))
+        .chain(std::iter::once(crate::input::READ_AT))
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 
@@ -255,6 +322,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         query.extend(filters.query());
         let what = format!("GET /iam/clients (offset {offset})");
         let called = caller.call(&Request::List { query }, &what).await;
+        let read_at = crate::undo::read_at(crate::output::now_millis());
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
             CallEnd::NotStarted | CallEnd::Interrupted(_) => break,
@@ -314,6 +382,10 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             let mut row = Vec::with_capacity(columns.len() + 1);
             row.push(id.to_string());
             for field in &columns {
+                if let Some((_, target)) = sets.iter().find(|(f, _)| f == field) {
+                    row.push(export_cell(*field, target.clone(), null_token));
+                    continue;
+                }
                 let value = account.value(*field);
                 if let Some(why) = unrepresentable(*field, &value, null_token)
                     && (value != Value::Null || field.nullable())
@@ -325,6 +397,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
                 }
                 row.push(export_cell(*field, value, null_token));
             }
+            row.push(read_at.clone());
             csv.write_record(&row).map_err(|e| write_err(&e))?;
             exported += 1;
         }
@@ -343,6 +416,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         temp.persist(&args.output)
             .map_err(|e| write_err(&e.error))?;
     }
+    if !sets.is_empty() && stop.reason().is_none() && !to_stdout {
+        let file = crate::cmd::rows::shell_quote(&args.output.display().to_string());
+        tracing::info!(
+            "next: `gcore-iam-bulk plan {file} -o plan.csv` shows what would change; then \
+             `gcore-iam-bulk run {file} -o results.csv --undo-file undo.csv` applies it"
+        );
+    }
     let snapshot = stats.snapshot();
     Ok(RunSummary {
         command: "export",
@@ -357,6 +437,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         started_at,
         ended_at: SystemTime::now(),
         exported: Some(exported),
+        command_line: Some(crate::cmd::command_line()),
     })
 }
 
@@ -383,6 +464,41 @@ mod tests {
         );
         assert!(parse_columns(&["resellers".into()]).is_err());
         assert!(parse_columns(&["email".into(), "email".into()]).is_err());
+    }
+
+    #[test]
+    fn sets_are_checked_as_input_cells_are() {
+        let set =
+            |a: &[&str]| parse_sets(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "null");
+        assert_eq!(
+            set(&["seller=80", " IS_TEST = true "]).unwrap(),
+            vec![
+                (Field::Seller, Value::Number(80)),
+                (Field::IsTest, Value::Bool(true))
+            ]
+        );
+        assert_eq!(
+            set(&["seller=null"]).unwrap(),
+            vec![(Field::Seller, Value::Null)]
+        );
+        let e = |a: &[&str]| set(a).unwrap_err().to_string();
+        // The same message an input cell gets.
+        let cell = crate::fields::parse_cell(Field::Seller, "8o", "null").unwrap_err();
+        assert_eq!(e(&["seller=8o"]), format!("--set seller=8o: {cell}"));
+        assert!(e(&["reseller=null"]).contains("(null) is not allowed here"));
+        assert!(e(&["seller"]).contains("FIELD=VALUE"));
+        assert!(e(&["sellers=1"]).contains("not a field a row can change"));
+        assert!(e(&["client_id=1"]).contains("not a field a row can change"));
+        assert!(e(&["seller=1", "Seller=2"]).contains("twice"));
+        assert!(e(&["seller="]).contains("empty"));
+        assert!(e(&["email=a@b"]).contains("the domain has no dot"));
+        let sets = set(&["seller=80"]).unwrap();
+        assert_eq!(columns_with_sets(&[], &sets).unwrap(), vec![Field::Seller]);
+        assert_eq!(
+            columns_with_sets(&["reseller".into()], &sets).unwrap(),
+            vec![Field::Reseller, Field::Seller]
+        );
+        assert_eq!(columns_with_sets(&[], &[]).unwrap().len(), 8);
     }
 
     #[test]

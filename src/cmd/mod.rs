@@ -3,6 +3,7 @@
 //! the first change, and how a run ends (summary, report files, exit code).
 
 pub mod export;
+pub mod report;
 pub mod results;
 pub mod rows;
 
@@ -164,7 +165,69 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
     }
 }
 
+/// The command line as typed, for the summary and the report. No flag takes
+/// the token, but a value could still hold it (pasted into a URL, say): the
+/// token from `GCORE_API_KEY` or `--api-key-file` is masked wherever it
+/// stands, and so is a password in a URL.
+pub fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    // The program as people call it, not where it was installed.
+    if let Some(program) = args.first_mut()
+        && let Some(name) = Path::new(program.as_str()).file_name()
+    {
+        *program = name.to_string_lossy().into_owned();
+    }
+    let mut secrets: Vec<String> = Vec::new();
+    if let Ok(token) = std::env::var("GCORE_API_KEY") {
+        secrets.push(token.trim().to_string());
+    }
+    for (i, arg) in args.iter().enumerate() {
+        let file = match arg.strip_prefix("--api-key-file=") {
+            Some(path) => Some(path),
+            None if arg == "--api-key-file" => args.get(i + 1).map(String::as_str),
+            None => None,
+        };
+        if let Some(text) = file.and_then(|path| std::fs::read_to_string(path).ok())
+            && let Some(first) = text.lines().next()
+        {
+            secrets.push(first.trim().to_string());
+        }
+    }
+    secrets.retain(|s| s.len() >= 4);
+    mask_command_line(&args, &secrets)
+}
+
+/// The arguments quoted for a shell, each secret replaced by `***`, and the
+/// password part of a URL (`scheme://user:password@host`) too.
+fn mask_command_line(args: &[String], secrets: &[String]) -> String {
+    args.iter()
+        .map(|arg| {
+            let mut arg = arg.clone();
+            for secret in secrets {
+                arg = arg.replace(secret.as_str(), "***");
+            }
+            if let Some(scheme) = arg.find("://") {
+                let rest = &arg[scheme + 3..];
+                let host_end = rest.find('/').unwrap_or(rest.len());
+                if let Some(at) = rest[..host_end].rfind('@') {
+                    arg = format!("{}***@{}", &arg[..scheme + 3], &rest[at + 1..]);
+                }
+            }
+            rows::shell_quote(&arg)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What `finish` writes besides the summary files: `--report`, built from
+/// the results file the command wrote (none when it was refused).
+pub struct HtmlReport<'a> {
+    pub path: Option<&'a Path>,
+    pub results: Option<&'a Path>,
+}
+
 /// How a command ends: the summary, the report files, the exit code.
+#[allow(clippy::too_many_arguments)]
 pub fn finish(
     result: Result<RunSummary, Fatal>,
     command: &'static str,
@@ -173,7 +236,13 @@ pub fn finish(
     started_at: SystemTime,
     input: Option<&Path>,
     output: &Path,
+    html_report: HtmlReport<'_>,
 ) -> u8 {
+    let started = result.is_ok();
+    // A command refused for its flags, files or input (exit 2) leaves no
+    // report: nothing happened to report. One stopped by the API or a
+    // signal before it started reports why.
+    let refused = matches!(result, Err(Fatal::Usage(_) | Fatal::Input(_)));
     let summary = match result {
         Ok(summary) => {
             summary.print(console);
@@ -198,6 +267,7 @@ pub fn finish(
                 ended_at: SystemTime::now(),
                 stopped: Some(fatal.to_string()),
                 exported: None,
+                command_line: Some(command_line()),
             }
         }
     };
@@ -224,5 +294,56 @@ pub fn finish(
             crate::output::describe_write_error(&e)
         );
     }
+    if let Some(path) = html_report.path
+        && !refused
+        && may_write(path)
+    {
+        // A command refused before it started reports the refusal alone:
+        // the results file, if any, is not its own.
+        let results: Vec<&Path> = html_report
+            .results
+            .filter(|p| started && p.as_os_str() != "-")
+            .into_iter()
+            .collect();
+        let written = crate::html_report::read_results(&results)
+            .map(|tally| {
+                crate::html_report::render(
+                    &tally,
+                    &[crate::html_report::RunFacts::of_summary(&summary)],
+                    None,
+                )
+            })
+            .and_then(|html| {
+                crate::html_report::write(path, &html)
+                    .map_err(|e| crate::output::describe_write_error(&e))
+            });
+        match written {
+            Ok(()) => tracing::info!("report: {}", path.display()),
+            Err(e) => tracing::error!("cannot write the report to {}: {e}", path.display()),
+        }
+    }
     summary.exit_code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_never_shows_the_token_or_a_password() {
+        let args: Vec<String> = [
+            "gcore-iam-bulk",
+            "run",
+            "in file.csv",
+            "--api-url",
+            "https://user:pa55@api.example/v1?key=T0KEN-123",
+        ]
+        .map(String::from)
+        .to_vec();
+        let line = mask_command_line(&args, &["T0KEN-123".into()]);
+        assert_eq!(
+            line,
+            "gcore-iam-bulk run 'in file.csv' --api-url 'https://***@api.example/v1?key=***'"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use csv::ByteRecord;
 use crate::cli::ResultsArgs;
 use crate::error::{Fatal, exit};
 use crate::logging::Console;
-use crate::output::{Outcome, RESULT_HEADER};
+use crate::output::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
 use crate::outputs::{self, Role};
 
 /// The final answer of each line: its last record and the file it came from.
@@ -33,17 +33,41 @@ impl FinalAnswers {
             .flexible(true)
             .from_reader(ledger);
         let mut record = ByteRecord::new();
-        let header_ok = match reader.read_byte_record(&mut record) {
-            Ok(true) => record.iter().eq(RESULT_HEADER.iter().map(|h| h.as_bytes())),
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(e) => return Err(e.to_string()),
+        }
+        // A file written with --excel starts with a byte-order mark.
+        let header: Vec<&[u8]> = record
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    c.strip_prefix(b"\xef\xbb\xbf").unwrap_or(c)
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let is = |expected: &[&str]| {
+            header
+                .iter()
+                .copied()
+                .eq(expected.iter().map(|h| h.as_bytes()))
         };
-        if !header_ok {
+        // A ledger from before `finished_at` is read too; its rows get the
+        // new columns empty.
+        let width = if is(&RESULT_HEADER) {
+            RESULT_HEADER.len()
+        } else if is(&RESULT_HEADER_WITHOUT_TIMES) {
+            RESULT_HEADER_WITHOUT_TIMES.len()
+        } else {
             return Err(format!(
                 "its header is not the results header `{}`",
                 RESULT_HEADER.join(",")
             ));
-        }
+        };
         loop {
             match reader.read_byte_record(&mut record) {
                 Ok(true) => {}
@@ -51,8 +75,11 @@ impl FinalAnswers {
                 // A line torn by a kill at the very end: what came before stands.
                 Err(_) => break,
             }
-            if record.len() != RESULT_HEADER.len() {
+            if record.len() != width {
                 continue;
+            }
+            while record.len() < RESULT_HEADER.len() {
+                record.push_field(b"");
             }
             let Some(line) = std::str::from_utf8(&record[0])
                 .ok()
@@ -92,8 +119,11 @@ impl FinalAnswers {
     }
 
     /// Writes the header and one row per line, in line order, each with the
-    /// ledger it came from.
-    pub fn write(&self, out: impl Write, sources: &[String]) -> csv::Result<()> {
+    /// ledger it came from; `bom` starts it with a byte-order mark (`--excel`).
+    pub fn write(&self, mut out: impl Write, sources: &[String], bom: bool) -> csv::Result<()> {
+        if bom {
+            out.write_all(crate::undo::BOM)?;
+        }
         let mut csv = csv::WriterBuilder::new().from_writer(out);
         let mut header = ByteRecord::from(RESULT_HEADER.to_vec());
         header.push_field(b"source");
@@ -158,17 +188,22 @@ fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
 
     if args.output.as_os_str() == "-" {
         answers
-            .write(std::io::stdout().lock(), &sources)
+            .write(std::io::stdout().lock(), &sources, args.spreadsheet.excel)
             .map_err(|e| Fatal::Aborted(format!("cannot write the final answers: {e}")))?;
     } else {
-        write_final(&args.output, &answers, &sources)?;
+        write_final(&args.output, &answers, &sources, args.spreadsheet.excel)?;
     }
     let code = answers.exit_code();
     Ok((answers, code))
 }
 
 /// Written beside the destination (private) and renamed over it.
-fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Result<(), Fatal> {
+fn write_final(
+    path: &Path,
+    answers: &FinalAnswers,
+    sources: &[String],
+    bom: bool,
+) -> Result<(), Fatal> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -180,7 +215,7 @@ fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Resul
         .tempfile_in(dir)
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
     answers
-        .write(std::io::BufWriter::new(temp.as_file()), sources)
+        .write(std::io::BufWriter::new(temp.as_file()), sources, bom)
         .map_err(|e| fail(&e))?;
     temp.as_file()
         .sync_all()
@@ -206,10 +241,10 @@ mod tests {
     fn the_last_record_of_a_line_is_its_answer() {
         let mut answers = FinalAnswers::default();
         let first = ledger(&[
-            "2,5,updated,200,1,,,{},3,,{},",
-            "3,6,failed,503,5,,gave up,{},3,,{},",
+            "2,5,updated,200,1,,,{},3,,{},,2026-11-30T01:33:20.500Z,0,0",
+            "3,6,failed,503,5,,gave up,{},3,,{},,2026-11-30T01:33:20.500Z,4,0",
         ]);
-        let resumed = ledger(&["3,6,updated,200,1,,,{},3,,{},"]);
+        let resumed = ledger(&["3,6,updated,200,1,,,{},3,,{},,2026-11-30T01:33:20.500Z,0,0"]);
         answers.read(0, first.as_bytes()).unwrap();
         answers
             .read(0, format!("{resumed}4,7,upd").as_bytes())
@@ -217,9 +252,14 @@ mod tests {
         assert_eq!(answers.lines.len(), 2);
         assert_eq!(answers.exit_code(), exit::OK);
         let mut out = Vec::new();
-        answers.write(&mut out, &["r.csv".into()]).unwrap();
+        answers.write(&mut out, &["r.csv".into()], false).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.lines().next().unwrap().ends_with(",undo_file,source"));
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with(",undo_file,finished_at,retries,throttled,source")
+        );
         assert_eq!(text.lines().filter(|l| l.contains(",updated,")).count(), 2);
     }
 
@@ -227,9 +267,40 @@ mod tests {
     fn a_line_that_failed_last_sets_exit_1_and_other_files_are_refused() {
         let mut answers = FinalAnswers::default();
         answers
-            .read(0, ledger(&["2,5,failed,503,5,,x,{},3,,{},"]).as_bytes())
+            .read(
+                0,
+                ledger(&["2,5,failed,503,5,,x,{},3,,{},,,0,0"]).as_bytes(),
+            )
             .unwrap();
         assert_eq!(answers.exit_code(), exit::ROWS_FAILED);
         assert!(answers.read(1, "client_id,name\n1,A\n".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn older_ledgers_and_a_byte_order_mark_are_read() {
+        let mut answers = FinalAnswers::default();
+        let old = format!(
+            "{}\n2,5,updated,200,1,,,{{}},3,,{{}},\n",
+            RESULT_HEADER_WITHOUT_TIMES.join(",")
+        );
+        answers.read(0, old.as_bytes()).unwrap();
+        let bom = format!(
+            "\u{feff}{}",
+            ledger(&["3,6,updated,200,1,,,{},3,,{},,2026-11-30T01:33:20.500Z,0,0"])
+        );
+        answers.read(1, bom.as_bytes()).unwrap();
+        assert_eq!(answers.lines.len(), 2);
+        let mut out = Vec::new();
+        answers
+            .write(&mut out, &["old.csv".into(), "new.csv".into()], true)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\u{feff}line,client_id,"));
+        let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        assert!(
+            reader
+                .records()
+                .all(|r| r.unwrap().len() == RESULT_HEADER.len() + 1)
+        );
     }
 }

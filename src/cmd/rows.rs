@@ -43,6 +43,10 @@ struct Job<'a> {
     connection: &'a ConnectionArgs,
     pacing: &'a PacingArgs,
     report: &'a ReportArgs,
+    /// `--report`: the HTML report written at the end.
+    html_report: Option<&'a Path>,
+    /// `--excel`: a byte-order mark before the header.
+    excel: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,8 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        html_report: args.html_report.as_deref(),
+        excel: args.spreadsheet.excel,
     }
     .go(console)
     .await
@@ -99,6 +105,8 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
         connection: &args.connection,
         pacing: &args.pacing,
         report: &args.report,
+        html_report: args.html_report.as_deref(),
+        excel: args.spreadsheet.excel,
     }
     .go(console)
     .await
@@ -117,6 +125,10 @@ impl Job<'_> {
             started_at,
             Some(self.input),
             self.output,
+            crate::cmd::HtmlReport {
+                path: self.html_report,
+                results: Some(self.output),
+            },
         )
     }
 }
@@ -138,15 +150,23 @@ async fn execute(
         .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
         .transpose()
         .map_err(Fatal::Usage)?;
-    let read_options = ReadOptions {
+    let mut read_options = ReadOptions {
         null_token: job.selection.null_token.trim().to_string(),
         shard,
         limit: job.selection.limit,
+        delimiter: Default::default(),
     };
     let to_stdout = job.output.as_os_str() == "-";
     if job.resume && to_stdout {
         return Err(Fatal::Usage(
             "--resume needs -o to name a results file (not standard output)".into(),
+        ));
+    }
+    if job.html_report.is_some() && to_stdout {
+        return Err(Fatal::Usage(
+            "--report needs -o to name a results file (the report is built from it), not \
+             standard output"
+                .into(),
         ));
     }
 
@@ -163,17 +183,22 @@ async fn execute(
         outputs.push(("--undo-file", undo, Role::Undo));
     }
     for (flag, path) in [
-        ("--summary-json", &job.report.summary_json),
-        ("--metrics-file", &job.report.metrics_file),
+        ("--summary-json", job.report.summary_json.as_deref()),
+        ("--metrics-file", job.report.metrics_file.as_deref()),
+        ("--report", job.html_report),
     ] {
         if let Some(path) = path {
             outputs.push((flag, path, Role::Report));
         }
     }
     outputs::check(Some(job.input), &outputs)?;
-    for path in [&job.report.summary_json, &job.report.metrics_file]
-        .into_iter()
-        .flatten()
+    for path in [
+        job.report.summary_json.as_deref(),
+        job.report.metrics_file.as_deref(),
+        job.html_report,
+    ]
+    .into_iter()
+    .flatten()
     {
         ledger::check_room_beside(path)?;
     }
@@ -182,6 +207,9 @@ async fn execute(
     if job.resume || job.connection.simulator {
         input.spool()?;
     }
+    let dialect = input.detect(job.selection.delimiter)?;
+    tracing::info!("{}", dialect.describe(input.label()));
+    read_options.delimiter = dialect.delimiter;
     let reader = RowReader::new(input.open()?, read_options.clone())?;
 
     let mut target = if !sends {
@@ -215,6 +243,7 @@ async fn execute(
         })?;
         let all_rows = ReadOptions {
             null_token: read_options.null_token.clone(),
+            delimiter: read_options.delimiter,
             ..ReadOptions::default()
         };
         let keys = RowReader::new(input.open()?, all_rows)?
@@ -324,6 +353,7 @@ async fn execute(
     let sink = ResultsSink::start(
         destination,
         write_header,
+        job.excel,
         Arc::clone(&stop),
         Arc::clone(&stats),
         undo_recorded.as_deref(),
@@ -415,6 +445,7 @@ async fn execute(
         ended_at: SystemTime::now(),
         stopped: stopped_text,
         exported: None,
+        command_line: Some(crate::cmd::command_line()),
     })
 }
 
@@ -550,7 +581,7 @@ fn resume_command() -> String {
         .join(" ")
 }
 
-fn shell_quote(arg: &str) -> String {
+pub fn shell_quote(arg: &str) -> String {
     let safe = !arg.is_empty()
         && arg
             .bytes()

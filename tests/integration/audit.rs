@@ -225,8 +225,8 @@ fn the_undo_file_puts_every_field_back() {
     }
     let undo = work.read("undo.csv");
     assert!(
-        undo.starts_with(&format!("\u{feff}{ALL_COLUMNS}\n")),
-        "a byte-order mark marks an undo file: {undo}"
+        undo.starts_with(&format!("\u{feff}{ALL_COLUMNS},read_at\n")),
+        "a byte-order mark marks an undo file, read_at says when each account was read: {undo}"
     );
 
     let ran = work.run_against(
@@ -407,7 +407,7 @@ fn export_filters_across_pages_and_plans_as_unchanged() {
     assert_exit(&ran, 0);
     assert!(
         work.read("export.csv")
-            .starts_with(&format!("{ALL_COLUMNS}\n"))
+            .starts_with(&format!("{ALL_COLUMNS},read_at\n"))
     );
     let ran = work.run_against(
         &sim,
@@ -443,7 +443,7 @@ fn export_filters_across_pages_and_plans_as_unchanged() {
     assert_exit(&ran, 0);
     assert!(
         work.read("some.csv")
-            .starts_with("client_id,reseller,seller\n")
+            .starts_with("client_id,reseller,seller,read_at\n")
     );
     let ran = work.run_against(&sim, &["run", "some.csv", "-o", "same.csv", "--dry-run"]);
     assert_exit(&ran, 0);

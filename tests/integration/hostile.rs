@@ -29,7 +29,11 @@ fn header_errors_exit_2_before_any_request() {
         ),
         (b"", "empty"),
         (b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\n\x00\x00", "binary"),
-        (b"client_id,r\xe9seller\n1,2\n", "not valid UTF-8"),
+        // Not UTF-8: read as Windows-1252, so the mistake shows as written.
+        (
+            b"client_id,r\xe9seller\n1,2\n",
+            "`r\u{e9}seller` (column 2; did you mean `reseller`?)",
+        ),
     ];
     for (input, message) in cases {
         let (ran, work, sim) = run_input(input);
@@ -139,7 +143,10 @@ fn line_numbers_count_blank_lines_and_multiline_cells() {
 
 #[test]
 fn bad_utf8_rows_and_huge_cells_are_invalid_and_the_rest_go_on() {
-    let mut input = b"client_id,name\n1,ok\n2,caf\xe9\n3,".to_vec();
+    // UTF-8 (the first row has an ü written as UTF-8) with a damaged byte on
+    // the next: a file with no UTF-8 character at all would be read as
+    // Windows-1252 instead (see `spreadsheet`).
+    let mut input = b"client_id,name\n1,Z\xc3\xbcrich\n2,caf\xe9\n3,".to_vec();
     input.extend(std::iter::repeat_n(b'x', 70_000));
     input.extend(b"\n4,fine\n5,\"never closed\n6,lost\n");
     let (ran, work, sim) = run_input(&input);

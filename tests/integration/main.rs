@@ -4,12 +4,17 @@
 mod common;
 
 mod audit;
+mod browser;
 mod container;
 mod core;
 mod hostile;
 mod integrity;
+mod migration;
 mod network;
 mod operations;
 mod pacing;
 mod reliability;
+mod report;
 mod shell;
+mod spreadsheet;
+mod times;

@@ -259,8 +259,8 @@ fn a_torn_last_line_is_dropped_and_its_row_redone() {
     work.write("in.csv", reseller_moves(1..=3, 9));
     work.write(
         "out.csv",
-        "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file\n\
-         2,1,updated,200,1,active,,\"{\"\"reseller\"\":9}\",5,,\"{\"\"reseller\"\":9}\",\n\
+        "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file,finished_at,retries,throttled\n\
+         2,1,updated,200,1,active,,\"{\"\"reseller\"\":9}\",5,,\"{\"\"reseller\"\":9}\",,2026-11-30T00:53:20.007Z,0,0\n\
          3,2,upd",
     );
     let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);

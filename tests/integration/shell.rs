@@ -240,6 +240,7 @@ fn man_dir_writes_a_page_per_command_and_every_reference_exists() {
         "gcore-iam-bulk-plan.1",
         "gcore-iam-bulk-export.1",
         "gcore-iam-bulk-results.1",
+        "gcore-iam-bulk-report.1",
         "gcore-iam-bulk-simulate.1",
         "gcore-iam-bulk-completions.1",
         "gcore-iam-bulk-man.1",
