@@ -8,6 +8,7 @@ mod container;
 mod core;
 mod hostile;
 mod integrity;
+mod messages;
 mod network;
 mod operations;
 mod pacing;

@@ -1,0 +1,54 @@
+//! What a user reads on stderr: every stop says why and what to type next
+//! (whatever `-q`), every command the tool prints is one it accepts, no
+//! input can make it hold more than a bounded amount, signals mean the same
+//! in every command, and the messages name what is at fault.
+
+use crate::common::*;
+
+// ---------------------------------------------------------------------------
+// Messages that say more.
+
+#[test]
+fn too_large_numbers_say_the_limit() {
+    let work = Work::new();
+    work.write(
+        "in.csv",
+        "client_id,seller,reseller\n\
+         1,999999999999999999999,\n\
+         2,,18446744073709551616\n\
+         99999999999999999999999,1,\n",
+    );
+    let ran = work.run(&["run", "in.csv", "-o", "out.csv", "--dry-run"]);
+    assert_exit(&ran, 1);
+    let rows = work.results_by_line("out.csv");
+    assert_eq!(
+        rows[&2]["error"],
+        "seller: `999999999999999999999` is larger than the largest allowed, \
+         18446744073709551615"
+    );
+    assert!(
+        rows[&3]["error"].contains("reseller: `18446744073709551616` is larger than the largest"),
+        "{:?}",
+        rows[&3]
+    );
+    assert!(
+        rows[&4]["error"].contains("client_id: `99999999999999999999999` is larger than"),
+        "{:?}",
+        rows[&4]
+    );
+}
+
+#[test]
+fn null_where_a_field_cannot_be_cleared_says_which_can() {
+    let work = Work::new();
+    work.write("in.csv", "client_id,companyName\n1,null\n");
+    let ran = work.run(&["run", "in.csv", "-o", "out.csv", "--dry-run"]);
+    assert_exit(&ran, 1);
+    let error = &work.results("out.csv")[0]["error"];
+    assert!(
+        error.contains("only custom_id, name, phone and seller can be cleared"),
+        "{error}"
+    );
+    assert!(error.contains("leave the cell empty"), "{error}");
+    assert!(error.contains("--null-token"), "{error}");
+}
