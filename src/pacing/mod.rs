@@ -79,9 +79,15 @@ impl FromStr for Rate {
         let count: f64 = count.parse().map_err(|_| {
             format!("`{s}` is not a rate: write N/s, N/m, N/h, N (per second) or unlimited")
         })?;
-        if !(count.is_finite() && count > 0.0) {
+        if count.is_nan() {
+            return Err(format!(
+                "`{s}` is not a rate: write N/s, N/m, N/h, N (per second) or unlimited"
+            ));
+        }
+        if count <= 0.0 {
             return Err(format!("`{s}`: the rate must be more than 0"));
         }
+        // 1e400 parses as infinity: too large, not zero.
         let per_second = count / seconds;
         if per_second < 1.0 / 86_400.0 {
             return Err(format!(
@@ -89,7 +95,9 @@ impl FromStr for Rate {
             ));
         }
         if per_second > 1_000_000.0 {
-            return Err(format!("`{s}`: more than 1000000/s; use `unlimited`"));
+            return Err(format!(
+                "`{s}` is too large: the most is 1000000/s; use `unlimited` for no limit"
+            ));
         }
         Ok(Rate::PerSecond(per_second))
     }
@@ -334,6 +342,10 @@ mod tests {
         assert!("1e-300/s".parse::<Rate>().is_err());
         assert!("1e-12/s".parse::<Rate>().is_err());
         assert!("1e9/s".parse::<Rate>().is_err());
+        for huge in ["1e400", "1e400/s", "inf", "2000000"] {
+            let e = huge.parse::<Rate>().unwrap_err();
+            assert!(e.contains("too large") && !e.contains("more than 0"), "{e}");
+        }
     }
 
     #[test]

@@ -52,3 +52,27 @@ fn null_where_a_field_cannot_be_cleared_says_which_can() {
     assert!(error.contains("leave the cell empty"), "{error}");
     assert!(error.contains("--null-token"), "{error}");
 }
+
+#[test]
+fn a_rate_too_large_says_so() {
+    let work = Work::new();
+    work.write("in.csv", "client_id,reseller\n1,2\n");
+    for rate in ["1e400", "1e400/s", "2000000/s"] {
+        let ran = work.run(&[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--dry-run",
+            "--rate",
+            rate,
+        ]);
+        assert_exit(&ran, 2);
+        assert!(ran.stderr.contains("too large"), "{rate}: {}", ran.stderr);
+        assert!(
+            !ran.stderr.contains("more than 0"),
+            "{rate}: {}",
+            ran.stderr
+        );
+    }
+}
