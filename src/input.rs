@@ -187,7 +187,7 @@ fn patch_columns() -> String {
 }
 
 /// The accepted name closest to a mistyped one, when it is close.
-fn suggest(name: &str) -> Option<&'static str> {
+pub fn suggest(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     KEY_NAMES
         .into_iter()

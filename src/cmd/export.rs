@@ -137,8 +137,17 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     let mut columns = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let field = Field::from_header(name).ok_or_else(|| {
+            let hint = match crate::input::suggest(name) {
+                Some(close) if Field::from_header(close).is_some() => {
+                    format!(" (did you mean `{close}`?)")
+                }
+                // A key name: the key is always written, first.
+                Some(_) => " (client_id is always the first column)".to_string(),
+                None => String::new(),
+            };
             Fatal::Usage(format!(
-                "--columns: `{name}` is not a patch column; choose from {}",
+                "--columns: {} is not a patch column{hint}; choose from {}",
+                crate::fields::quote(name),
                 Field::ALL.map(Field::api_name).join(", ")
             ))
         })?;
@@ -382,6 +391,12 @@ mod tests {
             vec![Field::Reseller, Field::Seller]
         );
         assert!(parse_columns(&["resellers".into()]).is_err());
+        let typo = parse_columns(&["reseler".into()]).unwrap_err().to_string();
+        assert!(typo.contains("did you mean `reseller`?"), "{typo}");
+        let key = parse_columns(&["client_id".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(key.contains("always the first column"), "{key}");
         assert!(parse_columns(&["email".into(), "email".into()]).is_err());
     }
 

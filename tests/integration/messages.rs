@@ -54,6 +54,19 @@ fn null_where_a_field_cannot_be_cleared_says_which_can() {
 }
 
 #[test]
+fn export_columns_with_a_typo_get_a_suggestion() {
+    let sim = Sim::with_accounts(1..=3);
+    let work = Work::new();
+    let ran = work.run_against(&sim, &["export", "-o", "e.csv", "--columns", "reseler"]);
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("`reseler`") && ran.stderr.contains("did you mean `reseller`?"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
 fn a_rate_too_large_says_so() {
     let work = Work::new();
     work.write("in.csv", "client_id,reseller\n1,2\n");
