@@ -67,6 +67,44 @@ fn export_columns_with_a_typo_get_a_suggestion() {
 }
 
 #[test]
+fn token_files_with_a_byte_order_mark_or_a_blank_first_line() {
+    let sim = Sim::with_accounts(1..=2);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=2, 9));
+    let run = |key: &str| {
+        let mut cmd = work.command();
+        cmd.args([
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--force",
+            "--api-key-file",
+            key,
+            "--api-url",
+            &sim.url,
+        ]);
+        wait(cmd.spawn().expect("the binary starts"))
+    };
+    let key = work.write("bom.key", format!("\u{feff}{TOKEN}\r\n"));
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert_exit(&run("bom.key"), 0);
+
+    let key = work.write("blank.key", format!("\n  \n{TOKEN}\n"));
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ran = run("blank.key");
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr
+            .contains("the first line of the API key file blank.key is blank")
+            && ran.stderr.contains("line 3 is the first with text"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains(TOKEN));
+}
+
+#[test]
 fn a_rate_too_large_says_so() {
     let work = Work::new();
     work.write("in.csv", "client_id,reseller\n1,2\n");
