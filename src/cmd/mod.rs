@@ -37,6 +37,7 @@ impl Target {
     /// The API named by `--api-url` with the token from `--api-key-file` or
     /// `GCORE_API_KEY`, which must be there when `needs_token`.
     pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
+        crate::api::check_base_url(&connection.api_url)?;
         let token = ApiToken::load(
             connection.api_key_file.as_deref(),
             std::env::var("GCORE_API_KEY").ok(),
@@ -127,7 +128,10 @@ fn demo_faults() -> Faults {
 }
 
 /// `GET /iam/clients/me` before the first change: a rejected token stops the
-/// run with nothing sent, an unreachable API too.
+/// run with nothing sent, an unreachable API too, and so does a base URL
+/// that is not the API's (a 404 or a redirect there would answer every row
+/// the same way). A 403 is only warned about: a token may be allowed to
+/// change accounts without reading its own.
 pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
     let called = caller.call(&Request::Me, &"GET /iam/clients/me").await;
     match &called.end {
@@ -154,6 +158,24 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
                 e.describe_failure()
             )))
         }
+        CallEnd::Failed(e) if e.status == Some(404) => Err(Fatal::Usage(format!(
+            "GET {base_url}/iam/clients/me answered {}: the API is not at this base URL. \
+             --api-url (or GCORE_BASE_URL) is the host only, such as https://api.gcore.com{}; \
+             nothing was sent",
+            e.describe_failure(),
+            match path_of(base_url) {
+                Some(path) => format!(", without the path `{path}`"),
+                None => String::new(),
+            }
+        ))),
+        CallEnd::Failed(e) if e.status.is_some_and(|s| (300..400).contains(&s)) => {
+            Err(Fatal::Usage(format!(
+                "GET {base_url}/iam/clients/me answered {}: the API is not at this base URL; \
+                 pass the base the server points to as --api-url (the host only, such as \
+                 https://api.gcore.com); nothing was sent",
+                e.describe_failure()
+            )))
+        }
         CallEnd::Failed(e) => {
             tracing::warn!(
                 "could not check the token with GET /iam/clients/me ({}); going on",
@@ -162,6 +184,12 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
             Ok(())
         }
     }
+}
+
+/// The path of a base URL, when it has one besides `/`.
+fn path_of(base_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base_url).ok()?;
+    Some(url.path().trim_end_matches('/').to_string()).filter(|p| !p.is_empty())
 }
 
 /// How a command ends: the summary, the report files, the exit code.
