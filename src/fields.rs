@@ -156,9 +156,19 @@ const QUOTE_MAX: usize = 40;
 /// Quotes a user's value for an error message: cut short when long, with
 /// control characters escaped so that the message stays on one line.
 pub fn quote(value: &str) -> String {
+    format!("`{}`", shorten(value))
+}
+
+/// A user's value cut short for a message (`…` marks the cut), on one line.
+pub fn shorten(value: &str) -> String {
+    shorten_to(value, QUOTE_MAX)
+}
+
+/// [`shorten`] to at most `max_chars` characters.
+pub fn shorten_to(value: &str, max_chars: usize) -> String {
     let mut chars = value.chars();
     let mut short = String::new();
-    for c in chars.by_ref().take(QUOTE_MAX) {
+    for c in chars.by_ref().take(max_chars) {
         if c.is_control() {
             short.extend(c.escape_debug());
         } else {
@@ -166,10 +176,9 @@ pub fn quote(value: &str) -> String {
         }
     }
     if chars.next().is_some() {
-        format!("`{short}…`")
-    } else {
-        format!("`{short}`")
+        short.push('…');
     }
+    short
 }
 
 /// Parses a trimmed, non-empty cell into the value for `field`. The error names

@@ -63,8 +63,10 @@ pub fn holds_results(path: &Path) -> bool {
 pub enum Existing {
     /// Refuse (exit 2) unless it is empty, saying what to do instead.
     Refuse { advice: &'static str },
-    /// Append to it (`--resume`).
-    Append,
+    /// Append to it (`--resume`); `other_header` says what to do when its
+    /// header is not the one this run writes (`--force`, which conflicts
+    /// with `--resume`, is no way on).
+    Append { other_header: &'static str },
     /// Start it afresh (`--force`).
     Overwrite,
 }
@@ -103,7 +105,7 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
-        Existing::Append => {}
+        Existing::Append { .. } => {}
     }
 
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -145,11 +147,14 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
+        let advice = match existing {
+            Existing::Append { other_header } => other_header,
+            _ => "choose another file",
+        };
         return Err(Fatal::Usage(format!(
-            "{} has the header `{}`, not `{}`: it was not written by this command over \
-             this input; choose another file, or --force to overwrite it",
+            "{} has the header `{}`, not `{}`: {advice}",
             path.display(),
-            found_header.join(","),
+            crate::fields::shorten_to(&found_header.join(","), 200),
             header.join(",")
         )));
     }
@@ -391,7 +396,8 @@ impl Ledger {
         Err(Fatal::Usage(format!(
             "{} does not record any account of this input: it is the ledger of another \
              job; give each job (each night's input, say) its own results file, such as \
-             results-$(date +%F).csv, or --force to start this one afresh",
+             results-$(date +%F).csv, or use --force instead of --resume to start this one \
+             afresh",
             ledger_path.display()
         )))
     }
@@ -423,9 +429,13 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let mut file = open_locked(&path).unwrap();
         let mut seen = Vec::new();
-        let result = prepare(&mut file, &path, &HEADER, Existing::Append, |r| {
-            seen.push(String::from_utf8_lossy(r.as_slice()).into_owned())
-        });
+        let result = prepare(
+            &mut file,
+            &path,
+            &HEADER,
+            Existing::Append { other_header: "x" },
+            |r| seen.push(String::from_utf8_lossy(r.as_slice()).into_owned()),
+        );
         if result.is_ok() {
             file.write_all(b"").unwrap();
         }

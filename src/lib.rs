@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod completions;
 pub mod error;
 pub mod fields;
+pub mod hint;
 pub mod input;
 pub mod ledger;
 pub mod logging;

@@ -13,6 +13,7 @@ use crate::cli::ExportArgs;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::Fatal;
 use crate::fields::{AccountView, Field, Value, unrepresentable};
+use crate::hint::{self, Again};
 use crate::logging::Console;
 use crate::outputs::{self, Role};
 use crate::report::RunSummary;
@@ -356,6 +357,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     Ok(RunSummary {
         command: "export",
         exit_code: stopped.as_ref().map_or(0, StopReason::exit_code),
+        next: stopped.is_some().then(|| {
+            format!(
+                "nothing was written to {}; to export again: {}",
+                args.output.display(),
+                hint::command(Again::Same, false)
+            )
+        }),
         stopped: stopped.map(|r| r.describe()),
         rate_changes: caller.pacer.rate_changes(),
         learned: caller.pacer.learned(),

@@ -14,7 +14,7 @@ use crate::api::{ApiClient, Request};
 use crate::call::{CallEnd, Caller};
 use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs};
 use crate::error::Fatal;
-use crate::logging::Console;
+use crate::logging::{Console, Severity};
 use crate::network::Trust;
 use crate::pacing::Pacer;
 use crate::report::{RunSummary, write_atomically};
@@ -202,17 +202,24 @@ pub fn finish(
     input: Option<&Path>,
     output: &Path,
 ) -> u8 {
+    // Whatever `-q`: a command that does not end with exit 0 says why, in
+    // one line, and what to type next.
     let summary = match result {
         Ok(summary) => {
             summary.print(console);
+            if let Some(verdict) = summary.verdict() {
+                let severity = match summary.exit_code {
+                    crate::error::exit::ROWS_FAILED | crate::error::exit::INTERRUPTED => {
+                        Severity::Warning
+                    }
+                    _ => Severity::Error,
+                };
+                crate::logging::always(console, severity, &verdict);
+            }
             summary
         }
         Err(fatal) => {
-            if console.json() {
-                tracing::error!("{fatal}");
-            } else {
-                eprintln!("error: {fatal}");
-            }
+            crate::logging::always(console, Severity::Error, &fatal.to_string());
             RunSummary {
                 command,
                 snapshot: Stats::new().snapshot(),
@@ -225,6 +232,7 @@ pub fn finish(
                 started_at,
                 ended_at: SystemTime::now(),
                 stopped: Some(fatal.to_string()),
+                next: None,
                 exported: None,
             }
         }

@@ -124,10 +124,32 @@ pub fn results(args: &ResultsArgs, console: Console) -> u8 {
                     args.output.display()
                 );
             }
+            if code != exit::OK {
+                // Whatever -q: a non-zero exit says why.
+                let bad: Vec<String> = answers
+                    .counts()
+                    .iter()
+                    .filter(|(o, _)| matches!(**o, "failed" | "invalid" | "mismatch"))
+                    .map(|(o, n)| format!("{n} {o}"))
+                    .collect();
+                crate::logging::always(
+                    console,
+                    crate::logging::Severity::Warning,
+                    &format!(
+                        "lines whose last record did not succeed: {} (see the error column of {})",
+                        bad.join(", "),
+                        if args.output.as_os_str() == "-" {
+                            "the final answers on standard output".to_string()
+                        } else {
+                            args.output.display().to_string()
+                        }
+                    ),
+                );
+            }
             code
         }
         Err(fatal) => {
-            eprintln!("error: {fatal}");
+            crate::logging::always(console, crate::logging::Severity::Error, &fatal.to_string());
             fatal.exit_code()
         }
     }

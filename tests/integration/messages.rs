@@ -3,7 +3,11 @@
 //! input can make it hold more than a bounded amount, signals mean the same
 //! in every command, and the messages name what is at fault.
 
+use std::time::{Duration, Instant};
+
 use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gcore-iam-bulk");
 
 /// Runs the binary with the test token, a base URL of the test's choosing
 /// (unlike `run_against`, which adds its own) and extra environment.
@@ -14,6 +18,150 @@ fn run_with(work: &Work, args: &[&str], env: &[(&str, &str)]) -> Ran {
         cmd.env(name, value);
     }
     wait(cmd.spawn().expect("the binary starts"))
+}
+
+/// The command lines the tool printed for the user to type: every line that
+/// names the binary, from the binary on, split as a shell would.
+fn printed_commands(stderr: &str) -> Vec<Vec<String>> {
+    stderr
+        .lines()
+        .filter_map(|line| line.find(BIN).map(|at| shell_words(&line[at..])))
+        .collect()
+}
+
+/// Splits a command line the way `sh` would for the quoting the tool uses:
+/// plain words and single-quoted ones (`'\''` for a quote inside).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.trim_end().chars() {
+        match (quoted, c) {
+            (true, '\'') => quoted = false,
+            (true, c) => word.push(c),
+            (false, '\'') => {
+                quoted = true;
+                in_word = true;
+            }
+            (false, '\\') => in_word = true,
+            (false, ' ') => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (false, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// Runs the one command the tool printed, as printed, in the same place and
+/// with the same token.
+fn run_printed(work: &Work, stderr: &str) -> (Vec<String>, Ran) {
+    let commands = printed_commands(stderr);
+    assert_eq!(
+        commands.len(),
+        1,
+        "wanted exactly one command to type; stderr:\n{stderr}"
+    );
+    let words = commands.into_iter().next().unwrap();
+    assert_eq!(words[0], BIN);
+    let mut cmd = work.command();
+    cmd.args(&words[1..]).env("GCORE_API_KEY", TOKEN);
+    (words, wait(cmd.spawn().expect("the binary starts")))
+}
+
+fn slow_sim(ids: std::ops::RangeInclusive<u64>) -> Sim {
+    Sim::with_faults(
+        ids,
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Every stop says why, whatever -q.
+
+#[test]
+fn quiet_runs_still_say_why_they_stopped() {
+    let sim = Sim::with_faults(
+        1..=30,
+        faults(vec![
+            rule(Fault::Status(404), Trigger::Always).on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=30, 9));
+    let base = [
+        "run",
+        "in.csv",
+        "-o",
+        "out.csv",
+        "--rate",
+        "unlimited",
+        "--concurrency",
+        "1",
+        "--max-failures",
+        "2",
+        "--force",
+    ];
+    for quiet in ["-q", "-qq"] {
+        let mut args = base.to_vec();
+        args.push(quiet);
+        let ran = work.run_against(&sim, &args);
+        assert_exit(&ran, 3);
+        let why: Vec<&str> = ran
+            .stderr
+            .lines()
+            .filter(|l| l.contains("--max-failures 2"))
+            .collect();
+        assert_eq!(why.len(), 1, "{quiet}: {}", ran.stderr);
+        assert!(why[0].contains("out.csv"), "{quiet}: {}", ran.stderr);
+        if quiet == "-qq" {
+            assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+        }
+    }
+
+    // Exit 1 (rows invalid) and exit 2, with -qq: one line each.
+    work.write("bad.csv", "client_id,seller\n1,x\n");
+    let ran = work.run(&["run", "bad.csv", "-o", "bad.out", "--dry-run", "-qq"]);
+    assert_exit(&ran, 1);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("1 invalid") && ran.stderr.contains("bad.out"),
+        "{}",
+        ran.stderr
+    );
+    let ran = work.run(&["run", "missing.csv", "-o", "x.out", "--dry-run", "-qq"]);
+    assert_exit(&ran, 2);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+
+    // The same as one JSON object for a log collector.
+    let mut args = base.to_vec();
+    args.extend(["-qq", "--log-format", "json"]);
+    let ran = work.run_against(&sim, &args);
+    assert_exit(&ran, 3);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", ran.stderr);
+    let event: serde_json::Value = serde_json::from_str(lines[0]).expect("one JSON object");
+    assert_eq!(event["level"], "ERROR");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-failures 2"),
+        "{event}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -161,6 +309,214 @@ fn credentials_in_the_base_url_are_refused_without_echoing_them() {
         }
     }
     assert!(sim.requests().is_empty(), "a request was sent");
+}
+
+// ---------------------------------------------------------------------------
+// Every command the tool prints is one it accepts.
+
+#[test]
+fn plan_help_does_not_offer_resume() {
+    let work = Work::new();
+    let ran = work.run(&["plan", "--help"]);
+    assert_exit(&ran, 0);
+    assert!(!ran.stdout.contains("--resume"), "{}", ran.stdout);
+    let ran = work.run(&["run", "--help"]);
+    assert!(ran.stdout.contains("--resume --limit 50"), "{}", ran.stdout);
+}
+
+#[test]
+fn an_interrupted_run_prints_a_resume_command_that_finishes_it() {
+    let sim = slow_sim(1..=200);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=200, 9));
+    let child = work.spawn_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--concurrency",
+            "2",
+        ],
+    );
+    sim.wait_for_patches(4, Duration::from_secs(30));
+    signal(&child, "INT");
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    let (words, again) = run_printed(&work, &ran.stderr);
+    assert!(words.contains(&"--resume".to_string()), "{words:?}");
+    assert_exit(&again, 0);
+    assert_eq!(
+        work.results("out.csv")
+            .iter()
+            .filter(|r| r["outcome"] == "updated")
+            .count(),
+        200
+    );
+}
+
+#[test]
+fn an_interrupted_plan_prints_a_command_plan_accepts() {
+    let sim = slow_sim(1..=200);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=200, 9));
+    let child = work.spawn_against(
+        &sim,
+        &[
+            "plan",
+            "in.csv",
+            "-o",
+            "plan.csv",
+            "--rate",
+            "unlimited",
+            "--concurrency",
+            "2",
+        ],
+    );
+    let start = Instant::now();
+    while sim.requests().len() < 4 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "INT");
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    let (words, again) = run_printed(&work, &ran.stderr);
+    assert!(!words.contains(&"--resume".to_string()), "{words:?}");
+    assert_exit(&again, 0);
+    assert_eq!(work.results("plan.csv").len(), 200);
+}
+
+#[test]
+fn a_run_with_failed_rows_prints_a_command_that_retries_them() {
+    let sim = Sim::with_faults(
+        1..=6,
+        faults(vec![
+            rule(Fault::Status(404), Trigger::Ids(vec![2, 3])).on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=6, 9));
+    let ran = work.run_against(
+        &sim,
+        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
+    );
+    assert_exit(&ran, 1);
+    sim.set_faults(Faults::default());
+    sim.clear_requests();
+    let (words, again) = run_printed(&work, &ran.stderr);
+    assert!(words.contains(&"--resume".to_string()), "{words:?}");
+    assert_exit(&again, 0);
+    let mut sent: Vec<u64> = sim.patches().iter().filter_map(|p| p.client_id).collect();
+    sent.sort();
+    assert_eq!(sent, vec![2, 3], "only the failed rows go again");
+}
+
+#[test]
+fn a_run_stopped_by_a_threshold_prints_a_command_that_resumes_it() {
+    let sim = Sim::with_faults(
+        1..=30,
+        faults(vec![
+            rule(Fault::Status(404), Trigger::Always).on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=30, 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--concurrency",
+            "1",
+            "--max-failures",
+            "3",
+        ],
+    );
+    assert_exit(&ran, 3);
+    sim.set_faults(Faults::default());
+    let (_, again) = run_printed(&work, &ran.stderr);
+    assert_exit(&again, 0);
+}
+
+#[test]
+fn a_dry_run_with_invalid_rows_prints_a_command_that_checks_again() {
+    let work = Work::new();
+    work.write("in.csv", "client_id,seller\n1,x\n2,3\n");
+    let ran = work.run(&["run", "in.csv", "-o", "out.csv", "--dry-run"]);
+    assert_exit(&ran, 1);
+    work.write("in.csv", "client_id,seller\n1,4\n2,3\n");
+    let (_, again) = run_printed(&work, &ran.stderr);
+    assert_exit(&again, 0);
+}
+
+#[test]
+fn a_canary_says_how_many_rows_remain_and_how_to_continue() {
+    let sim = Sim::with_accounts(1..=10);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=10, 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--limit",
+            "3",
+        ],
+    );
+    assert_exit(&ran, 0);
+    assert!(
+        ran.stderr
+            .contains("--limit 3: 3 rows done; 7 rows after them were not read"),
+        "{}",
+        ran.stderr
+    );
+    let (words, again) = run_printed(&work, &ran.stderr);
+    assert!(!words.contains(&"--limit".to_string()), "{words:?}");
+    assert_exit(&again, 0);
+    assert_eq!(sim.patches().len(), 10, "each account once");
+    // A canary of a plan goes on with a plan.
+    let ran = work.run_against(&sim, &["plan", "in.csv", "-o", "plan.csv", "--limit", "4"]);
+    assert_exit(&ran, 0);
+    assert!(ran.stderr.contains("6 rows after them"), "{}", ran.stderr);
+    let (_, again) = run_printed(&work, &ran.stderr);
+    assert_exit(&again, 0);
+    assert_eq!(work.results("plan.csv").len(), 10);
+}
+
+#[test]
+fn a_changed_undo_header_is_refused_with_advice_that_works() {
+    let sim = Sim::with_accounts(1..=3);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=3, 9));
+    let args = [
+        "run",
+        "in.csv",
+        "-o",
+        "out.csv",
+        "--undo-file",
+        "undo.csv",
+        "--rate",
+        "unlimited",
+    ];
+    assert_exit(&work.run_against(&sim, &args), 0);
+    work.write("in.csv", "client_id,reseller,seller\n1,8,1\n2,8,1\n3,8,1\n");
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let ran = work.run_against(&sim, &resumed);
+    assert_exit(&ran, 2);
+    assert!(!ran.stderr.contains("--force"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--undo-file"), "{}", ran.stderr);
 }
 
 // ---------------------------------------------------------------------------
