@@ -402,6 +402,18 @@ async fn execute(
     let exit_code = stopped
         .as_ref()
         .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
+    let invalid = snapshot.count(crate::output::Outcome::Invalid);
+    if invalid > INVALID_SHOWN {
+        let results = if to_stdout {
+            "the results on standard output".to_string()
+        } else {
+            job.output.display().to_string()
+        };
+        tracing::warn!(
+            "… and {} more invalid rows: see the error column of {results}",
+            invalid - INVALID_SHOWN
+        );
+    }
     if stopped.is_none()
         && let Some(limit) = job.selection.limit
         && snapshot.rows_read >= limit
@@ -437,6 +449,9 @@ const LEDGER_APPEND: Existing = Existing::Append {
     other_header: "it is not a results file of this version of the tool; name another \
                    results file with -o (a new one starts this job's ledger afresh)",
 };
+
+/// Invalid rows shown on stderr as they are read; the rest are counted.
+const INVALID_SHOWN: u64 = crate::pipeline::INVALID_SHOWN;
 
 impl Job<'_> {
     fn to_stdout(&self) -> bool {

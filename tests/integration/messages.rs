@@ -641,3 +641,31 @@ fn a_rate_too_large_says_so() {
         );
     }
 }
+
+#[test]
+fn a_dry_run_shows_the_first_row_errors_and_counts_the_rest() {
+    let work = Work::new();
+    let mut input = String::from("client_id,seller\n");
+    for id in 1..=12 {
+        input.push_str(&format!("{id},x{id}\n"));
+    }
+    input.push_str("13,5\n");
+    work.write("in.csv", &input);
+    let ran = work.run(&["run", "in.csv", "-o", "out.csv", "--dry-run"]);
+    assert_exit(&ran, 1);
+    for id in 1..=5 {
+        let line = id + 1;
+        assert!(
+            ran.stderr
+                .contains(&format!("line {line}, client_id {id}: seller: `x{id}`")),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert!(!ran.stderr.contains("`x6`"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("and 7 more invalid rows"),
+        "{}",
+        ran.stderr
+    );
+}
