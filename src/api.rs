@@ -33,6 +33,15 @@ pub enum Request {
     List { query: Vec<(&'static str, String)> },
 }
 
+impl Request {
+    /// A read whose answer nothing records and that changes nothing: the
+    /// token check and a page of the account list. A stop gives it up at
+    /// once rather than waiting for its answer.
+    pub fn changes_nothing(&self) -> bool {
+        matches!(self, Request::Me | Request::List { .. })
+    }
+}
+
 /// The result of one HTTP attempt.
 #[derive(Debug, Clone)]
 pub struct Exchange {

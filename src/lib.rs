@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
-        Command::Results(args) => cmd::results::results(&args, console),
+        Command::Results(args) => block_on(cmd::results::results(args, console)),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {
                 Ok(()) => exit::OK,

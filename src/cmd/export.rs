@@ -2,7 +2,7 @@
 //! accept as it is. Memory holds one page, whatever the number of accounts.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Deserialize;
@@ -183,6 +183,23 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         client_type: args.client_type.clone(),
     };
 
+    // Watched before anything is created or sent, as in `run`: the first
+    // signal stops the export (the token check and a page in flight are
+    // given up at once), the second exits at once; either way no temporary
+    // file is left.
+    let stats = Arc::new(Stats::new());
+    let stop = StopSignal::new();
+    let temp_path: Arc<Mutex<Option<std::path::PathBuf>>> = Arc::default();
+    {
+        let temp_path = Arc::clone(&temp_path);
+        watch_signals(Arc::clone(&stop), move || {
+            if let Some(path) = temp_path.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = std::fs::remove_file(path);
+            }
+            std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+        });
+    }
+
     let target = if args.connection.simulator {
         Target::simulator((1..=250).map(crate::sim::Account::generated).collect()).await?
     } else {
@@ -217,6 +234,9 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
                 .map_err(|e| Fatal::Usage(format!("cannot write in {}: {e}", dir.display())))?,
         )
     };
+    if let Some(temp) = &temp {
+        *temp_path.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
+    }
     let sink: Box<dyn Write> = match &mut temp {
         Some(t) => Box::new(
             t.as_file()
@@ -240,8 +260,6 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 
-    let stats = Arc::new(Stats::new());
-    let stop = StopSignal::new();
     let caller = target.caller(
         &args.pacing,
         args.pacing.rate,
@@ -249,7 +267,6 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         Arc::clone(&stop),
     )?;
     check_token(&caller, &target.base_url).await?;
-    watch_signals(Arc::clone(&stop), || std::process::exit(130));
 
     let limit = args.page_size;
     let mut offset: u64 = 0;
@@ -267,7 +284,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         let called = caller.call(&Request::List { query }, &what).await;
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
-            CallEnd::NotStarted | CallEnd::Interrupted(_) => break,
+            CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,
             _ => {
                 return Err(Fatal::Aborted(format!(
                     "listing accounts failed at offset {offset}: {}; nothing was written to {}",
@@ -352,6 +369,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         temp.as_file().sync_all().map_err(|e| write_err(&e))?;
         temp.persist(&args.output)
             .map_err(|e| write_err(&e.error))?;
+        temp_path.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
     let snapshot = stats.snapshot();
     Ok(RunSummary {

@@ -102,6 +102,7 @@ impl Target {
             policy: RetryPolicy::new(pacing.max_attempts),
             stats,
             stop,
+            announced_pause: Default::default(),
         })
     }
 }
@@ -144,7 +145,9 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
              nothing was sent",
             e.describe_failure()
         ))),
-        CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(Fatal::Interrupted),
+        CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => {
+            Err(Fatal::Interrupted)
+        }
         CallEnd::Failed(e) if matches!(e.reply, Reply::Transport(_)) => {
             let proxy_advice = match caller.api.proxy() {
                 Some(_) => {

@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use csv::ByteRecord;
 
@@ -108,8 +109,49 @@ impl FinalAnswers {
     }
 }
 
-pub fn results(args: &ResultsArgs, console: Console) -> u8 {
-    match execute(args) {
+/// The temporary file the final answers are being written to, if any: a
+/// signal removes it.
+type TempSlot = Arc<Mutex<Option<PathBuf>>>;
+
+/// `results` with signals handled as in every command: SIGINT or SIGTERM
+/// exits 130 at once (nothing is sent, so there is nothing to finish), and
+/// leaves no temporary file. The work runs off the runtime, so that a signal
+/// is answered even while a read blocks (a FIFO no one writes, say).
+pub async fn results(args: ResultsArgs, console: Console) -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let temp = TempSlot::default();
+    if let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        let temp = Arc::clone(&temp);
+        let output = args.output.display().to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            if let Some(path) = temp.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = std::fs::remove_file(path);
+            }
+            crate::logging::always(
+                console,
+                crate::logging::Severity::Warning,
+                &format!(
+                    "interrupted; nothing was written to {output}; to read the results again: {}",
+                    crate::hint::command(crate::hint::Again::Same, false)
+                ),
+            );
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        });
+    }
+    tokio::task::spawn_blocking(move || report(&args, console, &temp))
+        .await
+        .unwrap_or(exit::ABORTED)
+}
+
+fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
+    match execute(args, temp) {
         Ok((answers, code)) => {
             if !console.quiet {
                 let counts: Vec<String> = answers
@@ -155,7 +197,7 @@ pub fn results(args: &ResultsArgs, console: Console) -> u8 {
     }
 }
 
-fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
+fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fatal> {
     let outputs_list = [("-o", args.output.as_path(), Role::Final)];
     for ledger in &args.ledgers {
         if args.output.as_os_str() != "-" && outputs::same_path(ledger, &args.output) {
@@ -183,14 +225,19 @@ fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
             .write(std::io::stdout().lock(), &sources)
             .map_err(|e| Fatal::Aborted(format!("cannot write the final answers: {e}")))?;
     } else {
-        write_final(&args.output, &answers, &sources)?;
+        write_final(&args.output, &answers, &sources, temp)?;
     }
     let code = answers.exit_code();
     Ok((answers, code))
 }
 
 /// Written beside the destination (private) and renamed over it.
-fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Result<(), Fatal> {
+fn write_final(
+    path: &Path,
+    answers: &FinalAnswers,
+    sources: &[String],
+    slot: &TempSlot,
+) -> Result<(), Fatal> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -201,6 +248,7 @@ fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Resul
         .prefix(".gcore-iam-bulk-results-")
         .tempfile_in(dir)
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
     answers
         .write(std::io::BufWriter::new(temp.as_file()), sources)
         .map_err(|e| fail(&e))?;
@@ -208,6 +256,7 @@ fn write_final(path: &Path, answers: &FinalAnswers, sources: &[String]) -> Resul
         .sync_all()
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
     temp.persist(path).map_err(|e| fail(&e.error))?;
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(())
 }
 

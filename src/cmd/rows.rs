@@ -348,6 +348,10 @@ async fn execute(
         Arc::new(move || Pace {
             rate: c.pacer.current_rate(),
             learned: c.pacer.learned(),
+            paused: c
+                .pacer
+                .paused_until()
+                .map(|until| until.saturating_duration_since(std::time::Instant::now())),
         }) as RateProbe
     });
     let progress = Progress::start(

@@ -253,6 +253,13 @@ impl Pacer {
         self.shared.lock().controller.pace()
     }
 
+    /// When the pause the whole run is in ends (after a 429), if it is in one.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let until = self.shared.lock().controller.pause_until();
+        (until > self.shared.now())
+            .then(|| self.shared.origin + Duration::from_secs_f64(until.min(86_400.0)))
+    }
+
     /// What the run has learned of the server's limit, once anything is.
     pub fn learned(&self) -> Option<Learned> {
         self.shared.lock().controller.learned()
@@ -395,5 +402,18 @@ mod tests {
         assert!(b.at - a.at >= 0.02 - 1e-6, "{b:?} after {a:?}");
         assert_eq!(pacer.rate_changes(), 1);
         assert!(pacer.learned().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_long_pause_is_seen_until_it_ends() {
+        let pacer = Pacer::new(Rate::PerSecond(100.0), 1);
+        let stop = CancellationToken::new();
+        assert_eq!(pacer.paused_until(), None);
+        let first = pacer.acquire(&stop).await.unwrap();
+        let asked = Duration::from_secs(600);
+        pacer.on_throttled(first, Some(asked), None);
+        let until = pacer.paused_until().expect("paused");
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(590) && left <= asked, "{left:?}");
     }
 }

@@ -20,6 +20,79 @@ fn run_with(work: &Work, args: &[&str], env: &[(&str, &str)]) -> Ran {
     wait(cmd.spawn().expect("the binary starts"))
 }
 
+/// The stderr of a running child, line by line as it comes.
+struct Stderr {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Stderr {
+    fn watch(child: &mut std::process::Child) -> Stderr {
+        let stderr = child.stderr.take().expect("piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let lines = std::sync::Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        Stderr { lines, reader }
+    }
+
+    /// Waits until a line holds `needle` and returns it; fails the test
+    /// after `within`.
+    fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < within,
+                "no line with `{needle}` within {within:?}; stderr so far:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the child to end (within [`DEADLINE`]) and collects the rest.
+    fn finish(self, mut child: std::process::Child) -> Ran {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the binary") {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                panic!("the run took longer than {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = self.reader.join();
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut out, &mut stdout);
+        }
+        let stderr = self.lines.lock().unwrap().join("\n");
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
 /// The command lines the tool printed for the user to type: every line that
 /// names the binary, from the binary on, split as a shell would.
 fn printed_commands(stderr: &str) -> Vec<Vec<String>> {
@@ -517,6 +590,122 @@ fn a_changed_undo_header_is_refused_with_advice_that_works() {
     assert_exit(&ran, 2);
     assert!(!ran.stderr.contains("--force"), "{}", ran.stderr);
     assert!(ran.stderr.contains("--undo-file"), "{}", ran.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Signals mean the same in every command; pauses are announced.
+
+/// A simulator whose token check never answers.
+fn hanging_token_check() -> Sim {
+    Sim::with_faults(
+        1..=5,
+        faults(vec![rule(Fault::Hang, Trigger::Always).on_method("GET")]),
+    )
+}
+
+fn wait_for_requests(sim: &Sim, n: usize) {
+    let start = Instant::now();
+    while sim.requests().len() < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "no request came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn export_stopped_during_the_token_check_exits_130_and_leaves_no_file() {
+    for sig in ["TERM", "INT"] {
+        let sim = hanging_token_check();
+        let work = Work::new();
+        // A timeout longer than the test's deadline: only stopping at once passes.
+        let child = work.spawn_against(&sim, &["export", "-o", "e.csv", "--timeout", "10m"]);
+        wait_for_requests(&sim, 1);
+        signal(&child, sig);
+        let ran = wait(child);
+        assert_exit(&ran, 130);
+        let left: Vec<_> = std::fs::read_dir(work.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{sig}: left behind {left:?}");
+    }
+}
+
+#[test]
+fn run_stopped_during_the_token_check_stops_at_once() {
+    let sim = hanging_token_check();
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=5, 9));
+    let child = work.spawn_against(
+        &sim,
+        &["run", "in.csv", "-o", "out.csv", "--timeout", "10m"],
+    );
+    wait_for_requests(&sim, 1);
+    signal(&child, "TERM");
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    assert!(sim.patches().is_empty());
+    assert!(!work.path("out.csv").exists(), "a results file was left");
+}
+
+#[test]
+fn results_stopped_by_a_signal_exits_130_and_leaves_no_file() {
+    let work = Work::new();
+    let fifo = work.path("ledger.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let child = work
+        .command()
+        .args(["results", "ledger.csv", "-o", "final.csv"])
+        .spawn()
+        .expect("the binary starts");
+    // Opening the FIFO to write returns once `results` has opened it to
+    // read; it then waits for lines that never come.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("the FIFO opens");
+    signal(&child, "TERM");
+    let ran = wait(child);
+    drop(writer);
+    assert_exit(&ran, 130);
+    assert!(!work.path("final.csv").exists());
+}
+
+#[test]
+fn a_long_retry_after_pause_is_announced_shown_and_ended_by_a_signal() {
+    let sim = Sim::with_faults(
+        1..=5,
+        faults(vec![
+            rule(
+                Fault::TooManyRequests {
+                    retry_after: Some("600".into()),
+                },
+                Trigger::FirstPerAccount(1),
+            )
+            .on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=5, 9));
+    let mut child = work.spawn_against(
+        &sim,
+        &["run", "in.csv", "-o", "out.csv", "--status-interval", "1s"],
+    );
+    let stderr = Stderr::watch(&mut child);
+    let announced = stderr.wait_for("HTTP 429: the server asks to wait", Duration::from_secs(30));
+    assert!(
+        announced.contains("wait 10m; pausing until ") && announced.ends_with(" UTC"),
+        "{announced}"
+    );
+    let status = stderr.wait_for("paused", Duration::from_secs(30));
+    assert!(status.starts_with("status:"), "{status}");
+    assert!(status.contains("left"), "{status}");
+    signal(&child, "TERM");
+    let ran = stderr.finish(child);
+    assert_exit(&ran, 130);
 }
 
 // ---------------------------------------------------------------------------
