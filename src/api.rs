@@ -24,6 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Raw error text is cut to this many characters in results and logs.
 const RAW_TEXT_MAX: usize = 200;
 
+/// The API's own error messages are cut to this many characters: a server
+/// that answers with megabytes of them must not fill every results line.
+const MESSAGE_MAX: usize = 1000;
+
 /// One call to the API.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -494,7 +498,7 @@ pub fn describe_error_body(body: &[u8]) -> String {
     if text.is_empty() {
         text = raw_text(body);
     }
-    let mut text = one_line(&text);
+    let mut text = cut(&one_line(&text), MESSAGE_MAX);
     if let Some(id) = map.get("request_id").filter(|v| !v.is_null()) {
         let id = match id {
             serde_json::Value::String(s) => s.clone(),
@@ -623,6 +627,12 @@ mod tests {
         assert!(check_base_url("ftp://h").is_err());
         assert!(check_base_url("https://h/?x=1").is_err());
         assert!(check_base_url("https://api.gcore.com").is_ok());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let body = format!(r#"{{"errors": {{"name": ["{}"]}}}}"#, "x".repeat(5000));
+        assert_eq!(describe_error_body(body.as_bytes()).chars().count(), 1001);
     }
 
     #[test]
