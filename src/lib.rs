@@ -24,6 +24,7 @@ pub mod outputs;
 pub mod pacing;
 pub mod pipeline;
 pub mod progress;
+pub mod record_limit;
 pub mod report;
 pub mod retry;
 pub mod seen;

@@ -183,7 +183,17 @@ async fn execute(
     if job.resume || job.connection.simulator {
         input.spool()?;
     }
-    let reader = RowReader::new(input.open()?, read_options.clone())?;
+    let reader = RowReader::new(input.open()?, read_options.clone()).map_err(|e| match e {
+        // The header's problem, with the file it is in.
+        Fatal::Input(why) => Fatal::Input(format!(
+            "{}: {why}",
+            match input.label() {
+                "-" => "standard input",
+                label => label,
+            }
+        )),
+        other => other,
+    })?;
 
     let mut target = if !sends {
         None

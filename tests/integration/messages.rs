@@ -593,6 +593,117 @@ fn a_changed_undo_header_is_refused_with_advice_that_works() {
 }
 
 // ---------------------------------------------------------------------------
+// Memory bounded by design: the behaviour (scripts/bench-hostile.sh measures
+// the memory of the same files).
+
+/// `bytes` of `byte`, in one unquoted cell.
+fn long_cell(bytes: usize) -> Vec<u8> {
+    vec![b'x'; bytes]
+}
+
+#[test]
+fn a_record_longer_than_the_limit_is_invalid_and_the_rest_go_on() {
+    let work = Work::new();
+    let mut input = b"client_id,name\n1,a\n2,".to_vec();
+    input.extend(long_cell(3 << 20));
+    input.extend(b"\n3,b\n4,\"");
+    // A quoted cell that never ends within the limit, over many lines.
+    for _ in 0..300_000 {
+        input.extend(b"yyyyyyyyy\r\n");
+    }
+    input.extend(b"\"\n5,c\n");
+    work.write("in.csv", &input);
+    let ran = work.run(&["run", "in.csv", "-o", "out.csv", "--dry-run"]);
+    assert_exit(&ran, 1);
+    let rows = work.results_by_line("out.csv");
+    let lines: Vec<u64> = rows.keys().copied().collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 300_006]);
+    for line in [3, 5] {
+        assert_eq!(rows[&line]["outcome"], "invalid");
+        assert!(
+            rows[&line]["error"].contains("longer than 2 MiB"),
+            "{:?}",
+            rows[&line]
+        );
+        assert!(rows[&line]["error"].len() < 300);
+    }
+    assert_eq!(rows[&4]["outcome"], "dry_run");
+    assert_eq!(rows[&300_006]["outcome"], "dry_run");
+    assert_eq!(rows[&300_006]["client_id"], "5");
+}
+
+#[test]
+fn hostile_headers_are_refused_at_once_with_a_short_message() {
+    let work = Work::new();
+    let mut huge_cell = b"client_id,".to_vec();
+    huge_cell.extend(long_cell(5 << 20));
+    huge_cell.extend(b"\n1,2\n");
+    let many_columns: Vec<u8> = (0..1_000_000)
+        .flat_map(|_| *b"c,")
+        .chain(*b"client_id\n1\n")
+        .collect();
+    let some_unknown = format!(
+        "client_id,{}\n1\n",
+        (0..500)
+            .map(|i| format!("extra{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut long_name = b"client_id,".to_vec();
+    long_name.extend(long_cell(100_000));
+    long_name.extend(b"\n1,2\n");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("huge-cell.csv", huge_cell, "longer than 2 MiB"),
+        ("many-columns.csv", many_columns, "more than 1000"),
+        (
+            "some-unknown.csv",
+            some_unknown.into_bytes(),
+            "and 490 more",
+        ),
+        ("long-name.csv", long_name, "unknown column"),
+    ];
+    for (name, bytes, message) in cases {
+        work.write(name, &bytes);
+        let ran = work.run(&["run", name, "-o", "out.csv", "--dry-run"]);
+        assert_exit(&ran, 2);
+        assert!(ran.stderr.contains(message), "{name}: {}", ran.stderr);
+        assert!(ran.stderr.contains(name), "{name}: {}", ran.stderr);
+        assert!(
+            ran.stderr.len() < 1500,
+            "{name}: {} bytes of message",
+            ran.stderr.len()
+        );
+        assert!(!ran.stderr.contains("panicked"), "{name}: {}", ran.stderr);
+    }
+}
+
+#[test]
+fn a_never_ending_line_on_standard_input_is_refused_in_the_header() {
+    let work = Work::new();
+    let mut child = work
+        .command()
+        .args(["run", "-", "-o", "out.csv", "--dry-run"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b'a'; 1 << 16];
+        // Until the reader goes away: at most 1 GiB.
+        for _ in 0..(1 << 14) {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let ran = wait(child);
+    let _ = writer.join();
+    assert_exit(&ran, 2);
+    assert!(ran.stderr.contains("longer than 2 MiB"), "{}", ran.stderr);
+}
+
+// ---------------------------------------------------------------------------
 // Signals mean the same in every command; pauses are announced.
 
 /// A simulator whose token check never answers.
