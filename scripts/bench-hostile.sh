@@ -141,6 +141,19 @@ python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 2654435761 >> 13) & 2
 measure "4 KiB of zeros" 2 bash -c 'dry zeros.bin'
 measure "4 KiB of noise" 2 bash -c 'dry random.bin'
 
+# A results file with a 20 MB line: --resume and `results` refuse it.
+printf 'client_id,reseller\n1,9\n' >in.csv
+"$BIN" run in.csv -o ledger.csv --dry-run --force 2>/dev/null
+{
+    printf '5,4,failed,,1,,'
+    head -c 20000000 /dev/zero | tr '\0' x
+    printf ',,,,,\n'
+} >>ledger.csv
+measure "results file, 20 MB line: --resume" 2 \
+    "$BIN" run in.csv -o ledger.csv --dry-run --resume
+measure "results file, 20 MB line: results" 2 \
+    "$BIN" results ledger.csv -o final.csv
+
 if ((failed)); then
     echo "some case missed its target" >&2
     exit 1

@@ -10,6 +10,31 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use crate::error::Fatal;
+use crate::record_limit::{Overlong, RecordLimit};
+
+/// The longest line of a results or undo file read whole. The tool's own
+/// lines stay far below it (a row's cells are at most 64 KiB, error texts
+/// are cut short); a longer one means the file is not one the tool wrote.
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+
+/// The most fields a line of a results or undo file may have (they have 12
+/// and at most 9).
+pub const MAX_FIELDS: u64 = 1000;
+
+/// Why a results or undo file cannot be read, naming the line at fault
+/// when one is too long to be read whole.
+pub fn read_error(path: &Path, e: &csv::Error) -> String {
+    match Overlong::in_csv_error(e) {
+        Some(overlong) => format!(
+            "{}: line {} is {}, which no file of this tool has: it was not written by \
+             gcore-iam-bulk; name another file",
+            path.display(),
+            overlong.line,
+            overlong.over
+        ),
+        None => format!("cannot read {}: {e}", path.display()),
+    }
+}
 
 /// Opens `path` for writing without truncating it, and takes an exclusive OS
 /// lock on it. The lock dies with the process, so a `kill -9` leaves none
@@ -121,12 +146,18 @@ pub fn prepare(
         .flexible(true)
         // The raw bytes, not the input adapter: the byte offsets are used to
         // cut a torn line, so they must be the file's own.
-        .from_reader(io::BufReader::new(&*file));
+        // The limit only ever fails: no record is cut, so offsets stay
+        // the file's own.
+        .from_reader(RecordLimit::new(
+            io::BufReader::new(&*file),
+            MAX_RECORD_BYTES,
+            MAX_FIELDS,
+        ));
     let mut found = ByteRecord::new();
     let read = |reader: &mut csv::Reader<_>, record: &mut ByteRecord| {
         reader
             .read_byte_record(record)
-            .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))
+            .map_err(|e| Fatal::Usage(read_error(path, &e)))
     };
     read(&mut reader, &mut found)?;
     // An undo file starts with a byte-order mark (see `undo`).

@@ -18,6 +18,7 @@ use crate::error::{Fatal, exit};
 use crate::logging::Console;
 use crate::output::{Outcome, RESULT_HEADER};
 use crate::outputs::{self, Role};
+use crate::record_limit::{Overlong, RecordLimit};
 
 /// The final answer of each line: its last record and the file it came from.
 #[derive(Debug, Default)]
@@ -32,16 +33,28 @@ impl FinalAnswers {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(ledger);
+            .from_reader(RecordLimit::new(
+                ledger,
+                crate::ledger::MAX_RECORD_BYTES,
+                crate::ledger::MAX_FIELDS,
+            ));
+        let too_long = |overlong: Overlong| {
+            format!(
+                "line {} is {}, which no results file of this tool has: name the results \
+                 files of a run, its resumed runs or its shards",
+                overlong.line, overlong.over
+            )
+        };
         let mut record = ByteRecord::new();
         let header_ok = match reader.read_byte_record(&mut record) {
             Ok(true) => record.iter().eq(RESULT_HEADER.iter().map(|h| h.as_bytes())),
             Ok(false) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Overlong::in_csv_error(&e).map_or(e.to_string(), too_long)),
         };
         if !header_ok {
             return Err(format!(
-                "its header is not the results header `{}`",
+                "its header is not the results header `{}`: name results files of `run` or \
+                 `plan`",
                 RESULT_HEADER.join(",")
             ));
         }
@@ -50,7 +63,10 @@ impl FinalAnswers {
                 Ok(true) => {}
                 Ok(false) => break,
                 // A line torn by a kill at the very end: what came before stands.
-                Err(_) => break,
+                Err(e) => match Overlong::in_csv_error(&e) {
+                    Some(overlong) => return Err(too_long(overlong)),
+                    None => break,
+                },
             }
             if record.len() != RESULT_HEADER.len() {
                 continue;

@@ -703,6 +703,44 @@ fn a_never_ending_line_on_standard_input_is_refused_in_the_header() {
     assert!(ran.stderr.contains("longer than 2 MiB"), "{}", ran.stderr);
 }
 
+#[test]
+fn a_results_file_with_a_huge_line_is_refused_briefly() {
+    let sim = Sim::with_accounts(1..=3);
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=3, 9));
+    assert_exit(
+        &work.run_against(
+            &sim,
+            &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
+        ),
+        0,
+    );
+    let mut ledger = std::fs::read(work.path("out.csv")).unwrap();
+    ledger.extend(b"5,4,failed,,1,,");
+    ledger.extend(long_cell(20 << 20));
+    ledger.extend(b",,,,,\n");
+    work.write("out.csv", &ledger);
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "unlimited",
+            "--resume",
+        ],
+    );
+    assert_exit(&ran, 2);
+    assert!(ran.stderr.contains("longer than 16 MiB"), "{}", ran.stderr);
+    assert!(ran.stderr.len() < 1500, "{} bytes", ran.stderr.len());
+    let ran = work.run(&["results", "out.csv", "-o", "final.csv"]);
+    assert_exit(&ran, 2);
+    assert!(ran.stderr.contains("longer than 16 MiB"), "{}", ran.stderr);
+    assert!(ran.stderr.len() < 1500, "{} bytes", ran.stderr.len());
+}
+
 // ---------------------------------------------------------------------------
 // Signals mean the same in every command; pauses are announced.
 
