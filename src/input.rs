@@ -63,7 +63,7 @@ impl Header {
         if record.iter().any(|cell| cell.contains(&0)) {
             return Err(Fatal::Input(
                 "the first line contains NUL bytes: this looks like a binary file, not a CSV \
-                 file with a header row"
+                 file with a header row; name the CSV file"
                     .into(),
             ));
         }
@@ -139,10 +139,11 @@ impl Header {
                 listed.push(format!("and {} more", unknown.len() - COLUMNS_LISTED));
             }
             return Err(Fatal::Input(format!(
-                "unknown column{} in the header: {}; accepted columns: {}",
+                "unknown column{} in the header: {}; accepted columns: {}: rename or remove {}",
                 if unknown.len() > 1 { "s" } else { "" },
                 listed.join(", "),
-                accepted_columns()
+                accepted_columns(),
+                if unknown.len() > 1 { "them" } else { "it" }
             )));
         }
         let Some(key) = key else {
@@ -488,7 +489,7 @@ fn header_error(e: csv::Error) -> Fatal {
     match Overlong::in_csv_error(&e).map(|o| o.over) {
         Some(Limit::Bytes(max)) => Fatal::Input(format!(
             "the header is longer than {}: this is not an input file, whose first line names \
-             its columns, such as `client_id,reseller`",
+             its columns, such as `client_id,reseller`; check the file name",
             record_limit::size(max)
         )),
         Some(Limit::Fields(max)) => too_many_columns(&format!("more than {max}")),
@@ -769,7 +770,13 @@ impl InputSource {
         if self.rereadable() {
             return Ok(());
         }
-        let fail = |e: io::Error| Fatal::Input(format!("cannot copy {} aside: {e}", self.label));
+        let fail = |e: io::Error| {
+            Fatal::Input(format!(
+                "cannot copy {} aside into the temporary directory: {e}; check the room there \
+                 (TMPDIR names another)",
+                self.label
+            ))
+        };
         let mut source = self.open()?;
         let mut temp = tempfile::NamedTempFile::new().map_err(fail)?;
         io::copy(&mut source, &mut temp).map_err(fail)?;
@@ -782,11 +789,17 @@ impl InputSource {
         match path {
             None => Ok(Box::new(io::stdin())),
             Some(path) => match std::fs::File::open(path) {
-                Ok(file) if file.metadata().is_ok_and(|m| m.is_dir()) => Err(Fatal::Input(
-                    format!("{} is a directory, not a CSV file", self.label),
-                )),
+                Ok(file) if file.metadata().is_ok_and(|m| m.is_dir()) => {
+                    Err(Fatal::Input(format!(
+                        "{} is a directory, not a CSV file; name the file",
+                        self.label
+                    )))
+                }
                 Ok(file) => Ok(Box::new(file)),
-                Err(e) => Err(Fatal::Input(format!("cannot open {}: {e}", self.label))),
+                Err(e) => Err(Fatal::Input(format!(
+                    "cannot open {}: {e}; check the path",
+                    self.label
+                ))),
             },
         }
     }

@@ -49,7 +49,12 @@ pub fn open_locked(path: &Path) -> Result<File, Fatal> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Fatal::Usage(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Fatal::Usage(format!(
+                "cannot open {}: {e}; check that its directory exists and can be written",
+                path.display()
+            ))
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Fatal::Usage(format!(

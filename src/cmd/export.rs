@@ -153,12 +153,17 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
             ))
         })?;
         if columns.contains(&field) {
-            return Err(Fatal::Usage(format!("--columns names `{name}` twice")));
+            return Err(Fatal::Usage(format!(
+                "--columns names `{name}` twice; name each column once"
+            )));
         }
         columns.push(field);
     }
     if columns.is_empty() {
-        return Err(Fatal::Usage("--columns names no column".into()));
+        return Err(Fatal::Usage(
+            "--columns names no column; name at least one, such as --columns reseller,seller"
+                .into(),
+        ));
     }
     Ok(columns)
 }
@@ -173,7 +178,11 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         )));
     }
     if args.null_token.trim().is_empty() {
-        return Err(Fatal::Usage("--null-token cannot be empty".into()));
+        return Err(Fatal::Usage(
+            "--null-token cannot be empty: an empty cell means \"leave unchanged\"; give a text \
+             such as null or -"
+                .into(),
+        ));
     }
     let null_token = args.null_token.trim();
     let filters = Filters {
@@ -231,7 +240,14 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             tempfile::Builder::new()
                 .prefix(".gcore-iam-bulk-export-")
                 .tempfile_in(&dir)
-                .map_err(|e| Fatal::Usage(format!("cannot write in {}: {e}", dir.display())))?,
+                .map_err(|e| {
+                    Fatal::Usage(format!(
+                        "-o {}: cannot write in {}: {e}; check that the directory exists and \
+                         can be written",
+                        args.output.display(),
+                        dir.display()
+                    ))
+                })?,
         )
     };
     if let Some(temp) = &temp {
@@ -287,7 +303,8 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,
             _ => {
                 return Err(Fatal::Aborted(format!(
-                    "listing accounts failed at offset {offset}: {}; nothing was written to {}",
+                    "listing accounts failed at offset {offset}: {}; nothing was written to {}: \
+                     run the export again once the API answers",
                     called.failure(caller.policy.max_attempts),
                     args.output.display()
                 )));
@@ -307,7 +324,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             Err(e) => {
                 return Err(Fatal::Aborted(format!(
                     "the account list at offset {offset} is not what the API documents ({e}); \
-                     nothing was written to {}",
+                     nothing was written to {}: check that --api-url is the Gcore API",
                     args.output.display()
                 )));
             }

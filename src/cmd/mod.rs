@@ -157,7 +157,8 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
                 None => "",
             };
             Err(Fatal::Usage(format!(
-                "cannot reach the API at {base_url}: {}{proxy_advice}; nothing was sent",
+                "cannot reach the API at {base_url}: {}{proxy_advice}; nothing was sent: check \
+                 --api-url (or GCORE_BASE_URL) and the network, then run the command again",
                 e.describe_failure()
             )))
         }

@@ -228,8 +228,12 @@ fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fa
     let mut answers = FinalAnswers::default();
     let mut sources = Vec::new();
     for (i, path) in args.ledgers.iter().enumerate() {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            Fatal::Usage(format!(
+                "cannot read {}: {e}; check the path",
+                path.display()
+            ))
+        })?;
         answers
             .read(i, std::io::BufReader::new(file))
             .map_err(|e| Fatal::Usage(format!("cannot use {}: {e}", path.display())))?;

@@ -130,7 +130,9 @@ async fn execute(
     let sends = job.kind != Kind::DryRun;
     if job.selection.null_token.trim().is_empty() {
         return Err(Fatal::Usage(
-            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"".into(),
+            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"; \
+             give a text such as null or -"
+                .into(),
         ));
     }
     let shard = job

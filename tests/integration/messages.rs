@@ -568,6 +568,38 @@ fn a_canary_says_how_many_rows_remain_and_how_to_continue() {
 }
 
 #[test]
+fn an_interrupted_export_prints_a_command_that_exports_again() {
+    let sim = Sim::with_faults(
+        1..=250,
+        Faults {
+            latency: Duration::from_millis(200),
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    let child = work.spawn_against(
+        &sim,
+        &[
+            "export",
+            "-o",
+            "e.csv",
+            "--page-size",
+            "10",
+            "--rate",
+            "unlimited",
+        ],
+    );
+    wait_for_requests(&sim, 3);
+    signal(&child, "INT");
+    let ran = wait(child);
+    assert_exit(&ran, 130);
+    assert!(!work.path("e.csv").exists());
+    let (_, again) = run_printed(&work, &ran.stderr);
+    assert_exit(&again, 0);
+    assert_eq!(read_csv(&work.path("e.csv")).len(), 250);
+}
+
+#[test]
 fn a_changed_undo_header_is_refused_with_advice_that_works() {
     let sim = Sim::with_accounts(1..=3);
     let work = Work::new();
@@ -590,6 +622,100 @@ fn a_changed_undo_header_is_refused_with_advice_that_works() {
     assert_exit(&ran, 2);
     assert!(!ran.stderr.contains("--force"), "{}", ran.stderr);
     assert!(ran.stderr.contains("--undo-file"), "{}", ran.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Where the issue is silent: every error names what is at fault (file, line,
+// column or flag) and ends with what to do.
+
+#[test]
+fn errors_name_what_is_at_fault_and_what_to_do() {
+    let work = Work::new();
+    work.write("in.csv", "client_id,reseller\n1,2\n");
+    work.write("colour.csv", "client_id,colour\n1,red\n");
+    std::fs::create_dir(work.path("dir.csv")).unwrap();
+    let sim = Sim::with_accounts(1..=2);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["run", "missing.csv", "-o", "o.csv", "--dry-run"],
+            vec!["missing.csv", "check the path"],
+        ),
+        (
+            vec!["run", "dir.csv", "-o", "o.csv", "--dry-run"],
+            vec!["dir.csv", "name the file"],
+        ),
+        (
+            vec!["run", "colour.csv", "-o", "o.csv", "--dry-run"],
+            vec!["colour.csv", "`colour` (column 2)", "rename or remove it"],
+        ),
+        (
+            vec!["run", "in.csv", "-o", "no-such-dir/o.csv", "--dry-run"],
+            vec!["no-such-dir/o.csv", "check that its directory exists"],
+        ),
+        (
+            vec![
+                "run",
+                "in.csv",
+                "-o",
+                "o.csv",
+                "--dry-run",
+                "--null-token",
+                " ",
+            ],
+            vec!["--null-token", "give a text such as"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let ran = work.run(&args);
+        assert_exit(&ran, 2);
+        for needle in needles {
+            assert!(
+                ran.stderr.contains(needle),
+                "{args:?}: `{needle}` in {}",
+                ran.stderr
+            );
+        }
+    }
+    for (args, needles) in [
+        (
+            vec!["export", "-o", "e.csv", "--columns", "email,email"],
+            vec!["--columns", "name each column once"],
+        ),
+        (
+            vec!["export", "-o", "no-such-dir/e.csv"],
+            vec!["-o no-such-dir/e.csv", "check that the directory exists"],
+        ),
+    ] {
+        let ran = work.run_against(&sim, &args);
+        assert_exit(&ran, 2);
+        for needle in needles {
+            assert!(
+                ran.stderr.contains(needle),
+                "{args:?}: `{needle}` in {}",
+                ran.stderr
+            );
+        }
+    }
+    // The API cannot be reached: which URL, and what to check.
+    let ran = run_with(
+        &work,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "o.csv",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--force",
+        ],
+        &[],
+    );
+    assert_exit(&ran, 2);
+    assert!(
+        ran.stderr.contains("http://127.0.0.1:9") && ran.stderr.contains("check --api-url"),
+        "{}",
+        ran.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------
