@@ -126,81 +126,123 @@ impl Tracker {
     fn follow(&mut self, bytes: &[u8], mode: Mode) -> Option<usize> {
         let mut i = 0;
         while i < bytes.len() {
-            // Bytes that can neither end the record nor change its quoting,
-            // up to the next one that can: inside quotes, everything up to
-            // the next quote (its line ends are counted in bulk).
             let rest = &bytes[i..];
-            let special = match self.state {
-                Quoting::Quoted => memchr::memchr(b'"', rest),
-                Quoting::Unquoted => memchr::memchr3(self.delimiter, b'\n', b'\r', rest),
-                Quoting::FieldStart | Quoting::QuoteInQuoted => Some(0),
-            }
-            .map_or(bytes.len(), |offset| i + offset);
-            let mut plain = &bytes[i..special];
-            let mut stop = None;
-            if mode == Mode::Pass && self.record_bytes + plain.len() as u64 > self.max {
-                let fits = (self.max - self.record_bytes) as usize;
-                plain = &plain[..fits];
-                self.over = Limit::Bytes(self.max);
-                stop = Some(i + fits);
-            }
-            if !plain.is_empty() {
-                self.record_bytes += plain.len() as u64;
-                if self.state == Quoting::Quoted {
+            if self.state == Quoting::Quoted {
+                // Everything up to the next quote is the field's, line ends
+                // included (counted in bulk).
+                let quote = memchr::memchr(b'"', rest).unwrap_or(rest.len());
+                let mut plain = &rest[..quote];
+                if mode == Mode::Pass && self.record_bytes + plain.len() as u64 > self.max {
+                    plain = &plain[..(self.max - self.record_bytes) as usize];
+                    self.record_bytes += plain.len() as u64;
                     self.count_line_ends(plain);
-                } else {
-                    self.last_cr = false;
-                }
-            }
-            if stop.is_some() {
-                return stop;
-            }
-            i = special;
-            let Some(&byte) = bytes.get(i) else { break };
-            let line_end = byte == b'\n' || byte == b'\r';
-            let ends_record = line_end && self.state != Quoting::Quoted;
-            if ends_record && mode == Mode::Drop {
-                return Some(i);
-            }
-            let next_field = self.state != Quoting::Quoted && byte == self.delimiter;
-            if !ends_record && mode == Mode::Pass {
-                if self.record_bytes + 1 > self.max {
                     self.over = Limit::Bytes(self.max);
-                    return Some(i);
+                    return Some(i + plain.len());
                 }
-                if next_field && self.record_fields + 1 > self.max_fields {
-                    self.over = Limit::Fields(self.max_fields);
-                    return Some(i);
-                }
-            }
-            self.count_line_ends(&bytes[i..=i]);
-            if ends_record {
-                self.records += u64::from(self.record_bytes > 0);
-                self.record_bytes = 0;
-                self.record_fields = 1;
-                self.record_line = self.line_ends + 1;
-                self.state = Quoting::FieldStart;
+                self.record_bytes += plain.len() as u64;
+                self.count_line_ends(plain);
+                i += quote;
             } else {
-                self.record_bytes += 1;
-                self.record_fields += u64::from(next_field);
-                self.state = match (self.state, byte) {
-                    (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
-                    (Quoting::Quoted, _) => Quoting::Quoted,
-                    (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
-                    (_, b) if b == self.delimiter => Quoting::FieldStart,
-                    (Quoting::FieldStart, b'"') => Quoting::Quoted,
-                    _ => Quoting::Unquoted,
-                };
+                // Outside quotes, the stretch up to the next quote or line
+                // end is taken at once, its delimiters counted in bulk: most
+                // lines are one such stretch.
+                let stretch = memchr::memchr3(b'"', b'\n', b'\r', rest).unwrap_or(rest.len());
+                let plain = &rest[..stretch];
+                // A plain loop: the compiler vectorises it, and most
+                // stretches are too short to pay for a memchr call.
+                let delimiter = self.delimiter;
+                let fields = plain.iter().filter(|&&b| b == delimiter).count() as u64;
+                let within = self.record_bytes + stretch as u64 <= self.max
+                    && self.record_fields + fields <= self.max_fields;
+                if let Some(&last) = plain.last() {
+                    if mode == Mode::Pass && !within {
+                        // Near a limit: byte by byte, to stop at the right one.
+                        for (at, &byte) in plain.iter().enumerate() {
+                            if self.step(byte, mode) {
+                                return Some(i + at);
+                            }
+                        }
+                    } else {
+                        self.record_bytes += stretch as u64;
+                        self.record_fields += fields;
+                        self.last_cr = false;
+                        self.state = if last == delimiter {
+                            Quoting::FieldStart
+                        } else {
+                            Quoting::Unquoted
+                        };
+                    }
+                }
+                i += stretch;
+            }
+            // A quote or a line end, unless the bytes ran out.
+            let Some(&byte) = bytes.get(i) else { break };
+            if self.step(byte, mode) {
+                return Some(i);
             }
             i += 1;
         }
         None
     }
 
+    /// Follows one byte. True when it must not be followed: in `Pass`, it
+    /// would go over a limit; in `Drop`, it ends the record.
+    fn step(&mut self, byte: u8, mode: Mode) -> bool {
+        let line_end = byte == b'\n' || byte == b'\r';
+        let ends_record = line_end && self.state != Quoting::Quoted;
+        if ends_record && mode == Mode::Drop {
+            return true;
+        }
+        let next_field = self.state != Quoting::Quoted && byte == self.delimiter;
+        if !ends_record && mode == Mode::Pass {
+            if self.record_bytes + 1 > self.max {
+                self.over = Limit::Bytes(self.max);
+                return true;
+            }
+            if next_field && self.record_fields + 1 > self.max_fields {
+                self.over = Limit::Fields(self.max_fields);
+                return true;
+            }
+        }
+        if line_end && !(byte == b'\n' && self.last_cr) {
+            self.line_ends += 1;
+        }
+        self.last_cr = byte == b'\r';
+        if ends_record {
+            self.records += u64::from(self.record_bytes > 0);
+            self.record_bytes = 0;
+            self.record_fields = 1;
+            self.record_line = self.line_ends + 1;
+            self.state = Quoting::FieldStart;
+        } else {
+            self.record_bytes += 1;
+            self.record_fields += u64::from(next_field);
+            self.state = match (self.state, byte) {
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
+                (Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (_, b) if b == self.delimiter => Quoting::FieldStart,
+                (Quoting::FieldStart, b'"') => Quoting::Quoted,
+                _ => Quoting::Unquoted,
+            };
+        }
+        false
+    }
+
     /// Counts the line ends in `bytes`, a CRLF once (also when split from
     /// the bytes before).
     fn count_line_ends(&mut self, bytes: &[u8]) {
         let Some(&last) = bytes.last() else { return };
+        if bytes.len() <= 64 {
+            // A short cell: one plain pass costs less than setting up three.
+            for &byte in bytes {
+                if byte == b'\r' || (byte == b'\n' && !self.last_cr) {
+                    self.line_ends += 1;
+                }
+                self.last_cr = byte == b'\r';
+            }
+            return;
+        }
         let lf = memchr::memchr_iter(b'\n', bytes).count();
         let cr = memchr::memchr_iter(b'\r', bytes).count();
         let crlf = if lf == 0 || cr == 0 {
