@@ -924,6 +924,7 @@ fn run_stopped_during_the_token_check_stops_at_once() {
 
 #[test]
 fn results_stopped_by_a_signal_exits_130_and_leaves_no_file() {
+    use std::os::unix::fs::OpenOptionsExt;
     let work = Work::new();
     let fifo = work.path("ledger.csv");
     let made = std::process::Command::new("mkfifo")
@@ -936,12 +937,25 @@ fn results_stopped_by_a_signal_exits_130_and_leaves_no_file() {
         .args(["results", "ledger.csv", "-o", "final.csv"])
         .spawn()
         .expect("the binary starts");
-    // Opening the FIFO to write returns once `results` has opened it to
-    // read; it then waits for lines that never come.
-    let writer = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .expect("the FIFO opens");
+    // Opening the FIFO to write without blocking succeeds once `results` has
+    // opened it to read (before, it fails with ENXIO); `results` then waits
+    // for lines that never come.
+    const O_NONBLOCK: i32 = 0o4000; // Linux's value
+    let start = Instant::now();
+    let writer = loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo);
+        if let Ok(writer) = opened {
+            break writer;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "results never opened the FIFO"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     signal(&child, "TERM");
     let ran = wait(child);
     drop(writer);
