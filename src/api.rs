@@ -26,7 +26,7 @@ const RAW_TEXT_MAX: usize = 200;
 
 /// The API's own error messages are cut to this many characters: a server
 /// that answers with megabytes of them must not fill every results line.
-const MESSAGE_MAX: usize = 1000;
+const MESSAGE_MAX: usize = 500;
 
 /// One call to the API.
 #[derive(Debug, Clone)]
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut() {
         let body = format!(r#"{{"errors": {{"name": ["{}"]}}}}"#, "x".repeat(5000));
-        assert_eq!(describe_error_body(body.as_bytes()).chars().count(), 1001);
+        assert_eq!(describe_error_body(body.as_bytes()).chars().count(), 501);
     }
 
     #[test]

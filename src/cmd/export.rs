@@ -174,7 +174,8 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         && !matches!(t.as_str(), "common" | "reseller" | "sales")
     {
         return Err(Fatal::Usage(format!(
-            "--client-type `{t}` is not one of common, reseller, sales"
+            "--client-type {} is not one of common, reseller, sales",
+            crate::fields::quote(t)
         )));
     }
     if args.null_token.trim().is_empty() {
