@@ -24,6 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Raw error text is cut to this many characters in results and logs.
 const RAW_TEXT_MAX: usize = 200;
 
+/// The API's own error messages are cut to this many characters: a server
+/// that answers with megabytes of them must not fill every results line.
+const MESSAGE_MAX: usize = 500;
+
 /// One call to the API.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -31,6 +35,15 @@ pub enum Request {
     Get { client_id: u64 },
     Me,
     List { query: Vec<(&'static str, String)> },
+}
+
+impl Request {
+    /// A read whose answer nothing records and that changes nothing: the
+    /// token check and a page of the account list. A stop gives it up at
+    /// once rather than waiting for its answer.
+    pub fn changes_nothing(&self) -> bool {
+        matches!(self, Request::Me | Request::List { .. })
+    }
 }
 
 /// The result of one HTTP attempt.
@@ -117,19 +130,7 @@ impl ApiClient {
         timeout: Duration,
         trust: &Trust,
     ) -> Result<ApiClient, Fatal> {
-        let url = reqwest::Url::parse(base_url)
-            .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(Fatal::Usage(format!(
-                "--api-url `{base_url}` must be an http:// or https:// URL with a host"
-            )));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(Fatal::Usage(format!(
-                "--api-url `{base_url}` must not have a query or a fragment: give the base, \
-                 such as https://api.gcore.com"
-            )));
-        }
+        let url = check_base_url(base_url)?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(
@@ -168,7 +169,12 @@ impl ApiClient {
                 "{}/iam/clients",
                 base_url.trim_end_matches('/')
             ))
-            .map_err(|e| Fatal::Usage(format!("--api-url `{base_url}` is not a URL: {e}")))?,
+            .map_err(|e| {
+                Fatal::Usage(format!(
+                    "--api-url `{}` is not a URL: {e}",
+                    without_credentials(base_url)
+                ))
+            })?,
             timeout,
             token,
             proxy,
@@ -194,6 +200,16 @@ impl ApiClient {
             Err(e) => return self.failed(self.transport_of(&e)),
         };
         let status = response.status().as_u16();
+        // Redirects are not followed (a PATCH must not land elsewhere), so
+        // where the server points is what the user needs to see.
+        let location = (300..400).contains(&status).then(|| {
+            response.headers().get(reqwest::header::LOCATION).map(|v| {
+                cut(
+                    &one_line(&without_credentials(&String::from_utf8_lossy(v.as_bytes()))),
+                    RAW_TEXT_MAX,
+                )
+            })
+        });
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -205,8 +221,17 @@ impl ApiClient {
                 // Only a 5xx needs to know: its retry depends on it.
                 let body_is_json = !(500..600).contains(&status)
                     || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
-                let failure = (!(200..300).contains(&status))
-                    .then(|| self.mask(&describe_status(status, &body)));
+                let failure = (!(200..300).contains(&status)).then(|| {
+                    self.mask(&match &location {
+                        Some(Some(to)) => {
+                            format!("HTTP {status} {} (Location: {to})", reason(status))
+                        }
+                        Some(None) => {
+                            format!("HTTP {status} {} (no Location given)", reason(status))
+                        }
+                        None => describe_status(status, &body),
+                    })
+                });
                 Exchange {
                     reply: Reply::Status {
                         code: status,
@@ -305,6 +330,62 @@ impl ApiClient {
             None => text.to_string(),
         }
     }
+}
+
+/// Checks `--api-url` (or `GCORE_BASE_URL`): an http:// or https:// URL
+/// with a host, and nothing a base URL cannot hold. A user name or password
+/// is refused, and never echoed: the HTTP client would send them as
+/// `Authorization: Basic` instead of the token, and they would end up in
+/// messages and reports.
+pub fn check_base_url(base_url: &str) -> Result<reqwest::Url, Fatal> {
+    let shown = without_credentials(base_url);
+    if shown != base_url {
+        return Err(Fatal::Usage(format!(
+            "--api-url (or GCORE_BASE_URL) `{shown}` holds a user name or password: the API \
+             token goes in GCORE_API_KEY or --api-key-file, never in the URL; give the URL \
+             without them, such as https://api.gcore.com; nothing was sent"
+        )));
+    }
+    let url = reqwest::Url::parse(base_url).map_err(|e| {
+        Fatal::Usage(format!(
+            "--api-url `{shown}` is not a URL ({e}): give the API's base URL, such as \
+             https://api.gcore.com"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Fatal::Usage(format!(
+            "--api-url `{shown}` must be an http:// or https:// URL with a host, such as \
+             https://api.gcore.com"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Fatal::Usage(format!(
+            "--api-url `{shown}` must not have a query or a fragment: give the base, such as \
+             https://api.gcore.com"
+        )));
+    }
+    Ok(url)
+}
+
+/// `text` with the user name and password of every URL in it replaced by
+/// `***` (`http://***@host/`). Works on text that does not parse as a URL.
+pub fn without_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(user_end) => {
+                out.push_str("***");
+                rest = &after[user_end..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
@@ -417,7 +498,7 @@ pub fn describe_error_body(body: &[u8]) -> String {
     if text.is_empty() {
         text = raw_text(body);
     }
-    let mut text = one_line(&text);
+    let mut text = cut(&one_line(&text), MESSAGE_MAX);
     if let Some(id) = map.get("request_id").filter(|v| !v.is_null()) {
         let id = match id {
             serde_json::Value::String(s) => s.clone(),
@@ -514,6 +595,44 @@ mod tests {
                 .count(),
             201
         );
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        assert_eq!(
+            without_credentials("http://alice:pw@host:8080/x?y=a@b"),
+            "http://***@host:8080/x?y=a@b"
+        );
+        assert_eq!(
+            without_credentials("see http://a b:c@d@host and https://h/"),
+            "see http://***@host and https://h/"
+        );
+        assert_eq!(
+            without_credentials("https://api.gcore.com"),
+            "https://api.gcore.com"
+        );
+        assert_eq!(
+            without_credentials("no url at all @ here"),
+            "no url at all @ here"
+        );
+        for url in [
+            "http://alice:s3cret@h",
+            "http://alice@h",
+            "http://alice:s3 cret@h/p",
+        ] {
+            let e = check_base_url(url).unwrap_err().to_string();
+            assert!(e.contains("user name or password"), "{e}");
+            assert!(!e.contains("alice") && !e.contains("s3"), "{e}");
+        }
+        assert!(check_base_url("ftp://h").is_err());
+        assert!(check_base_url("https://h/?x=1").is_err());
+        assert!(check_base_url("https://api.gcore.com").is_ok());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let body = format!(r#"{{"errors": {{"name": ["{}"]}}}}"#, "x".repeat(5000));
+        assert_eq!(describe_error_body(body.as_bytes()).chars().count(), 501);
     }
 
     #[test]

@@ -107,7 +107,7 @@ async fn read_account(
     let called = caller.call(&Request::Get { client_id }, &what).await;
     record.add(&called);
     match &called.end {
-        CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(None),
+        CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => Err(None),
         CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
             // Another account's values must never be taken for this one's
             // (the undo file would put them on the wrong account).
@@ -207,7 +207,8 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
     record.add(&called);
     match &called.end {
         // The PATCH never left: whatever was read first, nothing changed.
-        CallEnd::NotStarted => None,
+        // (A PATCH is never abandoned in flight; only reads are.)
+        CallEnd::NotStarted | CallEnd::Abandoned => None,
         CallEnd::Success(exchange) if exchange.unreadable.is_some() => record.end(
             Outcome::Mismatch,
             format!(

@@ -1,7 +1,8 @@
 //! One logical request: paced, sent, classified and retried until it succeeds,
 //! fails for good, or the run stops.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::{ApiClient, Exchange, Request};
 use crate::pacing::Pacer;
@@ -16,7 +17,14 @@ pub struct Caller {
     pub policy: RetryPolicy,
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
+    /// The end of the last pause announced: one line per pause, however many
+    /// workers were refused.
+    pub announced_pause: Mutex<Option<Instant>>,
 }
+
+/// A pause at least this long is announced: shorter ones pass before a
+/// status line would show them.
+const LONG_PAUSE: Duration = Duration::from_secs(10);
 
 /// How a request ended.
 #[derive(Debug)]
@@ -31,6 +39,10 @@ pub enum CallEnd {
     NotStarted,
     /// The run stopped while waiting to retry.
     Interrupted(Exchange),
+    /// The run stopped while a read that records nothing (the token check,
+    /// a page of the account list) was in flight: it was given up at once,
+    /// its answer not awaited.
+    Abandoned,
 }
 
 #[derive(Debug)]
@@ -51,6 +63,7 @@ impl Called {
         match &self.end {
             CallEnd::Success(_) => String::new(),
             CallEnd::NotStarted => "not sent: the run stopped".into(),
+            CallEnd::Abandoned => "given up: the run stopped while it was in flight".into(),
             CallEnd::Unauthorized(e) => format!(
                 "{} — the API rejected the token; the run stopped",
                 e.describe_failure()
@@ -112,7 +125,24 @@ impl Caller {
             };
             attempts += 1;
             self.stats.request_sent(attempts > 1);
-            let exchange = self.api.send(request).await;
+            let exchange = if request.changes_nothing() {
+                // Nothing to record and nothing changed: a stop need not wait
+                // out --timeout for it.
+                tokio::select! {
+                    biased;
+                    _ = self.stop.token().cancelled() => {
+                        return Called {
+                            end: CallEnd::Abandoned,
+                            attempts,
+                            last_status,
+                            throttled,
+                        };
+                    }
+                    exchange = self.api.send(request) => exchange,
+                }
+            } else {
+                self.api.send(request).await
+            };
             last_status = exchange.status.or(last_status);
             let verdict = classify(exchange.reply);
             let end = match verdict {
@@ -141,6 +171,7 @@ impl Caller {
                         let asked = exchange.retry_after.map(|a| a.min(RETRY_AFTER_MAX));
                         let at_least = self.pacer.on_throttled(permit, asked, exchange.quota);
                         wait = wait.max(at_least);
+                        self.announce_pause(exchange.retry_after);
                     }
                     if attempts >= self.policy.max_attempts {
                         return Called {
@@ -174,6 +205,68 @@ impl Caller {
     }
 }
 
-fn round_ms(d: std::time::Duration) -> std::time::Duration {
-    std::time::Duration::from_millis(d.as_millis() as u64)
+impl Caller {
+    /// Says, once per pause, that the whole run pauses for a while and until
+    /// when (UTC: the only clock the tool can name without a time zone
+    /// database), so that a run at "0.0 rows/s" is not taken for stuck.
+    fn announce_pause(&self, asked: Option<Duration>) {
+        let Some(until) = self.pacer.paused_until() else {
+            return;
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if left < LONG_PAUSE {
+            return;
+        }
+        {
+            let mut announced = self
+                .announced_pause
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if announced.is_some_and(|a| until <= a + Duration::from_secs(1)) {
+                return;
+            }
+            *announced = Some(until);
+        }
+        let clock = utc_clock(SystemTime::now() + left);
+        match asked {
+            Some(asked) => tracing::warn!(
+                "HTTP 429: the server asks to wait {}; pausing until {clock} UTC",
+                humantime::format_duration(whole_seconds(asked))
+            ),
+            None => tracing::warn!(
+                "HTTP 429: pausing for {}, until {clock} UTC",
+                humantime::format_duration(whole_seconds(left))
+            ),
+        }
+    }
+}
+
+/// `02:41:07`, the time of day of `t` in UTC.
+pub fn utc_clock(t: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    stamp.get(11..19).unwrap_or(&stamp).to_string()
+}
+
+/// A duration rounded to whole seconds, for people.
+pub fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs_f64().round() as u64)
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_and_durations_for_people() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 9_667);
+        assert_eq!(utc_clock(t), "10:41:07");
+        assert_eq!(
+            humantime::format_duration(whole_seconds(Duration::from_millis(599_600))).to_string(),
+            "10m"
+        );
+    }
 }

@@ -70,7 +70,12 @@ pub enum Command {
     /// Read each account of INPUT and record what `run` would change; change nothing.
     #[command(
         after_help = "Example:\n  gcore-iam-bulk plan moves.csv -o plan.csv\n  \
-        # then: grep would_update plan.csv"
+        # then: grep would_update plan.csv",
+        // A plan has no --resume: its canary goes on by planning the whole file.
+        mut_arg("limit", |limit| limit.help(
+            "Process only the first N data rows (a canary); a plan of the whole file \
+             then replaces it with --force."
+        ))
     )]
     Plan(PlanArgs),
     /// Write current accounts as a CSV that `run` and `plan` accept.
@@ -429,13 +434,10 @@ impl Cli {
         match Cli::try_parse() {
             Ok(cli) => cli,
             Err(e) if e.use_stderr() && json_logs_asked(std::env::args()) => {
-                let line = serde_json::json!({
-                    "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now())
-                        .to_string(),
-                    "level": "ERROR",
-                    "message": e.to_string().trim(),
-                });
-                eprintln!("{line}");
+                eprintln!(
+                    "{}",
+                    crate::logging::json_line("ERROR", e.to_string().trim())
+                );
                 std::process::exit(e.exit_code());
             }
             Err(e) => e.exit(),

@@ -24,7 +24,7 @@ pub enum Fatal {
     #[error("{0}")]
     Unauthorized(String),
     /// SIGINT or SIGTERM before anything was sent.
-    #[error("interrupted; nothing was sent")]
+    #[error("interrupted before anything was sent: nothing to resume; run the command again")]
     Interrupted,
     /// The run could not go on (for example the results file could not be written).
     #[error("{0}")]

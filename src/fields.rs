@@ -71,13 +71,18 @@ impl Field {
             .find(|f| f.api_name().eq_ignore_ascii_case(name))
     }
 
+    /// `custom_id, name, phone and seller`, for messages.
     pub fn names_of_nullable() -> String {
         let names: Vec<_> = Field::ALL
             .into_iter()
             .filter(|f| f.nullable())
             .map(Field::api_name)
             .collect();
-        names.join(", ")
+        match names.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        }
     }
 }
 
@@ -151,9 +156,19 @@ const QUOTE_MAX: usize = 40;
 /// Quotes a user's value for an error message: cut short when long, with
 /// control characters escaped so that the message stays on one line.
 pub fn quote(value: &str) -> String {
+    format!("`{}`", shorten(value))
+}
+
+/// A user's value cut short for a message (`…` marks the cut), on one line.
+pub fn shorten(value: &str) -> String {
+    shorten_to(value, QUOTE_MAX)
+}
+
+/// [`shorten`] to at most `max_chars` characters.
+pub fn shorten_to(value: &str, max_chars: usize) -> String {
     let mut chars = value.chars();
     let mut short = String::new();
-    for c in chars.by_ref().take(QUOTE_MAX) {
+    for c in chars.by_ref().take(max_chars) {
         if c.is_control() {
             short.extend(c.escape_debug());
         } else {
@@ -161,10 +176,9 @@ pub fn quote(value: &str) -> String {
         }
     }
     if chars.next().is_some() {
-        format!("`{short}…`")
-    } else {
-        format!("`{short}`")
+        short.push('…');
     }
+    short
 }
 
 /// Parses a trimmed, non-empty cell into the value for `field`. The error names
@@ -172,15 +186,24 @@ pub fn quote(value: &str) -> String {
 pub fn parse_cell(field: Field, cell: &str, null_token: &str) -> Result<Value, String> {
     let name = field.api_name();
     if cell == null_token {
-        return if field.nullable() {
-            Ok(Value::Null)
+        if field.nullable() {
+            return Ok(Value::Null);
+        }
+        // Text that happens to read `null` is a value only with another token.
+        let or_text = if field == Field::CompanyName {
+            format!(
+                ", or choose another --null-token if {} is the value meant",
+                quote(cell)
+            )
         } else {
-            Err(format!(
-                "{name}: {} (null) is not allowed here; only {} can be cleared",
-                quote(cell),
-                Field::names_of_nullable()
-            ))
+            String::new()
         };
+        return Err(format!(
+            "{name}: {} (null) is not allowed here: only {} can be cleared; leave the cell \
+             empty to keep {name} as it is{or_text}",
+            quote(cell),
+            Field::names_of_nullable()
+        ));
     }
     match field {
         Field::Email => parse_email(cell).map(|e| Value::Text(e.to_string())),
@@ -188,9 +211,13 @@ pub fn parse_cell(field: Field, cell: &str, null_token: &str) -> Result<Value, S
         Field::CompanyName | Field::CustomId | Field::Name | Field::Phone => {
             Ok(Value::Text(cell.to_string()))
         }
-        Field::Reseller | Field::Seller => parse_whole_number(cell)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{name}: {} is not a whole number ≥ 0", quote(cell))),
+        Field::Reseller | Field::Seller => match parse_whole(cell) {
+            Ok(n) => Ok(Value::Number(n)),
+            Err(NotWhole::TooLarge) => Err(too_large(name, cell)),
+            Err(NotWhole::NotDigits) => {
+                Err(format!("{name}: {} is not a whole number ≥ 0", quote(cell)))
+            }
+        },
         Field::IsTest => parse_bool(cell)
             .map(Value::Bool)
             .ok_or_else(|| format!("{name}: {} is not one of true, false, 1, 0", quote(cell))),
@@ -204,24 +231,49 @@ pub fn parse_cell(field: Field, cell: &str, null_token: &str) -> Result<Value, S
     })
 }
 
+/// Why a cell is not a whole number the tool can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWhole {
+    /// Empty, or something else than the digits 0-9.
+    NotDigits,
+    /// Digits, but more than 64 bits hold. The API documents these fields as
+    /// `integer` with no bound, so the bound is the tool's own.
+    TooLarge,
+}
+
 /// Digits only (no sign, no spaces), fitting in 64 bits.
-pub fn parse_whole_number(cell: &str) -> Option<u64> {
-    if cell.is_empty() {
-        return None;
+pub fn parse_whole(cell: &str) -> Result<u64, NotWhole> {
+    if cell.is_empty() || !cell.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NotWhole::NotDigits);
     }
-    cell.bytes().try_fold(0u64, |n, b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
+    cell.bytes()
+        .try_fold(0u64, |n, b| {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .ok_or(NotWhole::TooLarge)
+}
+
+/// [`parse_whole`], when why it failed does not matter.
+pub fn parse_whole_number(cell: &str) -> Option<u64> {
+    parse_whole(cell).ok()
+}
+
+fn too_large(name: &str, cell: &str) -> String {
+    format!(
+        "{name}: {} is larger than the largest allowed, {}",
+        quote(cell),
+        u64::MAX
+    )
 }
 
 /// A `client_id`: a whole number ≥ 1.
 pub fn parse_client_id(cell: &str) -> Result<u64, String> {
-    match parse_whole_number(cell) {
-        Some(0) => Err("client_id: `0` is not an account id (must be 1 or more)".into()),
-        Some(id) => Ok(id),
-        None if cell.is_empty() => Err("client_id: empty".into()),
-        None => Err(format!(
+    match parse_whole(cell) {
+        Ok(0) => Err("client_id: `0` is not an account id (must be 1 or more)".into()),
+        Ok(id) => Ok(id),
+        Err(NotWhole::TooLarge) => Err(too_large("client_id", cell)),
+        Err(NotWhole::NotDigits) if cell.is_empty() => Err("client_id: empty".into()),
+        Err(NotWhole::NotDigits) => Err(format!(
             "client_id: {} is not a whole number ≥ 1",
             quote(cell)
         )),
@@ -524,10 +576,18 @@ mod tests {
         assert!(e(Field::Reseller, "-1").starts_with("reseller: `-1` is not a whole number"));
         assert!(e(Field::Reseller, "1.5").contains("not a whole number"));
         assert!(e(Field::Seller, "+3").contains("not a whole number"));
-        assert!(e(Field::Reseller, "99999999999999999999").contains("not a whole number"));
+        assert_eq!(
+            e(Field::Reseller, "99999999999999999999"),
+            "reseller: `99999999999999999999` is larger than the largest allowed, \
+             18446744073709551615"
+        );
+        assert!(e(Field::Seller, "1e30").contains("not a whole number"));
         assert!(e(Field::IsTest, "yes").starts_with("is_test: `yes` is not one of"));
         assert!(e(Field::Email, "null").starts_with("email: `null` (null) is not allowed"));
-        assert!(e(Field::Reseller, "null").contains("only custom_id, name, phone, seller"));
+        assert!(e(Field::Reseller, "null").contains("only custom_id, name, phone and seller"));
+        assert!(e(Field::Reseller, "null").contains("leave the cell empty to keep reseller"));
+        assert!(!e(Field::Reseller, "null").contains("--null-token"));
+        assert!(e(Field::CompanyName, "null").contains("another --null-token"));
         assert!(e(Field::IsTest, "null").contains("not allowed"));
         assert!(e(Field::CompanyName, "null").contains("not allowed"));
     }
@@ -612,6 +672,11 @@ mod tests {
         assert!(parse_client_id("0").is_err());
         assert!(parse_client_id("-5").is_err());
         assert!(parse_client_id("abc").unwrap_err().contains("`abc`"));
+        assert!(
+            parse_client_id("18446744073709551616")
+                .unwrap_err()
+                .contains("larger than the largest allowed, 18446744073709551615")
+        );
         assert_eq!(parse_client_id(""), Err("client_id: empty".into()));
     }
 

@@ -11,6 +11,7 @@ use csv::ByteRecord;
 use crate::dialect::{Delimiter, Dialect, SAVE_AS_UTF8};
 use crate::error::Fatal;
 use crate::fields::{self, ClientPatch, Field};
+use crate::record_limit::{self, Cut, Limit, Overlong, RecordLimit};
 use crate::seen::SeenIds;
 use crate::shard::Shard;
 
@@ -23,6 +24,17 @@ pub const READ_AT: &str = "read_at";
 
 /// The largest cell a row may hold; anything longer makes the row invalid.
 pub const MAX_CELL_BYTES: usize = 64 * 1024;
+
+/// The longest record read whole. A valid row has at most 9 cells (the key
+/// and 8 fields) of 64 KiB, at most 1.2 MiB written out with every byte a
+/// doubled quote; a longer record is invalid without being held.
+pub const MAX_RECORD_BYTES: u64 = 2 << 20;
+
+/// The most columns a header may have: a valid one has at most 9.
+pub const MAX_HEADER_COLUMNS: usize = 1000;
+
+/// Header problems list at most this many columns, then how many more.
+const COLUMNS_LISTED: usize = 10;
 
 /// One data row of the input, valid or not.
 #[derive(Debug, Clone)]
@@ -47,6 +59,12 @@ pub struct Header {
 
 impl Header {
     pub fn parse(record: &ByteRecord) -> Result<Header, Fatal> {
+        if record.len() > MAX_HEADER_COLUMNS {
+            return Err(too_many_columns(&format!(
+                "{}, more than {MAX_HEADER_COLUMNS},",
+                record.len()
+            )));
+        }
         if record.iter().any(|cell| cell.contains(&0)) {
             return Err(crate::dialect::refuse_nul_header());
         }
@@ -107,13 +125,14 @@ impl Header {
         }
 
         if !unknown.is_empty() {
-            let listed: Vec<String> = unknown
+            let mut listed: Vec<String> = unknown
                 .iter()
+                .take(COLUMNS_LISTED)
                 .map(|(i, name)| {
                     let shown = if name.is_empty() {
                         "an empty column name".to_string()
                     } else {
-                        format!("`{name}`")
+                        fields::quote(name)
                     };
                     match suggest(name) {
                         Some(s) => format!("{shown} (column {}; did you mean `{s}`?)", i + 1),
@@ -121,11 +140,15 @@ impl Header {
                     }
                 })
                 .collect();
+            if unknown.len() > COLUMNS_LISTED {
+                listed.push(format!("and {} more", unknown.len() - COLUMNS_LISTED));
+            }
             return Err(Fatal::Input(format!(
-                "unknown column{} in the header: {}; accepted columns: {}",
+                "unknown column{} in the header: {}; accepted columns: {}: rename or remove {}",
                 if unknown.len() > 1 { "s" } else { "" },
                 listed.join(", "),
-                accepted_columns()
+                accepted_columns(),
+                if unknown.len() > 1 { "them" } else { "it" }
             )));
         }
         let Some(key) = key else {
@@ -134,7 +157,8 @@ impl Header {
                  found: {}. Accepted columns: {}",
                 names
                     .iter()
-                    .map(|n| format!("`{n}`"))
+                    .take(COLUMNS_LISTED)
+                    .map(|n| fields::quote(n))
                     .collect::<Vec<_>>()
                     .join(", "),
                 accepted_columns()
@@ -192,7 +216,7 @@ fn patch_columns() -> String {
 }
 
 /// The accepted name closest to a mistyped one, when it is close.
-fn suggest(name: &str) -> Option<&'static str> {
+pub fn suggest(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     KEY_NAMES
         .into_iter()
@@ -235,7 +259,7 @@ pub struct ReadOptions {
 
 /// Streams validated rows out of a CSV source.
 pub struct RowReader<R: Read> {
-    csv: csv::Reader<CsvBytes<R>>,
+    csv: csv::Reader<CsvBytes<RecordLimit<R>>>,
     header: Header,
     options: ReadOptions,
     /// First line on which each client id appeared.
@@ -253,11 +277,12 @@ impl<R: Read> RowReader<R> {
             .flexible(true)
             .buffer_capacity(64 * 1024)
             .delimiter(options.delimiter.0)
-            .from_reader(CsvBytes::with_delimiter(source, options.delimiter.0));
+            .from_reader(CsvBytes::with_delimiter(
+                limited(source, options.delimiter.0),
+                options.delimiter.0,
+            ));
         let mut record = ByteRecord::new();
-        let has_header = csv
-            .read_byte_record(&mut record)
-            .map_err(|e| Fatal::Input(format!("cannot read the input: {e}")))?;
+        let has_header = csv.read_byte_record(&mut record).map_err(header_error)?;
         if !has_header {
             return Err(Fatal::Input(
                 "the input is empty: it needs a header row such as `client_id,reseller` \
@@ -311,7 +336,8 @@ impl<R: Read> RowReader<R> {
                 continue;
             }
             self.selected += 1;
-            let line = self.start_line();
+            let cut = self.csv.get_mut().get_mut().take_cut();
+            let line = self.start_line(cut);
             let unterminated = self.csv.get_ref().ended_inside_quotes();
             let patch = validate(
                 Record {
@@ -320,6 +346,7 @@ impl<R: Read> RowReader<R> {
                     line,
                     key: &key,
                     unterminated,
+                    cut: cut.map(|c| c.over),
                 },
                 &self.header,
                 &mut self.seen,
@@ -333,9 +360,12 @@ impl<R: Read> RowReader<R> {
     /// record position counts blank lines skipped before a record as part of
     /// it; this counts back from where the record ended instead: past its
     /// line end (unless the input ended there) and the line breaks in its cells.
-    fn start_line(&self) -> u64 {
-        let after = self.csv.position().line();
-        let inside = memchr::memchr_iter(b'\n', self.record.as_slice()).count() as u64;
+    /// A record cut short (`cut`) spans the lines the parser never saw too.
+    fn start_line(&self, cut: Option<Cut>) -> u64 {
+        let limit = self.csv.get_ref().get_ref();
+        let after = self.csv.position().line() + limit.dropped_lines();
+        let inside = memchr::memchr_iter(b'\n', self.record.as_slice()).count() as u64
+            + cut.map_or(0, |c| c.dropped_lines);
         let ended_by_line_end = u64::from(!self.csv.get_ref().at_end());
         after.saturating_sub(inside + ended_by_line_end).max(2)
     }
@@ -349,6 +379,9 @@ struct Record<'a> {
     line: u64,
     key: &'a str,
     unterminated: bool,
+    /// Over [`MAX_RECORD_BYTES`] or [`MAX_HEADER_COLUMNS`] fields: only its
+    /// start was read.
+    cut: Option<Limit>,
 }
 
 /// The contract's row rules: the change a record asks for, or what is wrong
@@ -365,7 +398,14 @@ fn validate(
         line,
         key,
         unterminated,
+        cut,
     } = row;
+    if let Some(over) = cut {
+        return Err(format!(
+            "the row is {over} (a valid row has at most 9 cells of up to 64 KiB): it was not \
+             read whole; check this line of the input"
+        ));
+    }
     if unterminated {
         return Err("a quoted field opened on this row is never closed (unterminated `\"`)".into());
     }
@@ -450,6 +490,34 @@ impl<R: Read> Iterator for RowReader<R> {
     }
 }
 
+/// The input's bytes, never more than [`MAX_RECORD_BYTES`] of one record:
+/// an over-long header is refused, an over-long row cut short.
+fn limited<R: Read>(source: R, delimiter: u8) -> RecordLimit<R> {
+    RecordLimit::new(source, MAX_RECORD_BYTES, MAX_HEADER_COLUMNS as u64)
+        .delimiter(delimiter)
+        .cut_rows()
+}
+
+/// Why the header row could not be read.
+fn header_error(e: csv::Error) -> Fatal {
+    match Overlong::in_csv_error(&e).map(|o| o.over) {
+        Some(Limit::Bytes(max)) => Fatal::Input(format!(
+            "the header is longer than {}: this is not an input file, whose first line names \
+             its columns, such as `client_id,reseller`; check the file name",
+            record_limit::size(max)
+        )),
+        Some(Limit::Fields(max)) => too_many_columns(&format!("more than {max}")),
+        None => Fatal::Input(format!("cannot read the input: {e}")),
+    }
+}
+
+fn too_many_columns(count: &str) -> Fatal {
+    Fatal::Input(format!(
+        "the header has {count} columns: an input has at most 9 (client_id and the patch \
+         columns); check that this is the input file, comma-separated"
+    ))
+}
+
 fn csv_to_io(e: csv::Error) -> io::Error {
     match e.into_kind() {
         csv::ErrorKind::Io(e) => e,
@@ -514,6 +582,14 @@ impl<R: Read> CsvBytes<R> {
     /// True once the source has ended.
     pub fn at_end(&self) -> bool {
         self.at_eof
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 
     fn read_inner(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -748,7 +824,13 @@ impl InputSource {
         if self.rereadable() {
             return Ok(());
         }
-        let fail = |e: io::Error| Fatal::Input(format!("cannot copy {} aside: {e}", self.label));
+        let fail = |e: io::Error| {
+            Fatal::Input(format!(
+                "cannot copy {} aside into the temporary directory: {e}; check the room there \
+                 (TMPDIR names another)",
+                self.label
+            ))
+        };
         let mut source = self.open_raw()?;
         let mut temp = tempfile::NamedTempFile::new().map_err(fail)?;
         io::copy(&mut source, &mut temp).map_err(fail)?;
@@ -775,11 +857,17 @@ impl InputSource {
         match path {
             None => Ok(Box::new(io::stdin())),
             Some(path) => match std::fs::File::open(path) {
-                Ok(file) if file.metadata().is_ok_and(|m| m.is_dir()) => Err(Fatal::Input(
-                    format!("{} is a directory, not a CSV file", self.label),
-                )),
+                Ok(file) if file.metadata().is_ok_and(|m| m.is_dir()) => {
+                    Err(Fatal::Input(format!(
+                        "{} is a directory, not a CSV file; name the file",
+                        self.label
+                    )))
+                }
                 Ok(file) => Ok(Box::new(file)),
-                Err(e) => Err(Fatal::Input(format!("cannot open {}: {e}", self.label))),
+                Err(e) => Err(Fatal::Input(format!(
+                    "cannot open {}: {e}; check the path",
+                    self.label
+                ))),
             },
         }
     }
@@ -793,10 +881,13 @@ pub fn count_rows(source: impl Read, options: &ReadOptions) -> Result<u64, Fatal
         .flexible(true)
         .buffer_capacity(256 * 1024)
         .delimiter(options.delimiter.0)
-        .from_reader(CsvBytes::with_delimiter(source, options.delimiter.0));
+        .from_reader(CsvBytes::with_delimiter(
+            limited(source, options.delimiter.0),
+            options.delimiter.0,
+        ));
     let mut record = ByteRecord::new();
     let read_err = |e: csv::Error| Fatal::Input(format!("cannot read the input: {e}"));
-    if !csv.read_byte_record(&mut record).map_err(read_err)? {
+    if !csv.read_byte_record(&mut record).map_err(header_error)? {
         return Ok(0);
     }
     let key = Header::parse(&record)?.key;
@@ -1011,6 +1102,45 @@ mod tests {
         text.extend(b"\n2,fine\n");
         let rows = rows(&text);
         assert!(rows[0].patch.as_ref().unwrap_err().contains("64 KiB"));
+        assert!(rows[1].patch.is_ok());
+    }
+
+    #[test]
+    fn overlong_headers_and_rows() {
+        let wide = format!("client_id{}\n1\n", ",x".repeat(MAX_HEADER_COLUMNS));
+        assert!(header_error(wide.as_bytes()).contains("more than 1000"));
+        let unknown = format!(
+            "client_id,{}\n",
+            (0..30)
+                .map(|i| format!("c{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let e = header_error(unknown.as_bytes());
+        assert!(
+            e.contains("`c9` (column 11)") && e.contains("and 20 more"),
+            "{e}"
+        );
+        assert!(!e.contains("`c10`"), "{e}");
+        let mut long_header = b"client_id,".to_vec();
+        long_header.extend(std::iter::repeat_n(b'n', MAX_RECORD_BYTES as usize));
+        assert!(header_error(&long_header).contains("longer than 2 MiB"));
+
+        let mut text = b"client_id,name\n1,\"".to_vec();
+        for _ in 0..(MAX_RECORD_BYTES / 4) {
+            text.extend(b"ab\r\n");
+        }
+        text.extend(b"\"\n2,b\n");
+        let rows = rows(&text);
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows[0]
+                .patch
+                .as_ref()
+                .unwrap_err()
+                .contains("longer than 2 MiB")
+        );
+        assert_eq!(rows[1].line, 2 + MAX_RECORD_BYTES / 4 + 1);
         assert!(rows[1].patch.is_ok());
     }
 

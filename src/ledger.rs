@@ -10,6 +10,31 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use crate::error::Fatal;
+use crate::record_limit::{Overlong, RecordLimit};
+
+/// The longest line of a results or undo file read whole. The tool's own
+/// lines stay far below it (a row's cells are at most 64 KiB, error texts
+/// are cut short); a longer one means the file is not one the tool wrote.
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+
+/// The most fields a line of a results or undo file may have (they have 12
+/// and at most 9).
+pub const MAX_FIELDS: u64 = 1000;
+
+/// Why a results or undo file cannot be read, naming the line at fault
+/// when one is too long to be read whole.
+pub fn read_error(path: &Path, e: &csv::Error) -> String {
+    match Overlong::in_csv_error(e) {
+        Some(overlong) => format!(
+            "{}: line {} is {}, which no file of this tool has: it was not written by \
+             gcore-iam-bulk; name another file",
+            path.display(),
+            overlong.line,
+            overlong.over
+        ),
+        None => format!("cannot read {}: {e}", path.display()),
+    }
+}
 
 /// Opens `path` for writing without truncating it, and takes an exclusive OS
 /// lock on it. The lock dies with the process, so a `kill -9` leaves none
@@ -24,7 +49,12 @@ pub fn open_locked(path: &Path) -> Result<File, Fatal> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| Fatal::Usage(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Fatal::Usage(format!(
+                "cannot open {}: {e}; check that its directory exists and can be written",
+                path.display()
+            ))
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Fatal::Usage(format!(
@@ -63,8 +93,10 @@ pub fn holds_results(path: &Path) -> bool {
 pub enum Existing {
     /// Refuse (exit 2) unless it is empty, saying what to do instead.
     Refuse { advice: &'static str },
-    /// Append to it (`--resume`).
-    Append,
+    /// Append to it (`--resume`); `other_header` says what to do when its
+    /// header is not the one this run writes (`--force`, which conflicts
+    /// with `--resume`, is no way on).
+    Append { other_header: &'static str },
     /// Start it afresh (`--force`).
     Overwrite,
 }
@@ -103,7 +135,7 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
-        Existing::Append => {}
+        Existing::Append { .. } => {}
     }
 
     file.seek(SeekFrom::Start(0)).map_err(io_err)?;
@@ -119,12 +151,18 @@ pub fn prepare(
         .flexible(true)
         // The raw bytes, not the input adapter: the byte offsets are used to
         // cut a torn line, so they must be the file's own.
-        .from_reader(io::BufReader::new(&*file));
+        // The limit only ever fails: no record is cut, so offsets stay
+        // the file's own.
+        .from_reader(RecordLimit::new(
+            io::BufReader::new(&*file),
+            MAX_RECORD_BYTES,
+            MAX_FIELDS,
+        ));
     let mut found = ByteRecord::new();
     let read = |reader: &mut csv::Reader<_>, record: &mut ByteRecord| {
         reader
             .read_byte_record(record)
-            .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))
+            .map_err(|e| Fatal::Usage(read_error(path, &e)))
     };
     read(&mut reader, &mut found)?;
     // An undo file starts with a byte-order mark (see `undo`).
@@ -156,11 +194,14 @@ pub fn prepare(
                 path.display()
             )));
         }
+        let advice = match existing {
+            Existing::Append { other_header } => other_header,
+            _ => "choose another file",
+        };
         return Err(Fatal::Usage(format!(
-            "{} has the header `{}`, not `{}`: it was not written by this command over \
-             this input; choose another file, or --force to overwrite it",
+            "{} has the header `{}`, not `{}`: {advice}",
             path.display(),
-            found_header.join(","),
+            crate::fields::shorten_to(&found_header.join(","), 200),
             header.join(",")
         )));
     }
@@ -402,7 +443,8 @@ impl Ledger {
         Err(Fatal::Usage(format!(
             "{} does not record any account of this input: it is the ledger of another \
              job; give each job (each night's input, say) its own results file, such as \
-             results-$(date +%F).csv, or --force to start this one afresh",
+             results-$(date +%F).csv, or use --force instead of --resume to start this one \
+             afresh",
             ledger_path.display()
         )))
     }
@@ -434,9 +476,13 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let mut file = open_locked(&path).unwrap();
         let mut seen = Vec::new();
-        let result = prepare(&mut file, &path, &HEADER, Existing::Append, |r| {
-            seen.push(String::from_utf8_lossy(r.as_slice()).into_owned())
-        });
+        let result = prepare(
+            &mut file,
+            &path,
+            &HEADER,
+            Existing::Append { other_header: "x" },
+            |r| seen.push(String::from_utf8_lossy(r.as_slice()).into_owned()),
+        );
         if result.is_ok() {
             file.write_all(b"").unwrap();
         }

@@ -14,6 +14,7 @@ pub mod completions;
 pub mod dialect;
 pub mod error;
 pub mod fields;
+pub mod hint;
 pub mod html_report;
 pub mod input;
 pub mod ledger;
@@ -25,6 +26,7 @@ pub mod outputs;
 pub mod pacing;
 pub mod pipeline;
 pub mod progress;
+pub mod record_limit;
 pub mod report;
 pub mod retry;
 pub mod seen;
@@ -57,7 +59,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
         Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
-        Command::Results(args) => cmd::results::results(&args, console),
+        Command::Results(args) => block_on(cmd::results::results(args, console)),
         Command::Report(args) => cmd::report::report(&args, console),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {

@@ -81,6 +81,42 @@ pub fn init(args: &LogArgs) -> Console {
     console
 }
 
+/// How bad what [`always`] says is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// Says why a command ended with a non-zero exit, whatever `-q`, `-qq` or
+/// `RUST_LOG`: `error: …` (or `warning: …`), or one JSON object like the
+/// log lines for `--log-format json`.
+pub fn always(console: Console, severity: Severity, message: &str) {
+    if console.json() {
+        let level = match severity {
+            Severity::Warning => "WARN",
+            Severity::Error => "ERROR",
+        };
+        eprintln!("{}", json_line(level, message));
+    } else {
+        let prefix = match severity {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        };
+        eprintln!("{prefix}: {message}");
+    }
+}
+
+/// One log event as `--log-format json` writes it.
+pub fn json_line(level: &str, message: &str) -> String {
+    serde_json::json!({
+        "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        "level": level,
+        "message": message,
+    })
+    .to_string()
+}
+
 fn default_filter(verbose: u8, quiet: u8) -> &'static str {
     match (quiet, verbose) {
         (2.., _) => "error",

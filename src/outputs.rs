@@ -84,9 +84,18 @@ impl FileKind {
 /// Whether a results file records a `run` (a row `updated`, `mismatch` or
 /// `dry_run`) rather than a plan.
 fn records_a_run(path: &Path) -> bool {
-    let Ok(mut reader) = csv::ReaderBuilder::new().flexible(true).from_path(path) else {
+    let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
+    // A line too long for a results file ends the reading (an error), not
+    // the memory.
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(
+        crate::record_limit::RecordLimit::new(
+            std::io::BufReader::new(file),
+            crate::ledger::MAX_RECORD_BYTES,
+            crate::ledger::MAX_FIELDS,
+        ),
+    );
     let mut record = csv::ByteRecord::new();
     while let Ok(true) = reader.read_byte_record(&mut record) {
         if matches!(record.get(2), Some(b"updated" | b"mismatch" | b"dry_run")) {

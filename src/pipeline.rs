@@ -53,6 +53,10 @@ const READER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 const CHUNK: usize = 32;
 /// Chunks read ahead of the workers.
 const CHUNKS_AHEAD: usize = 2;
+/// Invalid rows shown on stderr as they are read (a dry run's errors would
+/// otherwise be only in the file); the rest are counted at the end.
+pub const INVALID_SHOWN: u64 = 5;
+
 /// Bytes of invalid and dry-run rows the reader packs before handing them to
 /// the results writer.
 const RECORDS_BATCH: usize = 64 * 1024;
@@ -260,6 +264,7 @@ impl Pipeline {
     ) {
         let mut finished = Finished::new(&self.stats, results);
         let mut chunk = Vec::with_capacity(CHUNK);
+        let mut invalid_shown = 0;
         for row in reader {
             if self.stop.is_stopped() {
                 break;
@@ -288,7 +293,16 @@ impl Pipeline {
             }
             let valid = match row.patch {
                 Err(error) => {
-                    tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
+                    if invalid_shown < INVALID_SHOWN {
+                        invalid_shown += 1;
+                        let key = match row.key.as_str() {
+                            "" => "(empty)".to_string(),
+                            key => crate::fields::shorten(key),
+                        };
+                        tracing::warn!("line {}, client_id {key}: {error}", row.line);
+                    } else {
+                        tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
+                    }
                     finished.push(row.line, &row.key, Outcome::Invalid, &error, None);
                     None
                 }

@@ -24,6 +24,16 @@ pub struct Pace {
     /// Requests per second now; `None` when unlimited.
     pub rate: Option<f64>,
     pub learned: Option<Learned>,
+    /// Time left in a pause of the whole run (after a 429), if in one.
+    pub paused: Option<Duration>,
+}
+
+/// `paused, 9m 58s left`.
+fn paused_text(left: Duration) -> String {
+    format!(
+        "paused, {} left",
+        humantime::format_duration(crate::call::whole_seconds(left))
+    )
 }
 
 pub struct Progress {
@@ -99,7 +109,12 @@ async fn run_bar(stats: Arc<Stats>, rate: Option<RateProbe>, done: CancellationT
         }
         span.pb_set_position(now.done() + now.already_done);
         let mut message = problems(&now);
-        if let Some(learned) = rate.as_ref().and_then(|probe| probe().learned) {
+        let pace = rate.as_ref().map(|probe| probe()).unwrap_or_default();
+        if let Some(left) = pace.paused {
+            message.push_str(" · ");
+            message.push_str(&paused_text(left));
+        }
+        if let Some(learned) = pace.learned {
             message.push_str(" · ");
             message.push_str(&learned.describe());
         }
@@ -139,6 +154,7 @@ async fn run_status(
             recent,
             limit: pace.rate,
             learned: pace.learned,
+            paused: pace.paused,
         };
         if json {
             tracing::info!(
@@ -150,6 +166,7 @@ async fn run_status(
                 rows_per_second = round1(recent),
                 eta_seconds = line.eta().map(|d| d.as_secs()),
                 server_limit_per_second = pace.learned.map(|l| round1(l.limit)),
+                paused_seconds_left = pace.paused.map(|d| d.as_secs()),
                 "status"
             );
         } else {
@@ -164,6 +181,7 @@ struct StatusLine<'a> {
     recent: f64,
     limit: Option<f64>,
     learned: Option<Learned>,
+    paused: Option<Duration>,
 }
 
 impl StatusLine<'_> {
@@ -193,6 +211,9 @@ impl std::fmt::Display for StatusLine<'_> {
         write!(f, "; {:.1} rows/s", self.recent)?;
         if let Some(limit) = self.limit {
             write!(f, " (limit {})", crate::pacing::format_rate(limit))?;
+        }
+        if let Some(left) = self.paused {
+            write!(f, "; {}", paused_text(left))?;
         }
         if let Some(learned) = self.learned {
             write!(f, "; {}", learned.describe())?;
@@ -233,6 +254,7 @@ mod tests {
             recent: 5.0,
             limit: Some(5.0),
             learned: None,
+            paused: None,
         }
         .to_string();
         assert_eq!(
@@ -240,5 +262,18 @@ mod tests {
             "status: 50/100 rows (50%), 40 updated, 2 failed; 5.0 rows/s (limit 5/s); ETA 10s"
         );
         assert!(line.chars().all(|c| !c.is_control()));
+        let paused = StatusLine {
+            now: &now,
+            recent: 0.0,
+            limit: Some(5.0),
+            learned: None,
+            paused: Some(Duration::from_millis(598_400)),
+        }
+        .to_string();
+        assert_eq!(
+            paused,
+            "status: 50/100 rows (50%), 40 updated, 2 failed; 0.0 rows/s (limit 5/s); paused, \
+             9m 58s left"
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct RunSummary {
     pub ended_at: SystemTime,
     /// Why the run stopped early, when it did.
     pub stopped: Option<String>,
+    /// What to do next, with the command to type, when the command did not
+    /// end with exit 0 (or a canary left rows unread).
+    pub next: Option<String>,
     /// Accounts written, for `export`.
     pub exported: Option<u64>,
     /// The command line as typed, secrets masked (see `cmd::command_line`).
@@ -101,10 +104,44 @@ impl RunSummary {
             }
         }
         let _ = write!(out, "\n  results: {}", self.output);
-        if let Some(why) = &self.stopped {
-            let _ = write!(out, "\n  {why}");
-        }
         out
+    }
+
+    /// Why the command did not end with exit 0, in one line, and what to do
+    /// next: printed whatever `-q` (see `cmd::finish`).
+    pub fn verdict(&self) -> Option<String> {
+        if self.exit_code == 0 {
+            return None;
+        }
+        let why = match &self.stopped {
+            Some(why) => why.clone(),
+            None => {
+                let s = &self.snapshot;
+                let problems: Vec<String> = [Outcome::Failed, Outcome::Invalid, Outcome::Mismatch]
+                    .into_iter()
+                    .filter(|o| s.count(*o) > 0)
+                    .map(|o| format!("{} {}", s.count(o), o.as_str()))
+                    .collect();
+                format!(
+                    "{} (see the error column of {})",
+                    problems.join(", "),
+                    self.output_named()
+                )
+            }
+        };
+        Some(match &self.next {
+            Some(next) => format!("{why}; {next}"),
+            None => why,
+        })
+    }
+
+    /// The results file, or what stands for standard output.
+    pub fn output_named(&self) -> String {
+        if self.output == "-" {
+            "the results on standard output".to_string()
+        } else {
+            self.output.clone()
+        }
     }
 
     /// Prints the summary: plain text, or one JSON log event.
@@ -114,6 +151,7 @@ impl RunSummary {
         }
         if console.json() {
             let s = &self.snapshot;
+            let stopped = self.stopped.is_some().then(|| self.verdict()).flatten();
             tracing::info!(
                 command = self.command,
                 rows = s.done(),
@@ -131,7 +169,7 @@ impl RunSummary {
                 throttled = s.throttled,
                 elapsed_seconds = s.elapsed.as_secs_f64(),
                 exit_code = self.exit_code,
-                stopped = self.stopped.as_deref(),
+                stopped = stopped.as_deref(),
                 "summary"
             );
         } else {
@@ -174,7 +212,7 @@ impl RunSummary {
             output: &self.output,
             started_at: rfc3339(self.started_at),
             ended_at: rfc3339(self.ended_at),
-            stopped: self.stopped.as_deref(),
+            stopped: self.stopped.is_some().then(|| self.verdict()).flatten(),
             accounts_exported: self.exported,
             command_line: self.command_line.as_deref(),
             asked_rate_per_second: self.asked_rate.map(round3),
@@ -289,7 +327,7 @@ struct SummaryJson<'a> {
     output: &'a str,
     started_at: String,
     ended_at: String,
-    stopped: Option<&'a str>,
+    stopped: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     accounts_exported: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -380,6 +418,7 @@ mod tests {
             started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             ended_at: UNIX_EPOCH + Duration::from_secs(1_800_000_002),
             stopped: None,
+            next: None,
             exported: None,
             command_line: Some("gcore-iam-bulk run in.csv -o out.csv".into()),
         }
@@ -417,6 +456,30 @@ mod tests {
         s.learned = s.learned.map(|l| Learned { firm: false, ..l });
         assert!(!s.text().contains("next time"), "{}", s.text());
         assert!(summary().to_json().find("server_limit").is_none());
+    }
+
+    #[test]
+    fn the_verdict_says_why_and_what_next_in_one_line() {
+        let mut s = summary();
+        s.next = Some("to retry: gcore-iam-bulk run in.csv -o out.csv --resume".into());
+        assert_eq!(
+            s.verdict().unwrap(),
+            "1 invalid (see the error column of out.csv); to retry: gcore-iam-bulk run in.csv \
+             -o out.csv --resume"
+        );
+        s.exit_code = 3;
+        s.stopped = Some("aborted: --max-failures 2 reached: 2 rows failed".into());
+        let verdict = s.verdict().unwrap();
+        assert!(
+            verdict.starts_with("aborted: --max-failures 2"),
+            "{verdict}"
+        );
+        assert!(!verdict.contains('\n'));
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["stopped"], verdict.as_str());
+        assert!(!s.text().contains("aborted"), "said once, by the verdict");
+        s.exit_code = 0;
+        assert_eq!(s.verdict(), None);
     }
 
     #[test]

@@ -33,31 +33,31 @@ impl ApiToken {
     /// Reads the token from `--api-key-file` (its first line) or, failing that,
     /// from `GCORE_API_KEY`. `Ok(None)` when neither is set.
     pub fn load(file: Option<&Path>, env_value: Option<String>) -> Result<Option<ApiToken>, Fatal> {
-        let raw = match file {
+        let (raw, source) = match file {
             Some(path) => {
                 warn_if_readable_by_others(path);
-                let text = std::fs::read(path).map_err(|e| {
+                let bytes = std::fs::read(path).map_err(|e| {
                     Fatal::Usage(format!(
                         "cannot read the API key file {}: {e}",
                         path.display()
                     ))
                 })?;
-                let text = String::from_utf8_lossy(&text);
-                let first = text.lines().next().unwrap_or("").trim().to_string();
-                if first.is_empty() {
-                    return Err(Fatal::Usage(format!(
-                        "the API key file {} is empty: put the token on its first line",
-                        path.display()
-                    )));
-                }
-                first
+                let source = format!("the API key file {}", path.display());
+                (first_line(&bytes, &source)?, source)
             }
             None => match env_value {
-                Some(v) if !v.trim().is_empty() => v.trim().to_string(),
+                Some(v) if !v.trim().is_empty() => {
+                    (v.trim().to_string(), "GCORE_API_KEY".to_string())
+                }
                 _ => return Ok(None),
             },
         };
-        ApiToken::new(raw).map(Some)
+        ApiToken::new(raw).map(Some).map_err(|_| {
+            Fatal::Usage(format!(
+                "the API token in {source} contains characters that cannot be sent in an HTTP \
+                 header: it must be printable ASCII on one line; check {source}"
+            ))
+        })
     }
 
     /// Wraps a token, refusing one that cannot travel in an HTTP header.
@@ -105,6 +105,29 @@ impl ApiToken {
         }
         &self.0
     }
+}
+
+/// The token on the first line of a key file. A byte-order mark (Windows
+/// editors write one) is not part of it. A blank first line is refused
+/// rather than skipped: the token is documented to be on line 1, and a file
+/// laid out otherwise may hold something else first.
+fn first_line(bytes: &[u8], source: &str) -> Result<String, Fatal> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let first = text.lines().next().unwrap_or("").trim();
+    if !first.is_empty() {
+        return Ok(first.to_string());
+    }
+    Err(Fatal::Usage(
+        match text.lines().position(|line| !line.trim().is_empty()) {
+            Some(i) => format!(
+                "the first line of {source} is blank, and the token must be on it (line {} is \
+                 the first with text): remove the blank lines above the token",
+                i + 1
+            ),
+            None => format!("{source} is empty: put the token on its first line"),
+        },
+    ))
 }
 
 impl fmt::Debug for ApiToken {
@@ -220,6 +243,20 @@ mod tests {
         assert!(ApiToken::load(None, None).unwrap().is_none());
         assert!(ApiToken::load(None, Some("  ".into())).unwrap().is_none());
         std::fs::write(&path, "\n").unwrap();
-        assert!(ApiToken::load(Some(&path), None).is_err());
+        let e = ApiToken::load(Some(&path), None).unwrap_err().to_string();
+        assert!(e.contains("is empty"), "{e}");
+        std::fs::write(&path, "\u{feff}with-mark\r\n").unwrap();
+        let token = ApiToken::load(Some(&path), None).unwrap().unwrap();
+        assert_eq!(token.secret(), "with-mark");
+        std::fs::write(&path, "\n \t\nlate-token\n").unwrap();
+        let e = ApiToken::load(Some(&path), None).unwrap_err().to_string();
+        assert!(
+            e.contains("is blank") && e.contains("line 3 is the first with text"),
+            "{e}"
+        );
+        assert!(!e.contains("late-token"), "{e}");
+        std::fs::write(&path, "tok\u{e9}n\n").unwrap();
+        let e = ApiToken::load(Some(&path), None).unwrap_err().to_string();
+        assert!(e.contains("printable ASCII") && e.contains("key"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! accept as it is. Memory holds one page, whatever the number of accounts.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use crate::cli::ExportArgs;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::Fatal;
 use crate::fields::{AccountView, Field, Value, unrepresentable};
+use crate::hint::{self, Again};
 use crate::logging::Console;
 use crate::outputs::{self, Role};
 use crate::report::RunSummary;
@@ -196,18 +197,32 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     let mut columns = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let field = Field::from_header(name).ok_or_else(|| {
+            let hint = match crate::input::suggest(name) {
+                Some(close) if Field::from_header(close).is_some() => {
+                    format!(" (did you mean `{close}`?)")
+                }
+                // A key name: the key is always written, first.
+                Some(_) => " (client_id is always the first column)".to_string(),
+                None => String::new(),
+            };
             Fatal::Usage(format!(
-                "--columns: `{name}` is not a patch column; choose from {}",
+                "--columns: {} is not a patch column{hint}; choose from {}",
+                crate::fields::quote(name),
                 Field::ALL.map(Field::api_name).join(", ")
             ))
         })?;
         if columns.contains(&field) {
-            return Err(Fatal::Usage(format!("--columns names `{name}` twice")));
+            return Err(Fatal::Usage(format!(
+                "--columns names `{name}` twice; name each column once"
+            )));
         }
         columns.push(field);
     }
     if columns.is_empty() {
-        return Err(Fatal::Usage("--columns names no column".into()));
+        return Err(Fatal::Usage(
+            "--columns names no column; name at least one, such as --columns reseller,seller"
+                .into(),
+        ));
     }
     Ok(columns)
 }
@@ -217,11 +232,16 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         && !matches!(t.as_str(), "common" | "reseller" | "sales")
     {
         return Err(Fatal::Usage(format!(
-            "--client-type `{t}` is not one of common, reseller, sales"
+            "--client-type {} is not one of common, reseller, sales",
+            crate::fields::quote(t)
         )));
     }
     if args.null_token.trim().is_empty() {
-        return Err(Fatal::Usage("--null-token cannot be empty".into()));
+        return Err(Fatal::Usage(
+            "--null-token cannot be empty: an empty cell means \"leave unchanged\"; give a text \
+             such as null or -"
+                .into(),
+        ));
     }
     let null_token = args.null_token.trim();
     let sets = parse_sets(&args.set, null_token)?;
@@ -232,6 +252,23 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         is_test: args.is_test,
         client_type: args.client_type.clone(),
     };
+
+    // Watched before anything is created or sent, as in `run`: the first
+    // signal stops the export (the token check and a page in flight are
+    // given up at once), the second exits at once; either way no temporary
+    // file is left.
+    let stats = Arc::new(Stats::new());
+    let stop = StopSignal::new();
+    let temp_path: Arc<Mutex<Option<std::path::PathBuf>>> = Arc::default();
+    {
+        let temp_path = Arc::clone(&temp_path);
+        watch_signals(Arc::clone(&stop), move || {
+            if let Some(path) = temp_path.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = std::fs::remove_file(path);
+            }
+            std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+        });
+    }
 
     let target = if args.connection.simulator {
         Target::simulator((1..=250).map(crate::sim::Account::generated).collect()).await?
@@ -264,9 +301,19 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             tempfile::Builder::new()
                 .prefix(".gcore-iam-bulk-export-")
                 .tempfile_in(&dir)
-                .map_err(|e| Fatal::Usage(format!("cannot write in {}: {e}", dir.display())))?,
+                .map_err(|e| {
+                    Fatal::Usage(format!(
+                        "-o {}: cannot write in {}: {e}; check that the directory exists and \
+                         can be written",
+                        args.output.display(),
+                        dir.display()
+                    ))
+                })?,
         )
     };
+    if let Some(temp) = &temp {
+        *temp_path.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
+    }
     let sink: Box<dyn Write> = match &mut temp {
         Some(t) => Box::new(
             t.as_file()
@@ -297,8 +344,6 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 
-    let stats = Arc::new(Stats::new());
-    let stop = StopSignal::new();
     let caller = target.caller(
         &args.pacing,
         args.pacing.rate,
@@ -306,7 +351,6 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         Arc::clone(&stop),
     )?;
     check_token(&caller, &target.base_url).await?;
-    watch_signals(Arc::clone(&stop), || std::process::exit(130));
 
     let limit = args.page_size;
     let mut offset: u64 = 0;
@@ -325,10 +369,11 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         let read_at = crate::undo::read_at(crate::output::now_millis());
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
-            CallEnd::NotStarted | CallEnd::Interrupted(_) => break,
+            CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,
             _ => {
                 return Err(Fatal::Aborted(format!(
-                    "listing accounts failed at offset {offset}: {}; nothing was written to {}",
+                    "listing accounts failed at offset {offset}: {}; nothing was written to {}: \
+                     run the export again once the API answers",
                     called.failure(caller.policy.max_attempts),
                     args.output.display()
                 )));
@@ -348,7 +393,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             Err(e) => {
                 return Err(Fatal::Aborted(format!(
                     "the account list at offset {offset} is not what the API documents ({e}); \
-                     nothing was written to {}",
+                     nothing was written to {}: check that --api-url is the Gcore API",
                     args.output.display()
                 )));
             }
@@ -415,9 +460,10 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         temp.as_file().sync_all().map_err(|e| write_err(&e))?;
         temp.persist(&args.output)
             .map_err(|e| write_err(&e.error))?;
+        temp_path.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
     if !sets.is_empty() && stop.reason().is_none() && !to_stdout {
-        let file = crate::cmd::rows::shell_quote(&args.output.display().to_string());
+        let file = crate::hint::shell_quote(&args.output.display().to_string());
         tracing::info!(
             "next: `gcore-iam-bulk plan {file} -o plan.csv` shows what would change; then \
              `gcore-iam-bulk run {file} -o results.csv --undo-file undo.csv` applies it"
@@ -427,6 +473,13 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     Ok(RunSummary {
         command: "export",
         exit_code: stopped.as_ref().map_or(0, StopReason::exit_code),
+        next: stopped.is_some().then(|| {
+            format!(
+                "nothing was written to {}; to export again: {}",
+                args.output.display(),
+                hint::command(Again::Same, false)
+            )
+        }),
         stopped: stopped.map(|r| r.describe()),
         rate_changes: caller.pacer.rate_changes(),
         learned: caller.pacer.learned(),
@@ -463,6 +516,12 @@ mod tests {
             vec![Field::Reseller, Field::Seller]
         );
         assert!(parse_columns(&["resellers".into()]).is_err());
+        let typo = parse_columns(&["reseler".into()]).unwrap_err().to_string();
+        assert!(typo.contains("did you mean `reseller`?"), "{typo}");
+        let key = parse_columns(&["client_id".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(key.contains("always the first column"), "{key}");
         assert!(parse_columns(&["email".into(), "email".into()]).is_err());
     }
 

@@ -15,7 +15,7 @@ use crate::api::{ApiClient, Request};
 use crate::call::{CallEnd, Caller};
 use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs};
 use crate::error::Fatal;
-use crate::logging::Console;
+use crate::logging::{Console, Severity};
 use crate::network::Trust;
 use crate::pacing::Pacer;
 use crate::report::{RunSummary, write_atomically};
@@ -38,6 +38,7 @@ impl Target {
     /// The API named by `--api-url` with the token from `--api-key-file` or
     /// `GCORE_API_KEY`, which must be there when `needs_token`.
     pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
+        crate::api::check_base_url(&connection.api_url)?;
         let token = ApiToken::load(
             connection.api_key_file.as_deref(),
             std::env::var("GCORE_API_KEY").ok(),
@@ -102,6 +103,7 @@ impl Target {
             policy: RetryPolicy::new(pacing.max_attempts),
             stats,
             stop,
+            announced_pause: Default::default(),
         })
     }
 }
@@ -128,7 +130,10 @@ fn demo_faults() -> Faults {
 }
 
 /// `GET /iam/clients/me` before the first change: a rejected token stops the
-/// run with nothing sent, an unreachable API too.
+/// run with nothing sent, an unreachable API too, and so does a base URL
+/// that is not the API's (a 404 or a redirect there would answer every row
+/// the same way). A 403 is only warned about: a token may be allowed to
+/// change accounts without reading its own.
 pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
     let called = caller.call(&Request::Me, &"GET /iam/clients/me").await;
     match &called.end {
@@ -141,7 +146,9 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
              nothing was sent",
             e.describe_failure()
         ))),
-        CallEnd::NotStarted | CallEnd::Interrupted(_) => Err(Fatal::Interrupted),
+        CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => {
+            Err(Fatal::Interrupted)
+        }
         CallEnd::Failed(e) if matches!(e.reply, Reply::Transport(_)) => {
             let proxy_advice = match caller.api.proxy() {
                 Some(_) => {
@@ -151,7 +158,26 @@ pub async fn check_token(caller: &Caller, base_url: &str) -> Result<(), Fatal> {
                 None => "",
             };
             Err(Fatal::Usage(format!(
-                "cannot reach the API at {base_url}: {}{proxy_advice}; nothing was sent",
+                "cannot reach the API at {base_url}: {}{proxy_advice}; nothing was sent: check \
+                 --api-url (or GCORE_BASE_URL) and the network, then run the command again",
+                e.describe_failure()
+            )))
+        }
+        CallEnd::Failed(e) if e.status == Some(404) => Err(Fatal::Usage(format!(
+            "GET {base_url}/iam/clients/me answered {}: the API is not at this base URL. \
+             --api-url (or GCORE_BASE_URL) is the host only, such as https://api.gcore.com{}; \
+             nothing was sent",
+            e.describe_failure(),
+            match path_of(base_url) {
+                Some(path) => format!(", without the path `{path}`"),
+                None => String::new(),
+            }
+        ))),
+        CallEnd::Failed(e) if e.status.is_some_and(|s| (300..400).contains(&s)) => {
+            Err(Fatal::Usage(format!(
+                "GET {base_url}/iam/clients/me answered {}: the API is not at this base URL; \
+                 pass the base the server points to as --api-url (the host only, such as \
+                 https://api.gcore.com); nothing was sent",
                 e.describe_failure()
             )))
         }
@@ -213,7 +239,7 @@ fn mask_command_line(args: &[String], secrets: &[String]) -> String {
                     arg = format!("{}***@{}", &arg[..scheme + 3], &rest[at + 1..]);
                 }
             }
-            rows::shell_quote(&arg)
+            crate::hint::shell_quote(&arg)
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -224,6 +250,12 @@ fn mask_command_line(args: &[String], secrets: &[String]) -> String {
 pub struct HtmlReport<'a> {
     pub path: Option<&'a Path>,
     pub results: Option<&'a Path>,
+}
+
+/// The path of a base URL, when it has one besides `/`.
+fn path_of(base_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base_url).ok()?;
+    Some(url.path().trim_end_matches('/').to_string()).filter(|p| !p.is_empty())
 }
 
 /// How a command ends: the summary, the report files, the exit code.
@@ -243,17 +275,24 @@ pub fn finish(
     // report: nothing happened to report. One stopped by the API or a
     // signal before it started reports why.
     let refused = matches!(result, Err(Fatal::Usage(_) | Fatal::Input(_)));
+    // Whatever `-q`: a command that does not end with exit 0 says why, in
+    // one line, and what to type next.
     let summary = match result {
         Ok(summary) => {
             summary.print(console);
+            if let Some(verdict) = summary.verdict() {
+                let severity = match summary.exit_code {
+                    crate::error::exit::ROWS_FAILED | crate::error::exit::INTERRUPTED => {
+                        Severity::Warning
+                    }
+                    _ => Severity::Error,
+                };
+                crate::logging::always(console, severity, &verdict);
+            }
             summary
         }
         Err(fatal) => {
-            if console.json() {
-                tracing::error!("{fatal}");
-            } else {
-                eprintln!("error: {fatal}");
-            }
+            crate::logging::always(console, Severity::Error, &fatal.to_string());
             RunSummary {
                 command,
                 snapshot: Stats::new().snapshot(),
@@ -266,6 +305,7 @@ pub fn finish(
                 started_at,
                 ended_at: SystemTime::now(),
                 stopped: Some(fatal.to_string()),
+                next: None,
                 exported: None,
                 command_line: Some(command_line()),
             }

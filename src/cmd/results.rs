@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use csv::ByteRecord;
 
@@ -17,6 +18,7 @@ use crate::error::{Fatal, exit};
 use crate::logging::Console;
 use crate::output::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
 use crate::outputs::{self, Role};
+use crate::record_limit::{Overlong, RecordLimit};
 
 /// The final answer of each line: its last record and the file it came from.
 #[derive(Debug, Default)]
@@ -31,12 +33,23 @@ impl FinalAnswers {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(ledger);
+            .from_reader(RecordLimit::new(
+                ledger,
+                crate::ledger::MAX_RECORD_BYTES,
+                crate::ledger::MAX_FIELDS,
+            ));
+        let too_long = |overlong: Overlong| {
+            format!(
+                "line {} is {}, which no results file of this tool has: name the results \
+                 files of a run, its resumed runs or its shards",
+                overlong.line, overlong.over
+            )
+        };
         let mut record = ByteRecord::new();
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Overlong::in_csv_error(&e).map_or(e.to_string(), too_long)),
         }
         // A file written with --excel starts with a byte-order mark.
         let header: Vec<&[u8]> = record
@@ -64,7 +77,8 @@ impl FinalAnswers {
             RESULT_HEADER_WITHOUT_TIMES.len()
         } else {
             return Err(format!(
-                "its header is not the results header `{}`",
+                "its header is not the results header `{}`: name results files of `run` or \
+                 `plan`",
                 RESULT_HEADER.join(",")
             ));
         };
@@ -73,7 +87,10 @@ impl FinalAnswers {
                 Ok(true) => {}
                 Ok(false) => break,
                 // A line torn by a kill at the very end: what came before stands.
-                Err(_) => break,
+                Err(e) => match Overlong::in_csv_error(&e) {
+                    Some(overlong) => return Err(too_long(overlong)),
+                    None => break,
+                },
             }
             if record.len() != width {
                 continue;
@@ -138,8 +155,49 @@ impl FinalAnswers {
     }
 }
 
-pub fn results(args: &ResultsArgs, console: Console) -> u8 {
-    match execute(args) {
+/// The temporary file the final answers are being written to, if any: a
+/// signal removes it.
+type TempSlot = Arc<Mutex<Option<PathBuf>>>;
+
+/// `results` with signals handled as in every command: SIGINT or SIGTERM
+/// exits 130 at once (nothing is sent, so there is nothing to finish), and
+/// leaves no temporary file. The work runs off the runtime, so that a signal
+/// is answered even while a read blocks (a FIFO no one writes, say).
+pub async fn results(args: ResultsArgs, console: Console) -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let temp = TempSlot::default();
+    if let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        let temp = Arc::clone(&temp);
+        let output = args.output.display().to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            if let Some(path) = temp.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = std::fs::remove_file(path);
+            }
+            crate::logging::always(
+                console,
+                crate::logging::Severity::Warning,
+                &format!(
+                    "interrupted; nothing was written to {output}; to read the results again: {}",
+                    crate::hint::command(crate::hint::Again::Same, false)
+                ),
+            );
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        });
+    }
+    tokio::task::spawn_blocking(move || report(&args, console, &temp))
+        .await
+        .unwrap_or(exit::ABORTED)
+}
+
+fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
+    match execute(args, temp) {
         Ok((answers, code)) => {
             if !console.quiet {
                 let counts: Vec<String> = answers
@@ -154,16 +212,38 @@ pub fn results(args: &ResultsArgs, console: Console) -> u8 {
                     args.output.display()
                 );
             }
+            if code != exit::OK {
+                // Whatever -q: a non-zero exit says why.
+                let bad: Vec<String> = answers
+                    .counts()
+                    .iter()
+                    .filter(|(o, _)| matches!(**o, "failed" | "invalid" | "mismatch"))
+                    .map(|(o, n)| format!("{n} {o}"))
+                    .collect();
+                crate::logging::always(
+                    console,
+                    crate::logging::Severity::Warning,
+                    &format!(
+                        "lines whose last record did not succeed: {} (see the error column of {})",
+                        bad.join(", "),
+                        if args.output.as_os_str() == "-" {
+                            "the final answers on standard output".to_string()
+                        } else {
+                            args.output.display().to_string()
+                        }
+                    ),
+                );
+            }
             code
         }
         Err(fatal) => {
-            eprintln!("error: {fatal}");
+            crate::logging::always(console, crate::logging::Severity::Error, &fatal.to_string());
             fatal.exit_code()
         }
     }
 }
 
-fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
+fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fatal> {
     let outputs_list = [("-o", args.output.as_path(), Role::Final)];
     for ledger in &args.ledgers {
         if args.output.as_os_str() != "-" && outputs::same_path(ledger, &args.output) {
@@ -178,8 +258,12 @@ fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
     let mut answers = FinalAnswers::default();
     let mut sources = Vec::new();
     for (i, path) in args.ledgers.iter().enumerate() {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Fatal::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            Fatal::Usage(format!(
+                "cannot read {}: {e}; check the path",
+                path.display()
+            ))
+        })?;
         answers
             .read(i, std::io::BufReader::new(file))
             .map_err(|e| Fatal::Usage(format!("cannot use {}: {e}", path.display())))?;
@@ -191,7 +275,13 @@ fn execute(args: &ResultsArgs) -> Result<(FinalAnswers, u8), Fatal> {
             .write(std::io::stdout().lock(), &sources, args.spreadsheet.excel)
             .map_err(|e| Fatal::Aborted(format!("cannot write the final answers: {e}")))?;
     } else {
-        write_final(&args.output, &answers, &sources, args.spreadsheet.excel)?;
+        write_final(
+            &args.output,
+            &answers,
+            &sources,
+            args.spreadsheet.excel,
+            temp,
+        )?;
     }
     let code = answers.exit_code();
     Ok((answers, code))
@@ -203,6 +293,7 @@ fn write_final(
     answers: &FinalAnswers,
     sources: &[String],
     bom: bool,
+    slot: &TempSlot,
 ) -> Result<(), Fatal> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -214,6 +305,7 @@ fn write_final(
         .prefix(".gcore-iam-bulk-results-")
         .tempfile_in(dir)
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
     answers
         .write(std::io::BufWriter::new(temp.as_file()), sources, bom)
         .map_err(|e| fail(&e))?;
@@ -221,6 +313,7 @@ fn write_final(
         .sync_all()
         .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
     temp.persist(path).map_err(|e| fail(&e.error))?;
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use crate::apply::ApplyOptions;
 use crate::cli::{ConnectionArgs, PacingArgs, PlanArgs, ReportArgs, RunArgs, SelectionArgs};
 use crate::cmd::{Target, check_token, finish};
 use crate::error::{Fatal, exit};
+use crate::hint::{self, Again};
 use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::ledger::{self, Existing, Ledger};
 use crate::logging::Console;
@@ -141,7 +142,9 @@ async fn execute(
     let sends = job.kind != Kind::DryRun;
     if job.selection.null_token.trim().is_empty() {
         return Err(Fatal::Usage(
-            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"".into(),
+            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"; \
+             give a text such as null or -"
+                .into(),
         ));
     }
     let shard = job
@@ -210,7 +213,17 @@ async fn execute(
     let dialect = input.detect(job.selection.delimiter)?;
     tracing::info!("{}", dialect.describe(input.label()));
     read_options.delimiter = dialect.delimiter;
-    let reader = RowReader::new(input.open()?, read_options.clone())?;
+    let reader = RowReader::new(input.open()?, read_options.clone()).map_err(|e| match e {
+        // The header's problem, with the file it is in.
+        Fatal::Input(why) => Fatal::Input(format!(
+            "{}: {why}",
+            match input.label() {
+                "-" => "standard input",
+                label => label,
+            }
+        )),
+        other => other,
+    })?;
 
     let mut target = if !sends {
         None
@@ -238,7 +251,7 @@ async fn execute(
     if job.resume
         && let Some(file) = results_file.as_mut()
     {
-        has_header = ledger::prepare(file, job.output, &RESULT_HEADER, Existing::Append, |r| {
+        has_header = ledger::prepare(file, job.output, &RESULT_HEADER, LEDGER_APPEND, |r| {
             ledger.add(r)
         })?;
         let all_rows = ReadOptions {
@@ -264,7 +277,13 @@ async fn execute(
                 path,
                 reader.header().fields(),
                 if job.resume {
-                    Existing::Append
+                    Existing::Append {
+                        other_header: "the input now sets other columns than this undo file \
+                                       records, so --resume cannot go on with it: give the input \
+                                       its earlier columns, or start a new job with another -o \
+                                       and another --undo-file (keep this one: it holds the \
+                                       previous values of the run that wrote it)",
+                    }
                 } else {
                     Existing::Refuse {
                         advice: "add --resume to go on with the run that wrote it, or choose \
@@ -282,7 +301,7 @@ async fn execute(
         .map(|path| path.display().to_string());
 
     let existing = match (job.resume, job.force) {
-        (true, _) => Existing::Append,
+        (true, _) => LEDGER_APPEND,
         (false, true) => Existing::Overwrite,
         (false, false) if job.kind == Kind::Plan => Existing::Refuse {
             advice: "add --force to overwrite it",
@@ -371,6 +390,10 @@ async fn execute(
         Arc::new(move || Pace {
             rate: c.pacer.current_rate(),
             learned: c.pacer.learned(),
+            paused: c
+                .pacer
+                .paused_until()
+                .map(|until| until.saturating_duration_since(std::time::Instant::now())),
         }) as RateProbe
     });
     let progress = Progress::start(
@@ -425,12 +448,30 @@ async fn execute(
     let exit_code = stopped
         .as_ref()
         .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
-    let mut stopped_text = stopped.as_ref().map(|r| r.describe());
-    if matches!(stopped, Some(crate::stop::StopReason::Interrupted)) && !to_stdout {
-        let again = resume_command();
-        stopped_text = Some(format!("interrupted; to resume: {again}"));
-        tracing::warn!("to resume: {again}");
+    let invalid = snapshot.count(crate::output::Outcome::Invalid);
+    if invalid > INVALID_SHOWN {
+        let results = if to_stdout {
+            "the results on standard output".to_string()
+        } else {
+            job.output.display().to_string()
+        };
+        tracing::warn!(
+            "… and {} more invalid rows: see the error column of {results}",
+            invalid - INVALID_SHOWN
+        );
     }
+    if stopped.is_none()
+        && let Some(limit) = job.selection.limit
+        && snapshot.rows_read >= limit
+    {
+        canary_end(job, &input, &read_options, limit).await;
+    }
+    let next = match &stopped {
+        _ if exit_code == exit::OK => None,
+        Some(crate::stop::StopReason::Interrupted) => job.next_after_interrupt(),
+        Some(_) => job.next_after_abort(),
+        None => job.next_after_failed_rows(),
+    };
     drop(target.take());
     Ok(RunSummary {
         command: job.command,
@@ -443,10 +484,102 @@ async fn execute(
         output: job.output.display().to_string(),
         started_at,
         ended_at: SystemTime::now(),
-        stopped: stopped_text,
+        stopped: stopped.as_ref().map(|r| r.describe()),
+        next,
         exported: None,
         command_line: Some(crate::cmd::command_line()),
     })
+}
+
+/// A results file `--resume` appends to.
+const LEDGER_APPEND: Existing = Existing::Append {
+    other_header: "it is not a results file of this version of the tool; name another \
+                   results file with -o (a new one starts this job's ledger afresh)",
+};
+
+/// Invalid rows shown on stderr as they are read; the rest are counted.
+const INVALID_SHOWN: u64 = crate::pipeline::INVALID_SHOWN;
+
+impl Job<'_> {
+    fn to_stdout(&self) -> bool {
+        self.output.as_os_str() == "-"
+    }
+
+    /// How this job goes on from where it is: `--resume` for a run that
+    /// sends (rows already updated are skipped), again from the start for a
+    /// plan or a dry run (which change nothing).
+    fn again(&self) -> Option<Again> {
+        match (self.kind, self.to_stdout()) {
+            // --resume needs a results file to read.
+            (Kind::Apply, true) => None,
+            (Kind::Apply, false) => Some(Again::Resume),
+            (_, true) => Some(Again::Same),
+            (_, false) => Some(Again::Restart),
+        }
+    }
+
+    fn next_after_interrupt(&self) -> Option<String> {
+        let command = hint::command(self.again()?, false);
+        Some(match self.kind {
+            Kind::Apply => format!("to resume: {command}"),
+            Kind::Plan => format!("to plan again: {command}"),
+            Kind::DryRun => format!("to check again: {command}"),
+        })
+    }
+
+    fn next_after_abort(&self) -> Option<String> {
+        let command = hint::command(self.again()?, false);
+        Some(match self.kind {
+            Kind::Apply => format!(
+                "see the error column of {}; once the cause is fixed, resume: {command}",
+                self.output.display()
+            ),
+            Kind::Plan => format!("once the cause is fixed, plan again: {command}"),
+            Kind::DryRun => format!("once the cause is fixed, check again: {command}"),
+        })
+    }
+
+    fn next_after_failed_rows(&self) -> Option<String> {
+        let command = hint::command(self.again()?, false);
+        Some(match self.kind {
+            Kind::Apply => format!(
+                "after fixing the input or the cause, send the rows that did not succeed \
+                 again: {command}"
+            ),
+            Kind::Plan => format!("to plan again: {command}"),
+            Kind::DryRun => format!("after fixing the input, check again: {command}"),
+        })
+    }
+}
+
+/// A canary (`--limit N`) that left rows unread says how many, and the
+/// command that goes on with them.
+async fn canary_end(job: &Job<'_>, input: &InputSource, options: &ReadOptions, limit: u64) {
+    let all = ReadOptions {
+        limit: None,
+        ..options.clone()
+    };
+    let rest = if input.rereadable() {
+        let Ok(source) = input.open() else { return };
+        match tokio::task::spawn_blocking(move || count_rows(source, &all)).await {
+            Ok(Ok(total)) if total > limit => format!("{} rows", total - limit),
+            Ok(Ok(_)) => return,
+            _ => "the rows".to_string(),
+        }
+    } else {
+        "the rows (standard input cannot be read again to count them)".to_string()
+    };
+    let Some(again) = job.again() else {
+        tracing::info!(
+            "--limit {limit}: {limit} rows done; {rest} after them were not read; to go on \
+             with them, name a results file with -o and add --resume"
+        );
+        return;
+    };
+    tracing::info!(
+        "--limit {limit}: {limit} rows done; {rest} after them were not read; to continue: {}",
+        hint::command(again, true)
+    );
 }
 
 /// `--resume` goes on only with the undo file the recorded run kept: without
@@ -568,31 +701,6 @@ fn should_ask(interactive: bool, remote: bool, rows: Option<u64>, above: u64) ->
     interactive && remote && rows.is_some_and(|rows| rows > above)
 }
 
-/// The command line that resumes this run: the same arguments, with
-/// `--resume` instead of `--force`.
-fn resume_command() -> String {
-    let mut args: Vec<String> = std::env::args().filter(|a| a != "--force").collect();
-    if !args.iter().any(|a| a == "--resume") {
-        args.push("--resume".into());
-    }
-    args.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn shell_quote(arg: &str) -> String {
-    let safe = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if safe {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,13 +721,5 @@ mod tests {
             !should_ask(true, true, None, 100),
             "never when rows cannot be counted"
         );
-    }
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(shell_quote("results.csv"), "results.csv");
-        assert_eq!(shell_quote("my file.csv"), "'my file.csv'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -412,7 +412,7 @@ impl Page<'_> {
                             tr { th { "undo file" } td {
                                 code { (undo) } br;
                                 span.note { "to put every account back: " }
-                                code { "gcore-iam-bulk run " (crate::cmd::rows::shell_quote(undo)) " -o undo-results.csv" }
+                                code { "gcore-iam-bulk run " (crate::hint::shell_quote(undo)) " -o undo-results.csv" }
                             } }
                         }
                     }

@@ -684,6 +684,12 @@ impl Controller {
         (self.lower, self.upper)
     }
 
+    /// When the latest pause ends, in the controller's seconds (in the past
+    /// when none is under way).
+    pub fn pause_until(&self) -> f64 {
+        self.pause_until
+    }
+
     /// The pace in force, per second; `None` while unlimited.
     pub fn pace(&self) -> Option<f64> {
         self.pace

@@ -79,9 +79,15 @@ impl FromStr for Rate {
         let count: f64 = count.parse().map_err(|_| {
             format!("`{s}` is not a rate: write N/s, N/m, N/h, N (per second) or unlimited")
         })?;
-        if !(count.is_finite() && count > 0.0) {
+        if count.is_nan() {
+            return Err(format!(
+                "`{s}` is not a rate: write N/s, N/m, N/h, N (per second) or unlimited"
+            ));
+        }
+        if count <= 0.0 {
             return Err(format!("`{s}`: the rate must be more than 0"));
         }
+        // 1e400 parses as infinity: too large, not zero.
         let per_second = count / seconds;
         if per_second < 1.0 / 86_400.0 {
             return Err(format!(
@@ -89,7 +95,9 @@ impl FromStr for Rate {
             ));
         }
         if per_second > 1_000_000.0 {
-            return Err(format!("`{s}`: more than 1000000/s; use `unlimited`"));
+            return Err(format!(
+                "`{s}` is too large: the most is 1000000/s; use `unlimited` for no limit"
+            ));
         }
         Ok(Rate::PerSecond(per_second))
     }
@@ -245,6 +253,13 @@ impl Pacer {
         self.shared.lock().controller.pace()
     }
 
+    /// When the pause the whole run is in ends (after a 429), if it is in one.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let until = self.shared.lock().controller.pause_until();
+        (until > self.shared.now())
+            .then(|| self.shared.origin + Duration::from_secs_f64(until.min(86_400.0)))
+    }
+
     /// What the run has learned of the server's limit, once anything is.
     pub fn learned(&self) -> Option<Learned> {
         self.shared.lock().controller.learned()
@@ -334,6 +349,10 @@ mod tests {
         assert!("1e-300/s".parse::<Rate>().is_err());
         assert!("1e-12/s".parse::<Rate>().is_err());
         assert!("1e9/s".parse::<Rate>().is_err());
+        for huge in ["1e400", "1e400/s", "inf", "2000000"] {
+            let e = huge.parse::<Rate>().unwrap_err();
+            assert!(e.contains("too large") && !e.contains("more than 0"), "{e}");
+        }
     }
 
     #[test]
@@ -383,5 +402,18 @@ mod tests {
         assert!(b.at - a.at >= 0.02 - 1e-6, "{b:?} after {a:?}");
         assert_eq!(pacer.rate_changes(), 1);
         assert!(pacer.learned().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_long_pause_is_seen_until_it_ends() {
+        let pacer = Pacer::new(Rate::PerSecond(100.0), 1);
+        let stop = CancellationToken::new();
+        assert_eq!(pacer.paused_until(), None);
+        let first = pacer.acquire(&stop).await.unwrap();
+        let asked = Duration::from_secs(600);
+        pacer.on_throttled(first, Some(asked), None);
+        let until = pacer.paused_until().expect("paused");
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(590) && left <= asked, "{left:?}");
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
-use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{
+    ALLOW, AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -179,6 +181,14 @@ async fn answer_iam(
             sim.answered(seq, answer.into_response())
         }
         Some(Fault::HugeBody) => sim.answered(seq, request.respond().into_huge_response()),
+        Some(Fault::Redirect(location)) => {
+            let mut page = html_error_page(StatusCode::MOVED_PERMANENTLY);
+            // A location that cannot be a header is left out rather than mangled.
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                page.headers_mut().insert(LOCATION, value);
+            }
+            sim.answered(seq, page)
+        }
     }
 }
 

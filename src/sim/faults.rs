@@ -141,6 +141,10 @@ pub enum Fault {
     /// The request is handled (a PATCH applied), then the answer's body is
     /// padded with spaces past 16 MiB: valid JSON no client should buffer.
     HugeBody,
+    /// `301 Moved Permanently` to this `Location`, with nginx's page, as a
+    /// server answers a URL that moved (`http://` to `https://`, say).
+    /// Nothing applied.
+    Redirect(String),
 }
 
 /// Rules under which each fault hits its own share of all requests, although

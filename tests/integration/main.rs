@@ -9,6 +9,7 @@ mod container;
 mod core;
 mod hostile;
 mod integrity;
+mod messages;
 mod migration;
 mod network;
 mod operations;

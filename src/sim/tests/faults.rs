@@ -282,3 +282,20 @@ async fn shutdown_ends_hanging_requests() {
     let outcome = pending.await.expect("task runs");
     assert!(outcome.is_err_and(|e| !e.is_timeout()));
 }
+
+#[tokio::test]
+async fn redirect_names_its_location_and_applies_nothing() {
+    let location = "https://api.example.com/iam/clients/1";
+    let sim = start(1, always(Fault::Redirect(location.into()))).await;
+    // Never followed: the location is not on this machine.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client builds");
+    let response = patch_request(&client, &sim, 1, RENAME).send().await;
+    let reply = Reply::read(response.expect("answered")).await;
+    assert_eq!(reply.status, 301);
+    let header = reply.headers.get("location").and_then(|v| v.to_str().ok());
+    assert_eq!(header, Some(location));
+    assert!(!renamed(&sim, 1));
+}
