@@ -47,6 +47,9 @@ const UNDER_QUOTA: f64 = 0.97;
 /// Credit held back from a stated remaining, at first; one more after each
 /// 429 that credit drew.
 const CREDIT_MARGIN: u64 = 0;
+/// Seconds of calm sending that prove a pace holds against a limit that
+/// refuses request by request (a bucket).
+const CALM_BUCKET: f64 = 0.5;
 /// Seconds of calm sending that prove a pace holds.
 const CALM: f64 = 1.0;
 /// Seconds of calm sending, once converged, before probing upward.
@@ -162,6 +165,9 @@ pub struct Controller {
     /// A request sent after a pause was refused too: the limit refuses in
     /// spells, as windows and sliding logs do, not request by request.
     refuses_in_spells: bool,
+    /// A refusal ended soon after it began: the limit refuses one request
+    /// at a time, as a token bucket does.
+    refuses_one_by_one: bool,
     /// When the pace was last set, and the answers since for requests sent
     /// at it.
     pace_set_at: f64,
@@ -246,6 +252,7 @@ impl Controller {
             successes: 0,
             first_success: None,
             refuses_in_spells: false,
+            refuses_one_by_one: false,
             lower_measured: false,
             pace_set_at: f64::NEG_INFINITY,
             accepted_at_pace: 0,
@@ -337,8 +344,15 @@ impl Controller {
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
         }
-        if self.episode.is_some_and(|e| permit.seq >= e.from_seq) {
-            // A request sent after the pause went through: the refusal is over.
+        if let Some(episode) = self.episode
+            && permit.seq >= episode.from_seq
+        {
+            // A request sent after the pause went through: the refusal is
+            // over. Soon after it began: the limit refuses one request at a
+            // time, as a bucket does, not in spells.
+            if now - episode.started < SPELL {
+                self.refuses_one_by_one = true;
+            }
             self.episode = None;
         }
         if let Some(quota) = quota {
@@ -539,7 +553,16 @@ impl Controller {
             return;
         }
         let was_converged = self.converged();
-        let needed = if was_converged { PROBE_AFTER } else { CALM };
+        let needed = if was_converged {
+            PROBE_AFTER
+        } else if self.refuses_one_by_one && !self.refuses_in_spells {
+            // A bucket refuses within a few requests of being outrun.
+            CALM_BUCKET
+        } else {
+            // A window may take its whole span to refuse: a second proves
+            // less than it seems, and a step past costs a spell.
+            CALM
+        };
         if self.calm < needed {
             return;
         }
