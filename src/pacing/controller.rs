@@ -65,8 +65,11 @@ const MEASURE_SUCCESSES: u64 = 5;
 /// Each calm stretch raises the pace by at most this share.
 const RAISE_STEP: f64 = 0.05;
 /// Refused for this long after pauses, nothing accepted, a limit refuses in
-/// spells rather than request by request, seconds.
+/// spells rather than request by request, seconds (at most; less when the
+/// successes before came faster).
 const SPELL: f64 = 0.25;
+/// ... but never less than this, seconds.
+const SPELL_MIN: f64 = 0.05;
 /// The longest pause without a Retry-After, seconds.
 const MAX_PAUSE: f64 = 60.0;
 /// The lowest pace: one request a minute.
@@ -162,6 +165,8 @@ pub struct Controller {
     last_episode: Option<(f64, u64)>,
     successes: u64,
     first_success: Option<f64>,
+    /// The latest successes' times.
+    recent_successes: VecDeque<f64>,
     /// A request sent after a pause was refused too: the limit refuses in
     /// spells, as windows and sliding logs do, not request by request.
     refuses_in_spells: bool,
@@ -196,6 +201,11 @@ struct Episode {
     /// When it began, and the successes before.
     started: f64,
     successes_before: u64,
+    /// Refused this long with nothing accepted, the limit refuses in
+    /// spells: five times the gap between the successes before the
+    /// episode (a bucket would have refilled a token by then), and at least
+    /// a twentieth of a second.
+    spell: f64,
     /// The earliest time its Retry-Afters allow: a refusal at t saying "1"
     /// means by t + 1 at the latest.
     reopen_by: f64,
@@ -251,6 +261,7 @@ impl Controller {
             last_episode: None,
             successes: 0,
             first_success: None,
+            recent_successes: VecDeque::new(),
             refuses_in_spells: false,
             refuses_one_by_one: false,
             lower_measured: false,
@@ -341,6 +352,10 @@ impl Controller {
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
         self.successes += 1;
         self.first_success.get_or_insert(now);
+        self.recent_successes.push_back(now);
+        if self.recent_successes.len() > 8 {
+            self.recent_successes.pop_front();
+        }
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
         }
@@ -417,7 +432,7 @@ impl Controller {
             // accepted: no bucket refills that slowly; the limit refuses in
             // spells (a window until its boundary, a log until its oldest
             // request leaves).
-            let in_spells = now - episode.started >= SPELL;
+            let in_spells = now - episode.started >= episode.spell;
             let until = match retry_after {
                 // Longer pauses first: a bucket's next token may simply not
                 // have come yet.
@@ -521,11 +536,24 @@ impl Controller {
             from_seq: self.next_seq,
             started: now,
             successes_before: self.successes,
+            spell: self.spell_after(),
             reopen_by: retry_after.map_or(f64::INFINITY, |asked| now + asked),
             refusals_after_pause: 0,
         });
         self.pause(now, pause);
         row_wait
+    }
+
+    /// How long a refusal must last, nothing accepted, to be a spell.
+    fn spell_after(&self) -> f64 {
+        let times = &self.recent_successes;
+        match (times.front(), times.back()) {
+            (Some(first), Some(last)) if times.len() >= 3 => {
+                let gap = (last - first) / (times.len() - 1) as f64;
+                (5.0 * gap).clamp(SPELL_MIN, SPELL)
+            }
+            _ => SPELL,
+        }
     }
 
     fn pause(&mut self, now: f64, seconds: f64) {
