@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::dialect::Delimiter;
-use crate::pacing::Rate;
-use crate::shard::ShardSpec;
+use crate::client::pacing::Rate;
+use crate::input::dialect::Delimiter;
+use crate::input::shard::ShardSpec;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,41 +1,23 @@
 //! gcore-iam-bulk: apply per-account changes from a CSV file to Gcore's IAM
 //! API (`PATCH /iam/clients/{id}`), safely.
 //!
-//! A row's path: `input` reads and validates it, `pipeline` hands it to a
-//! worker, `apply` decides what to send, `call` paces (`pacing`) and retries
-//! (`retry`) each request that `api` sends, and `output` records the result.
+//! A row's path follows the folders: `input` reads and validates it, `run`
+//! hands it to a worker and decides what to send (`run::apply`), `client`
+//! paces, sends and retries each request, and `results` records the result.
+//! `cmd` holds one file per subcommand; `sim` is the local IAM API simulator.
 
-pub mod api;
-pub mod apply;
-pub mod call;
 pub mod cli;
+pub mod client;
 pub mod cmd;
-pub mod completions;
-pub mod dialect;
 pub mod error;
 pub mod fields;
 pub mod hint;
 pub mod html_report;
 pub mod input;
-pub mod ledger;
 pub mod logging;
-pub mod manual;
-pub mod network;
-pub mod output;
-pub mod outputs;
-pub mod pacing;
-pub mod pipeline;
-pub mod progress;
-pub mod record_limit;
-pub mod report;
-pub mod retry;
-pub mod seen;
-pub mod shard;
+pub mod results;
+pub mod run;
 pub mod sim;
-pub mod stats;
-pub mod stop;
-pub mod token;
-pub mod undo;
 
 use crate::cli::{Cli, Command};
 use crate::error::exit;
@@ -44,8 +26,8 @@ use crate::error::exit;
 pub fn run(cli: Cli) -> u8 {
     let console = logging::init(&cli.log);
     match cli.command {
-        Command::Completions { shell } => write_stdout(&completions::script(shell)),
-        Command::Man { dir: None } => write_stdout(&manual::main_page().roff),
+        Command::Completions { shell } => write_stdout(&cmd::completions::script(shell)),
+        Command::Man { dir: None } => write_stdout(&cmd::man::main_page().roff),
         Command::Man { dir: Some(dir) } => match write_manual(&dir) {
             Ok(()) => exit::OK,
             Err(e) => {
@@ -92,7 +74,7 @@ fn write_stdout(bytes: &[u8]) -> u8 {
 fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut written = String::new();
-    for page in manual::all_pages() {
+    for page in cmd::man::all_pages() {
         let path = dir.join(&page.file_name);
         std::fs::write(&path, &page.roff)?;
         written.push_str(&format!("{}\n", path.display()));

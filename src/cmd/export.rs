@@ -7,18 +7,18 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::api::Request;
-use crate::call::CallEnd;
 use crate::cli::ExportArgs;
+use crate::client::api::Request;
+use crate::client::call::CallEnd;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::Fatal;
 use crate::fields::{AccountView, Field, Value, unrepresentable};
 use crate::hint::{self, Again};
 use crate::logging::Console;
-use crate::outputs::{self, Role};
-use crate::report::RunSummary;
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal, watch_signals};
+use crate::results::files::{self, Role};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal, watch_signals};
+use crate::run::summary::RunSummary;
 
 pub async fn export(args: ExportArgs, console: Console) -> u8 {
     let started_at = SystemTime::now();
@@ -197,7 +197,7 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     let mut columns = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let field = Field::from_header(name).ok_or_else(|| {
-            let hint = match crate::input::suggest(name) {
+            let hint = match crate::input::reader::suggest(name) {
                 Some(close) if Field::from_header(close).is_some() => {
                     format!(" (did you mean `{close}`?)")
                 }
@@ -285,7 +285,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             outputs.push((flag, path, Role::Report));
         }
     }
-    outputs::check(None, &outputs)?;
+    files::check(None, &outputs)?;
 
     // Written beside the destination and renamed over it at the end: a failed
     // or interrupted export never leaves a file that looks complete.
@@ -324,7 +324,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     };
     let mut sink = sink;
     if args.spreadsheet.excel {
-        sink.write_all(crate::undo::BOM)
+        sink.write_all(crate::results::undo::BOM)
             .map_err(|e| Fatal::Aborted(format!("cannot write {}: {e}", args.output.display())))?;
     }
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
@@ -340,7 +340,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     // read_at: when each account was read (its page came back).
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))
-        .chain(std::iter::once(crate::input::READ_AT))
+        .chain(std::iter::once(crate::input::reader::READ_AT))
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 
@@ -366,7 +366,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         query.extend(filters.query());
         let what = format!("GET /iam/clients (offset {offset})");
         let called = caller.call(&Request::List { query }, &what).await;
-        let read_at = crate::undo::read_at(crate::output::now_millis());
+        let read_at = crate::results::undo::read_at(crate::results::writer::now_millis());
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
             CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,

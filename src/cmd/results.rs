@@ -15,10 +15,10 @@ use csv::ByteRecord;
 
 use crate::cli::ResultsArgs;
 use crate::error::{Fatal, exit};
+use crate::input::record_limit::{Overlong, RecordLimit};
 use crate::logging::Console;
-use crate::output::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
-use crate::outputs::{self, Role};
-use crate::record_limit::{Overlong, RecordLimit};
+use crate::results::files::{self, Role};
+use crate::results::writer::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
 
 /// The final answer of each line: its last record and the file it came from.
 #[derive(Debug, Default)]
@@ -35,8 +35,8 @@ impl FinalAnswers {
             .flexible(true)
             .from_reader(RecordLimit::new(
                 ledger,
-                crate::ledger::MAX_RECORD_BYTES,
-                crate::ledger::MAX_FIELDS,
+                crate::results::ledger::MAX_RECORD_BYTES,
+                crate::results::ledger::MAX_FIELDS,
             ));
         let too_long = |overlong: Overlong| {
             format!(
@@ -139,7 +139,7 @@ impl FinalAnswers {
     /// ledger it came from; `bom` starts it with a byte-order mark (`--excel`).
     pub fn write(&self, mut out: impl Write, sources: &[String], bom: bool) -> csv::Result<()> {
         if bom {
-            out.write_all(crate::undo::BOM)?;
+            out.write_all(crate::results::undo::BOM)?;
         }
         let mut csv = csv::WriterBuilder::new().from_writer(out);
         let mut header = ByteRecord::from(RESULT_HEADER.to_vec());
@@ -246,14 +246,14 @@ fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
 fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fatal> {
     let outputs_list = [("-o", args.output.as_path(), Role::Final)];
     for ledger in &args.ledgers {
-        if args.output.as_os_str() != "-" && outputs::same_path(ledger, &args.output) {
+        if args.output.as_os_str() != "-" && files::same_path(ledger, &args.output) {
             return Err(Fatal::Usage(format!(
                 "-o {} is one of the results files read; choose another file",
                 args.output.display()
             )));
         }
     }
-    outputs::check(None, &outputs_list)?;
+    files::check(None, &outputs_list)?;
 
     let mut answers = FinalAnswers::default();
     let mut sources = Vec::new();
@@ -304,14 +304,14 @@ fn write_final(
     let temp = tempfile::Builder::new()
         .prefix(".gcore-iam-bulk-results-")
         .tempfile_in(dir)
-        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+        .map_err(|e| fail(&crate::results::writer::describe_write_error(&e)))?;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
     answers
         .write(std::io::BufWriter::new(temp.as_file()), sources, bom)
         .map_err(|e| fail(&e))?;
     temp.as_file()
         .sync_all()
-        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+        .map_err(|e| fail(&crate::results::writer::describe_write_error(&e)))?;
     temp.persist(path).map_err(|e| fail(&e.error))?;
     slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(())

@@ -11,22 +11,22 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::apply::ApplyOptions;
 use crate::cli::{ConnectionArgs, PacingArgs, PlanArgs, ReportArgs, RunArgs, SelectionArgs};
 use crate::cmd::{Target, check_token, finish};
 use crate::error::{Fatal, exit};
 use crate::hint::{self, Again};
-use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
-use crate::ledger::{self, Existing, Ledger};
+use crate::input::reader::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::logging::Console;
-use crate::output::{Destination, Flusher, RESULT_HEADER, ResultsSink};
-use crate::outputs::{self, Fresh, Role};
-use crate::pipeline::{Mode, Pipeline, Thresholds};
-use crate::progress::{Pace, Progress, RateProbe};
-use crate::report::RunSummary;
-use crate::stats::Stats;
-use crate::stop::{StopSignal, watch_signals};
-use crate::undo::UndoWriter;
+use crate::results::files::{self, Fresh, Role};
+use crate::results::ledger::{self, Existing, Ledger};
+use crate::results::undo::UndoWriter;
+use crate::results::writer::{Destination, Flusher, RESULT_HEADER, ResultsSink};
+use crate::run::apply::ApplyOptions;
+use crate::run::pipeline::{Mode, Pipeline, Thresholds};
+use crate::run::progress::{Pace, Progress, RateProbe};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopSignal, watch_signals};
+use crate::run::summary::RunSummary;
 
 /// The choices that differ between `run`, `run --dry-run` and `plan`.
 struct Job<'a> {
@@ -194,7 +194,7 @@ async fn execute(
             outputs.push((flag, path, Role::Report));
         }
     }
-    outputs::check(Some(job.input), &outputs)?;
+    files::check(Some(job.input), &outputs)?;
     for path in [
         job.report.summary_json.as_deref(),
         job.report.metrics_file.as_deref(),
@@ -338,7 +338,7 @@ async fn execute(
             match flusher.get() {
                 Some(flusher) => flusher.flush_now(),
                 // Interrupted before it started: no file left behind.
-                None => outputs::remove_fresh(&fresh),
+                None => files::remove_fresh(&fresh),
             }
             std::process::exit(i32::from(exit::INTERRUPTED));
         });
@@ -381,7 +381,7 @@ async fn execute(
         Fatal::Aborted(format!(
             "cannot write {}: {}",
             job.output.display(),
-            crate::output::describe_write_error(&e)
+            crate::results::writer::describe_write_error(&e)
         ))
     })?;
     let _ = flusher.set(sink.flusher());
@@ -434,13 +434,13 @@ async fn execute(
     if let Some(undo) = &undo
         && let Err(e) = undo.finish()
     {
-        stop.stop(crate::stop::StopReason::Failed(format!(
+        stop.stop(crate::run::stop::StopReason::Failed(format!(
             "cannot write the undo file: {}",
-            crate::output::describe_write_error(&e)
+            crate::results::writer::describe_write_error(&e)
         )));
     }
     if let Some(e) = write_error {
-        stop.stop(crate::stop::StopReason::Failed(e));
+        stop.stop(crate::run::stop::StopReason::Failed(e));
     }
 
     let snapshot = stats.snapshot();
@@ -448,7 +448,7 @@ async fn execute(
     let exit_code = stopped
         .as_ref()
         .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
-    let invalid = snapshot.count(crate::output::Outcome::Invalid);
+    let invalid = snapshot.count(crate::results::writer::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
         let results = if to_stdout {
             "the results on standard output".to_string()
@@ -468,7 +468,7 @@ async fn execute(
     }
     let next = match &stopped {
         _ if exit_code == exit::OK => None,
-        Some(crate::stop::StopReason::Interrupted) => job.next_after_interrupt(),
+        Some(crate::run::stop::StopReason::Interrupted) => job.next_after_interrupt(),
         Some(_) => job.next_after_abort(),
         None => job.next_after_failed_rows(),
     };
@@ -498,7 +498,7 @@ const LEDGER_APPEND: Existing = Existing::Append {
 };
 
 /// Invalid rows shown on stderr as they are read; the rest are counted.
-const INVALID_SHOWN: u64 = crate::pipeline::INVALID_SHOWN;
+const INVALID_SHOWN: u64 = crate::run::pipeline::INVALID_SHOWN;
 
 impl Job<'_> {
     fn to_stdout(&self) -> bool {
@@ -616,7 +616,7 @@ fn check_undo_of_ledger(
             );
             Ok(())
         }
-        Some(given) if !outputs::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
+        Some(given) if !files::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
             "{} records a run that kept its undo file at {recorded}, not {}: pass \
              --undo-file {recorded}, so that one file holds every previous value; nothing \
              was sent",
@@ -650,7 +650,8 @@ async fn confirm(
     pacing: &PacingArgs,
 ) -> Result<(), Fatal> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let remote = target.simulator.is_none() && !crate::api::is_loopback_url(&target.base_url);
+    let remote =
+        target.simulator.is_none() && !crate::client::api::is_loopback_url(&target.base_url);
     if !should_ask(
         interactive,
         remote,

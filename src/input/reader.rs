@@ -8,12 +8,12 @@ use std::io::{self, Read};
 
 use csv::ByteRecord;
 
-use crate::dialect::{Delimiter, Dialect, SAVE_AS_UTF8};
 use crate::error::Fatal;
 use crate::fields::{self, ClientPatch, Field};
-use crate::record_limit::{self, Cut, Limit, Overlong, RecordLimit};
-use crate::seen::SeenIds;
-use crate::shard::Shard;
+use crate::input::dialect::{Delimiter, Dialect, SAVE_AS_UTF8};
+use crate::input::record_limit::{self, Cut, Limit, Overlong, RecordLimit};
+use crate::input::seen::SeenIds;
+use crate::input::shard::Shard;
 
 /// Header names accepted for the row key, in the order they are suggested.
 pub const KEY_NAMES: [&str; 3] = ["client_id", "clientId", "id"];
@@ -66,7 +66,7 @@ impl Header {
             )));
         }
         if record.iter().any(|cell| cell.contains(&0)) {
-            return Err(crate::dialect::refuse_nul_header());
+            return Err(crate::input::dialect::refuse_nul_header());
         }
         let mut names = Vec::with_capacity(record.len());
         for cell in record.iter() {
@@ -785,12 +785,15 @@ impl InputSource {
     pub fn detect(&mut self, delimiter: Option<Delimiter>) -> Result<Dialect, Fatal> {
         let fail = |e: io::Error| Fatal::Input(format!("cannot read {}: {e}", self.label));
         let mut raw = self.open_raw()?;
-        let head = crate::dialect::read_head(&mut raw).map_err(fail)?;
+        let head = crate::input::dialect::read_head(&mut raw).map_err(fail)?;
         let has_bom = [&b"\xef\xbb\xbf"[..], b"\xff\xfe", b"\xfe\xff"]
             .iter()
             .any(|bom| head.starts_with(bom));
         let whole = if self.rereadable() && !has_bom {
-            Some(crate::dialect::scan_utf8(io::Cursor::new(&head).chain(raw)).map_err(fail)?)
+            Some(
+                crate::input::dialect::scan_utf8(io::Cursor::new(&head).chain(raw))
+                    .map_err(fail)?,
+            )
         } else {
             if !self.rereadable() {
                 let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.clone()).chain(raw));
@@ -798,7 +801,7 @@ impl InputSource {
             }
             None
         };
-        self.dialect = crate::dialect::detect(&head, whole, delimiter);
+        self.dialect = crate::input::dialect::detect(&head, whole, delimiter);
         Ok(self.dialect)
     }
 

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api::Request;
-use crate::call::{AccountRequest, CallEnd, Called, Caller};
+use crate::client::api::Request;
+use crate::client::call::{AccountRequest, CallEnd, Called, Caller};
 use crate::fields::{AccountView, ClientPatch};
-use crate::output::{Outcome, RowResult};
-use crate::undo::UndoWriter;
+use crate::results::undo::UndoWriter;
+use crate::results::writer::{Outcome, RowResult};
 
 /// A row that validated, on its way to a worker.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl RowRecord {
         self.result.outcome = outcome;
         self.result.error = error;
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
-        self.result.finished_at = crate::output::now_millis();
+        self.result.finished_at = crate::results::writer::now_millis();
         Some(self.result)
     }
 }
@@ -182,12 +182,14 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
             && let Err(e) = record_previous(undo, &account, &patch).await
         {
             // Nothing was sent: the row gets no result, and the run stops.
-            caller.stop.stop(crate::stop::StopReason::Failed(format!(
-                "cannot write the undo file: {}; line {} (client_id {client_id}) and the \
+            caller
+                .stop
+                .stop(crate::run::stop::StopReason::Failed(format!(
+                    "cannot write the undo file: {}; line {} (client_id {client_id}) and the \
                  rows after it were not sent",
-                crate::output::describe_write_error(&e),
-                record.result.line
-            )));
+                    crate::results::writer::describe_write_error(&e),
+                    record.result.line
+                )));
             return None;
         }
     }

@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::apply::{self, ApplyOptions, ValidRow};
-use crate::call::Caller;
+use crate::client::call::Caller;
 use crate::fields::ClientPatch;
-use crate::input::RowReader;
-use crate::ledger::{Ledger, Resume};
-use crate::output::{Outcome, PackedRows, ResultSender};
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
+use crate::input::reader::RowReader;
+use crate::results::ledger::{Ledger, Resume};
+use crate::results::writer::{Outcome, PackedRows, ResultSender};
+use crate::run::apply::{self, ApplyOptions, ValidRow};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
 /// What the run does with each valid row.
 #[derive(Clone)]
@@ -95,7 +95,7 @@ impl<'a> Finished<'a> {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
-        let finished_at = crate::output::now_millis();
+        let finished_at = crate::results::writer::now_millis();
         self.rows
             .push(line, finished_at, key, outcome, error, request);
     }

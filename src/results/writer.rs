@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fields::ClientPatch;
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
 /// The results header. The first seven columns are the contract's; `request`,
 /// `duration_ms`, `diff`, `requested` (the values the input row asked for,
@@ -676,7 +676,7 @@ impl ResultsSink {
         };
         if write_header {
             if bom {
-                file.buffer.extend_from_slice(crate::undo::BOM);
+                file.buffer.extend_from_slice(crate::results::undo::BOM);
             }
             file.buffer
                 .extend_from_slice(RESULT_HEADER.join(",").as_bytes());

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::Fatal;
 use crate::fields::{AccountView, ClientPatch, Field, Value, unrepresentable};
-use crate::ledger::{self, Existing};
+use crate::results::ledger::{self, Existing};
 
 /// A `read_at` cell: RFC 3339 in UTC, with milliseconds.
 pub fn read_at(millis: u64) -> String {
     let mut out = Vec::new();
-    crate::output::Stamps::default().push(&mut out, millis);
+    crate::results::writer::Stamps::default().push(&mut out, millis);
     String::from_utf8(out).expect("a timestamp is ASCII")
 }
 
@@ -24,7 +24,7 @@ pub const UNDO_NULL: &str = "null";
 
 /// An undo file starts with a UTF-8 byte-order mark. `run` and spreadsheets
 /// read it as UTF-8, and every command knows the file by it: nothing but the
-/// run that keeps it may write to it (see `outputs`).
+/// run that keeps it may write to it (see `results::files`).
 pub const BOM: &[u8] = b"\xef\xbb\xbf";
 
 pub struct UndoWriter {
@@ -52,7 +52,7 @@ impl UndoWriter {
         // read_at: when each account was read, just before its change.
         let header: Vec<&str> = std::iter::once("client_id")
             .chain(columns.iter().map(|f| f.api_name()))
-            .chain(std::iter::once(crate::input::READ_AT))
+            .chain(std::iter::once(crate::input::reader::READ_AT))
             .collect();
         let mut recorded = HashSet::new();
         let has_header = ledger::prepare(&mut file, path, &header, existing, |record| {
@@ -105,7 +105,7 @@ impl UndoWriter {
             };
             row.push(cell);
         }
-        row.push(read_at(crate::output::now_millis()));
+        row.push(read_at(crate::results::writer::now_millis()));
         inner.csv.write_record(&row)?;
         inner.csv.flush()?;
         if inner.last_sync.elapsed() >= Duration::from_secs(1) {

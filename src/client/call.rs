@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::api::{ApiClient, Exchange, Request};
-use crate::pacing::Pacer;
-use crate::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
+use crate::client::api::{ApiClient, Exchange, Request};
+use crate::client::pacing::Pacer;
+use crate::client::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
 /// Everything a request needs to be sent well; shared by all workers.
 pub struct Caller {

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::client::pacing::{Learned, Source};
 use crate::logging::Console;
-use crate::output::Outcome;
-use crate::pacing::{Learned, Source};
-use crate::stats::Snapshot;
+use crate::results::writer::Outcome;
+use crate::run::stats::Snapshot;
 
 /// Everything known about a finished run.
 #[derive(Debug, Clone)]
