@@ -15,6 +15,7 @@ pub mod hint;
 pub mod html_report;
 pub mod input;
 pub mod logging;
+pub mod outcome;
 pub mod results;
 pub mod run;
 pub mod sim;

@@ -366,7 +366,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         query.extend(filters.query());
         let what = format!("GET /iam/clients (offset {offset})");
         let called = caller.call(&Request::List { query }, &what).await;
-        let read_at = crate::results::undo::read_at(crate::results::writer::now_millis());
+        let read_at = crate::results::undo::read_at(crate::outcome::now_millis());
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
             CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,

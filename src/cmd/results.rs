@@ -17,8 +17,9 @@ use crate::cli::ResultsArgs;
 use crate::error::{Fatal, exit};
 use crate::input::record_limit::{Overlong, RecordLimit};
 use crate::logging::Console;
+use crate::outcome::Outcome;
 use crate::results::files::{self, Role};
-use crate::results::writer::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
+use crate::results::format::{RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
 
 /// The final answer of each line: its last record and the file it came from.
 #[derive(Debug, Default)]

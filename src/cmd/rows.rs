@@ -18,9 +18,10 @@ use crate::hint::{self, Again};
 use crate::input::reader::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::logging::Console;
 use crate::results::files::{self, Fresh, Role};
+use crate::results::format::RESULT_HEADER;
 use crate::results::ledger::{self, Existing, Ledger};
 use crate::results::undo::UndoWriter;
-use crate::results::writer::{Destination, Flusher, RESULT_HEADER, ResultsSink};
+use crate::results::writer::{Destination, Flusher, ResultsSink};
 use crate::run::apply::ApplyOptions;
 use crate::run::pipeline::{Mode, Pipeline, Thresholds};
 use crate::run::progress::{Pace, Progress, RateProbe};
@@ -343,7 +344,8 @@ async fn execute(
             std::process::exit(i32::from(exit::INTERRUPTED));
         });
     }
-    let caller = match &target {
+    let mode = match &target {
+        None => Mode::DryRun,
         Some(target) => {
             let caller = target.caller(
                 job.pacing,
@@ -352,10 +354,21 @@ async fn execute(
                 Arc::clone(&stop),
             )?;
             check_token(&caller, &target.base_url).await?;
-            Some(Arc::new(caller))
+            let caller = Arc::new(caller);
+            if job.kind == Kind::Plan {
+                Mode::Plan { caller }
+            } else {
+                Mode::Apply {
+                    caller,
+                    options: ApplyOptions {
+                        skip_unchanged: job.skip_unchanged,
+                        undo: undo.clone(),
+                    },
+                }
+            }
         }
-        None => None,
     };
+    let caller = mode.caller().cloned();
     // Nothing refused the command: from here on its files stay.
     fresh.keep();
 
@@ -403,17 +416,8 @@ async fn execute(
         rate_probe,
     );
 
-    let mode = match job.kind {
-        Kind::DryRun => Mode::DryRun,
-        Kind::Plan => Mode::Plan,
-        Kind::Apply => Mode::Apply(ApplyOptions {
-            skip_unchanged: job.skip_unchanged,
-            undo: undo.clone(),
-        }),
-    };
     let pipeline = Pipeline {
         mode,
-        caller: caller.clone(),
         concurrency: job.pacing.concurrency as usize,
         stats: Arc::clone(&stats),
         stop: Arc::clone(&stop),
@@ -448,7 +452,7 @@ async fn execute(
     let exit_code = stopped
         .as_ref()
         .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
-    let invalid = snapshot.count(crate::results::writer::Outcome::Invalid);
+    let invalid = snapshot.count(crate::outcome::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
         let results = if to_stdout {
             "the results on standard output".to_string()

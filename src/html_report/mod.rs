@@ -68,8 +68,8 @@ impl RunFacts {
                 learned_from_429s: l.throttles,
                 suggested_rate: l.suggested_rate(summary.asked_rate),
             }),
-            started_at_ms: Some(crate::results::writer::unix_millis(summary.started_at)),
-            ended_at_ms: Some(crate::results::writer::unix_millis(summary.ended_at)),
+            started_at_ms: Some(crate::outcome::unix_millis(summary.started_at)),
+            ended_at_ms: Some(crate::outcome::unix_millis(summary.ended_at)),
             stopped: summary.stopped.clone(),
             requests: Some(s.requests),
             retries: Some(s.retries),
@@ -88,7 +88,7 @@ impl RunFacts {
         }
         let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
         let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-        let stamp = |k: &str| text_of(k).and_then(|t| crate::results::writer::parse_stamp(&t));
+        let stamp = |k: &str| text_of(k).and_then(|t| crate::results::format::parse_stamp(&t));
         let limit = v.get("server_limit").filter(|l| l.is_object());
         Ok(RunFacts {
             command: text_of("command"),
@@ -148,7 +148,7 @@ pub fn render(tally: &Tally, runs: &[RunFacts], title: Option<&str>) -> String {
         tally,
         runs,
         title,
-        generated_at_ms: crate::results::writer::now_millis(),
+        generated_at_ms: crate::outcome::now_millis(),
     })
 }
 

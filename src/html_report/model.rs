@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use csv::ByteRecord;
 
 use crate::fields::Field;
-use crate::results::writer::{Outcome, parse_stamp};
+use crate::outcome::Outcome;
+use crate::results::format::parse_stamp;
 
 /// The timeline's finest grain, in milliseconds.
 pub const SLOT_MS: u64 = 100;
@@ -748,7 +749,7 @@ pub fn parse_request(request: &str) -> Vec<(Field, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::writer::RESULT_HEADER;
+    use crate::results::format::RESULT_HEADER;
 
     fn ledger(rows: &[&str]) -> String {
         let mut text = format!("{}\n", RESULT_HEADER.join(","));

@@ -9,7 +9,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::model::{Group, Tally};
 use super::{RunFacts, charts};
-use crate::results::writer::Outcome;
+use crate::outcome::Outcome;
 
 /// Everything the page shows.
 pub struct Page<'a> {
@@ -632,7 +632,7 @@ pub fn render(page: &Page<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::writer::RESULT_HEADER;
+    use crate::results::format::RESULT_HEADER;
     use proptest::prelude::*;
 
     fn render_rows(rows: &[String], runs: &[RunFacts]) -> String {
@@ -704,7 +704,7 @@ mod tests {
             let rows: Vec<String> = rows
                 .into_iter()
                 .map(|(line, id, outcome, duration, at, retries, error)| {
-                    let mut stamps = crate::results::writer::Stamps::default();
+                    let mut stamps = crate::results::format::Stamps::default();
                     let mut time = Vec::new();
                     stamps.push(&mut time, at);
                     let mut record = csv::Writer::from_writer(Vec::new());

@@ -183,8 +183,8 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
-        if header == crate::results::writer::RESULT_HEADER
-            && found_header == crate::results::writer::RESULT_HEADER_WITHOUT_TIMES
+        if header == crate::results::format::RESULT_HEADER
+            && found_header == crate::results::format::RESULT_HEADER_WITHOUT_TIMES
         {
             return Err(Fatal::Usage(format!(
                 "{} was written by an older gcore-iam-bulk (its rows have no finished_at \

@@ -2,6 +2,7 @@
 //! reads back, the undo file, and which paths a command may write.
 
 pub mod files;
+pub mod format;
 pub mod ledger;
 pub mod undo;
 pub mod writer;

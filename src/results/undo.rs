@@ -15,7 +15,7 @@ use crate::results::ledger::{self, Existing};
 /// A `read_at` cell: RFC 3339 in UTC, with milliseconds.
 pub fn read_at(millis: u64) -> String {
     let mut out = Vec::new();
-    crate::results::writer::Stamps::default().push(&mut out, millis);
+    crate::results::format::Stamps::default().push(&mut out, millis);
     String::from_utf8(out).expect("a timestamp is ASCII")
 }
 
@@ -105,7 +105,7 @@ impl UndoWriter {
             };
             row.push(cell);
         }
-        row.push(read_at(crate::results::writer::now_millis()));
+        row.push(read_at(crate::outcome::now_millis()));
         inner.csv.write_record(&row)?;
         inner.csv.flush()?;
         if inner.last_sync.elapsed() >= Duration::from_secs(1) {

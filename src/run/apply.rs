@@ -1,5 +1,8 @@
 //! What each mode does with one valid row: `run` (read first when asked,
-//! PATCH, verify), `plan` (read and compare) and `--dry-run` (nothing sent).
+//! PATCH, verify) and `plan` (read and compare). A dry run sends nothing, so
+//! its rows never come here (the reader finishes them). Which outcome an
+//! answer gives is decided in `crate::outcome`; this file sends the requests
+//! and puts the row's result together.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,8 +10,8 @@ use std::time::Instant;
 use crate::client::api::Request;
 use crate::client::call::{AccountRequest, CallEnd, Called, Caller};
 use crate::fields::{AccountView, ClientPatch};
+use crate::outcome::{Outcome, RowResult, outcome_of_patch, outcome_of_read};
 use crate::results::undo::UndoWriter;
-use crate::results::writer::{Outcome, RowResult};
 
 /// A row that validated, on its way to a worker.
 #[derive(Debug, Clone)]
@@ -80,70 +83,46 @@ impl RowRecord {
         self.result.outcome = outcome;
         self.result.error = error;
         self.result.duration_ms = self.started.elapsed().as_millis() as u64;
-        self.result.finished_at = crate::results::writer::now_millis();
+        self.result.finished_at = crate::outcome::now_millis();
         Some(self.result)
     }
 }
 
-/// `--dry-run`: the row is valid; record the body it would send.
-pub fn dry_run(row: ValidRow) -> RowResult {
-    RowResult {
-        request: row.patch.body(),
-        requested: row.patch.requested(),
-        outcome: Outcome::DryRun,
-        ..RowResult::invalid(row.line, row.key, String::new())
-    }
+/// How reading an account went.
+enum AccountRead {
+    /// The account, as the API holds it now.
+    Read(Box<AccountView>),
+    /// The read failed; the row ends `failed` with this error.
+    Failed(String),
+    /// The run stopped first: the row was not sent and gets no result.
+    Stopped,
 }
 
-/// Reads the account; `Err` carries the row's end when that failed (`None`
-/// when the run stopped first: the row was not sent and gets no result).
+/// Reads the account, adding the request's attempts to the row's record.
 async fn read_account(
     caller: &Caller,
     record: &mut RowRecord,
     client_id: u64,
     context: &str,
-) -> Result<AccountView, Option<()>> {
+) -> AccountRead {
     let what = AccountRequest("GET", client_id);
     let called = caller.call(&Request::Get { client_id }, &what).await;
     record.add(&called);
     match &called.end {
-        CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => Err(None),
-        CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
-            // Another account's values must never be taken for this one's
-            // (the undo file would put them on the wrong account).
-            Some(account) if account.id() != Some(client_id) => {
-                record.result.error = format!(
-                    "{context}the API answered with {} instead of account {client_id}; \
-                     nothing was sent",
-                    describe_id(&account)
-                );
-                Err(Some(()))
+        CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => AccountRead::Stopped,
+        CallEnd::Success(exchange) => {
+            match outcome_of_read(exchange.status, &exchange.body, client_id, context) {
+                Ok(account) => {
+                    record.result.account_status = account.status();
+                    AccountRead::Read(Box::new(account))
+                }
+                Err(error) => AccountRead::Failed(error),
             }
-            Some(account) => {
-                record.result.account_status = account.status();
-                Ok(account)
-            }
-            None => {
-                record.result.error = format!(
-                    "{context}HTTP {} but the body is not a JSON account",
-                    exchange.status.unwrap_or(200)
-                );
-                Err(Some(()))
-            }
-        },
-        _ => {
-            record.result.error =
-                format!("{context}{}", called.failure(caller.policy.max_attempts));
-            Err(Some(()))
         }
-    }
-}
-
-/// "account 43", or what stood in its place.
-fn describe_id(account: &AccountView) -> String {
-    match account.id() {
-        Some(id) => format!("account {id}"),
-        None => "an account without a usable id".to_string(),
+        _ => AccountRead::Failed(format!(
+            "{context}{}",
+            called.failure(caller.policy.max_attempts)
+        )),
     }
 }
 
@@ -164,12 +143,9 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
         )
         .await
         {
-            Ok(account) => account,
-            Err(None) => return None,
-            Err(Some(())) => {
-                let error = std::mem::take(&mut record.result.error);
-                return record.end(Outcome::Failed, error);
-            }
+            AccountRead::Read(account) => *account,
+            AccountRead::Failed(error) => return record.end(Outcome::Failed, error),
+            AccountRead::Stopped => return None,
         };
         record.result.diff = patch.diff(&account);
         if options.skip_unchanged {
@@ -211,49 +187,19 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
         // The PATCH never left: whatever was read first, nothing changed.
         // (A PATCH is never abandoned in flight; only reads are.)
         CallEnd::NotStarted | CallEnd::Abandoned => None,
-        CallEnd::Success(exchange) if exchange.unreadable.is_some() => record.end(
-            Outcome::Mismatch,
-            format!(
-                "HTTP {} but the answer could not be read ({}), so the change could not be \
-                 checked (it was probably applied; it is not sent again)",
-                exchange.status.unwrap_or(200),
-                exchange.unreadable.as_deref().unwrap_or_default()
-            ),
-        ),
-        CallEnd::Success(exchange) => match AccountView::parse(&exchange.body) {
-            None => record.end(
-                Outcome::Mismatch,
-                format!(
-                    "HTTP {} but the answer could not be read (it is not a JSON account), so \
-                     the change could not be checked (it was probably applied)",
-                    exchange.status.unwrap_or(200)
-                ),
-            ),
-            Some(account) if account.id() != Some(client_id) => record.end(
-                Outcome::Mismatch,
-                format!(
-                    "HTTP {} but the answer is for {}, not account {client_id}, so the change \
-                     could not be checked (it was probably applied)",
-                    exchange.status.unwrap_or(200),
-                    describe_id(&account)
-                ),
-            ),
-            Some(account) => {
+        CallEnd::Success(exchange) => {
+            let verdict = outcome_of_patch(
+                exchange.status,
+                exchange.unreadable.as_deref(),
+                &exchange.body,
+                client_id,
+                &patch,
+            );
+            if let Some(account) = &verdict.account {
                 record.result.account_status = account.status();
-                let unheld = patch.unheld(&account);
-                if unheld.is_empty() {
-                    record.end(Outcome::Updated, String::new())
-                } else {
-                    record.end(
-                        Outcome::Mismatch,
-                        format!(
-                            "the returned account does not hold what was sent: {}",
-                            unheld.join("; ")
-                        ),
-                    )
-                }
             }
-        },
+            record.end(verdict.outcome, verdict.error)
+        }
         _ => {
             let error = called.failure(caller.policy.max_attempts);
             record.end(Outcome::Failed, error)
@@ -280,7 +226,7 @@ pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
     let mut record = RowRecord::new(&row);
     record.result.request = row.patch.body();
     match read_account(caller, &mut record, row.patch.client_id, "").await {
-        Ok(account) => {
+        AccountRead::Read(account) => {
             let diff = row.patch.diff(&account);
             let outcome = if diff.is_empty() {
                 Outcome::Unchanged
@@ -290,10 +236,7 @@ pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
             record.result.diff = diff;
             record.end(outcome, String::new())
         }
-        Err(None) => None,
-        Err(Some(())) => {
-            let error = std::mem::take(&mut record.result.error);
-            record.end(Outcome::Failed, error)
-        }
+        AccountRead::Failed(error) => record.end(Outcome::Failed, error),
+        AccountRead::Stopped => None,
     }
 }

@@ -12,7 +12,7 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::client::pacing::Learned;
 use crate::logging::Console;
-use crate::results::writer::Outcome;
+use crate::outcome::Outcome;
 use crate::run::stats::{Snapshot, Stats};
 
 /// Reads the request rate in force (it changes under adaptive pacing).

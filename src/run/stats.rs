@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::results::writer::Outcome;
+use crate::outcome::Outcome;
 
 /// Live counters, shared by the workers (atomics: no lock on the hot path).
 #[derive(Debug)]

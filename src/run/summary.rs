@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::client::pacing::{Learned, Source};
 use crate::logging::Console;
-use crate::results::writer::Outcome;
+use crate::outcome::Outcome;
 use crate::run::stats::Snapshot;
 
 /// Everything known about a finished run.
