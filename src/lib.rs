@@ -21,22 +21,23 @@ pub mod run;
 pub mod sim;
 
 use crate::cli::{Cli, Command};
-use crate::error::exit;
+use crate::error::{Ending, Stop};
 
-/// Runs the command line and returns the process exit code.
-pub fn run(cli: Cli) -> u8 {
+/// Runs the command line and says how it ended (`main` turns that into the
+/// exit code).
+pub fn run(cli: Cli) -> Ending {
     let console = logging::init(&cli.log);
     match cli.command {
         Command::Completions { shell } => write_stdout(&cmd::completions::script(shell)),
         Command::Man { dir: None } => write_stdout(&cmd::man::main_page().roff),
         Command::Man { dir: Some(dir) } => match write_manual(&dir) {
-            Ok(()) => exit::OK,
+            Ok(()) => Ending::CLEAN,
             Err(e) => {
                 eprintln!(
                     "error: cannot write the manual pages into {}: {e}",
                     dir.display()
                 );
-                exit::ABORTED
+                Ending::Stopped(Stop::Aborted)
             }
         },
         Command::Run(args) => block_on(cmd::rows::run(args, console)),
@@ -46,10 +47,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Report(args) => cmd::report::report(&args, console),
         Command::Simulate(args) => block_on(async move {
             match sim::serve_cli(args).await {
-                Ok(()) => exit::OK,
+                Ok(()) => Ending::CLEAN,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    exit::USAGE
+                    Ending::Refused
                 }
             }
         }),
@@ -58,15 +59,15 @@ pub fn run(cli: Cli) -> u8 {
 
 /// Writes a generated document to standard output. A reader that stops
 /// early (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> u8 {
+fn write_stdout(bytes: &[u8]) -> Ending {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Ok(()) => Ending::CLEAN,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
         Err(e) => {
             eprintln!("error: cannot write to standard output: {e}");
-            exit::ABORTED
+            Ending::Stopped(Stop::Aborted)
         }
     }
 }
@@ -89,7 +90,7 @@ fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
 /// which measured faster than a multi-threaded one, whose wake-ups between its
 /// threads cost more than they gave. Anything still running when it
 /// returns (a signal watcher, say) is dropped, not waited for.
-fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
+fn block_on(command: impl std::future::Future<Output = Ending>) -> Ending {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,7 +102,7 @@ fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
         }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            exit::ABORTED
+            Ending::Stopped(Stop::Aborted)
         }
     }
 }

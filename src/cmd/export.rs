@@ -11,7 +11,7 @@ use crate::cli::ExportArgs;
 use crate::client::api::Request;
 use crate::client::call::CallEnd;
 use crate::cmd::{Target, check_token, finish};
-use crate::error::Fatal;
+use crate::error::{Ending, Fatal};
 use crate::fields::{AccountView, Field, Value, unrepresentable};
 use crate::hint::{self, Again};
 use crate::logging::Console;
@@ -20,7 +20,7 @@ use crate::run::stats::Stats;
 use crate::run::stop::{StopReason, StopSignal, watch_signals};
 use crate::run::summary::RunSummary;
 
-pub async fn export(args: ExportArgs, console: Console) -> u8 {
+pub async fn export(args: ExportArgs, console: Console) -> Ending {
     let started_at = SystemTime::now();
     let result = execute(&args, started_at).await;
     finish(
@@ -266,7 +266,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             if let Some(path) = temp_path.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = std::fs::remove_file(path);
             }
-            std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+            Ending::exit_interrupted();
         });
     }
 
@@ -293,22 +293,15 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let mut temp = if to_stdout {
         None
     } else {
-        let dir = match args.output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
         Some(
-            tempfile::Builder::new()
-                .prefix(".gcore-iam-bulk-export-")
-                .tempfile_in(&dir)
-                .map_err(|e| {
-                    Fatal::Usage(format!(
-                        "-o {}: cannot write in {}: {e}; check that the directory exists and \
-                         can be written",
-                        args.output.display(),
-                        dir.display()
-                    ))
-                })?,
+            files::Replacement::beside(&args.output, ".gcore-iam-bulk-export-").map_err(|e| {
+                Fatal::Usage(format!(
+                    "-o {}: cannot write in {}: {e}; check that the directory exists and can be \
+                     written",
+                    args.output.display(),
+                    files::directory_of(&args.output).display()
+                ))
+            })?,
         )
     };
     if let Some(temp) = &temp {
@@ -316,7 +309,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     }
     let sink: Box<dyn Write> = match &mut temp {
         Some(t) => Box::new(
-            t.as_file()
+            t.file()
                 .try_clone()
                 .map_err(|e| Fatal::Usage(e.to_string()))?,
         ),
@@ -457,9 +450,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     if stopped.is_none()
         && let Some(temp) = temp
     {
-        temp.as_file().sync_all().map_err(|e| write_err(&e))?;
-        temp.persist(&args.output)
-            .map_err(|e| write_err(&e.error))?;
+        temp.commit(&args.output).map_err(|e| write_err(&e))?;
         temp_path.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
     if !sets.is_empty() && stop.reason().is_none() && !to_stdout {
@@ -472,7 +463,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let snapshot = stats.snapshot();
     Ok(RunSummary {
         command: "export",
-        exit_code: stopped.as_ref().map_or(0, StopReason::exit_code),
+        ending: stopped.as_ref().map_or(Ending::CLEAN, StopReason::ending),
         next: stopped.is_some().then(|| {
             format!(
                 "nothing was written to {}; to export again: {}",

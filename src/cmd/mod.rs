@@ -20,7 +20,7 @@ use crate::client::network::Trust;
 use crate::client::pacing::Pacer;
 use crate::client::retry::{Reply, RetryPolicy};
 use crate::client::token::ApiToken;
-use crate::error::Fatal;
+use crate::error::{Ending, Fatal};
 use crate::logging::{Console, Severity};
 use crate::run::stats::Stats;
 use crate::run::stop::StopSignal;
@@ -271,7 +271,7 @@ pub fn finish(
     input: Option<&Path>,
     output: &Path,
     html_report: HtmlReport<'_>,
-) -> u8 {
+) -> Ending {
     let started = result.is_ok();
     // A command refused for its flags, files or input (exit 2) leaves no
     // report: nothing happened to report. One stopped by the API or a
@@ -283,10 +283,9 @@ pub fn finish(
         Ok(summary) => {
             summary.print(console);
             if let Some(verdict) = summary.verdict() {
-                let severity = match summary.exit_code {
-                    crate::error::exit::ROWS_FAILED | crate::error::exit::INTERRUPTED => {
-                        Severity::Warning
-                    }
+                let severity = match summary.ending {
+                    Ending::Finished { rows_failed: true }
+                    | Ending::Stopped(crate::error::Stop::Interrupted) => Severity::Warning,
                     _ => Severity::Error,
                 };
                 crate::logging::always(console, severity, &verdict);
@@ -301,7 +300,7 @@ pub fn finish(
                 rate_changes: 0,
                 learned: None,
                 asked_rate: None,
-                exit_code: fatal.exit_code(),
+                ending: fatal.ending(),
                 input: None,
                 output: output.display().to_string(),
                 started_at,
@@ -364,7 +363,7 @@ pub fn finish(
             Err(e) => tracing::error!("cannot write the report to {}: {e}", path.display()),
         }
     }
-    summary.exit_code
+    summary.ending
 }
 
 #[cfg(test)]

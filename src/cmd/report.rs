@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use crate::cli::HtmlReportArgs;
-use crate::error::{Fatal, exit};
+use crate::error::{Ending, Fatal};
 use crate::html_report::{self, RunFacts};
 use crate::logging::Console;
 use crate::results::files::{self, Role};
 
-pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
+pub fn report(args: &HtmlReportArgs, console: Console) -> Ending {
     match execute(args) {
         Ok(lines) => {
             if !console.quiet && args.output.as_os_str() != "-" {
@@ -21,7 +21,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
                     args.output.display()
                 );
             }
-            exit::OK
+            Ending::CLEAN
         }
         Err(fatal) => {
             if console.json() {
@@ -29,7 +29,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
             } else {
                 eprintln!("error: {fatal}");
             }
-            fatal.exit_code()
+            fatal.ending()
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cli::{ConnectionArgs, PacingArgs, PlanArgs, ReportArgs, RunArgs, SelectionArgs};
 use crate::cmd::{Target, check_token, finish};
-use crate::error::{Fatal, exit};
+use crate::error::{Ending, Fatal};
 use crate::hint::{self, Again};
 use crate::input::reader::{InputSource, ReadOptions, RowReader, count_rows};
 use crate::logging::Console;
@@ -58,7 +58,7 @@ enum Kind {
     Plan,
 }
 
-pub async fn run(args: RunArgs, console: Console) -> u8 {
+pub async fn run(args: RunArgs, console: Console) -> Ending {
     Job {
         command: "run",
         kind: if args.dry_run {
@@ -88,7 +88,7 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
     .await
 }
 
-pub async fn plan(args: PlanArgs, console: Console) -> u8 {
+pub async fn plan(args: PlanArgs, console: Console) -> Ending {
     Job {
         command: "plan",
         kind: Kind::Plan,
@@ -116,7 +116,7 @@ pub async fn plan(args: PlanArgs, console: Console) -> u8 {
 
 impl Job<'_> {
     /// Runs the job and ends it: summary, report files, exit code.
-    async fn go(self, console: Console) -> u8 {
+    async fn go(self, console: Console) -> Ending {
         let started_at = SystemTime::now();
         let result = execute(&self, console, started_at).await;
         finish(
@@ -341,7 +341,7 @@ async fn execute(
                 // Interrupted before it started: no file left behind.
                 None => files::remove_fresh(&fresh),
             }
-            std::process::exit(i32::from(exit::INTERRUPTED));
+            Ending::exit_interrupted();
         });
     }
     let mode = match &target {
@@ -449,9 +449,9 @@ async fn execute(
 
     let snapshot = stats.snapshot();
     let stopped = stop.reason();
-    let exit_code = stopped
+    let ending = stopped
         .as_ref()
-        .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
+        .map_or_else(|| snapshot.ending(), |r| r.ending());
     let invalid = snapshot.count(crate::outcome::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
         let results = if to_stdout {
@@ -471,7 +471,7 @@ async fn execute(
         canary_end(job, &input, &read_options, limit).await;
     }
     let next = match &stopped {
-        _ if exit_code == exit::OK => None,
+        _ if ending == Ending::CLEAN => None,
         Some(crate::run::stop::StopReason::Interrupted) => job.next_after_interrupt(),
         Some(_) => job.next_after_abort(),
         None => job.next_after_failed_rows(),
@@ -483,7 +483,7 @@ async fn execute(
         rate_changes: caller.as_ref().map_or(0, |c| c.pacer.rate_changes()),
         learned: caller.as_ref().and_then(|c| c.pacer.learned()),
         asked_rate: job.pacing.rate.per_second(),
-        exit_code,
+        ending,
         input: Some(input.label().to_string()),
         output: job.output.display().to_string(),
         started_at,

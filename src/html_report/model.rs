@@ -283,11 +283,7 @@ impl Tally {
                 Outcome::Failed | Outcome::Invalid | Outcome::Mismatch
             )
         });
-        if bad {
-            crate::error::exit::ROWS_FAILED
-        } else {
-            crate::error::exit::OK
-        }
+        crate::error::Ending::Finished { rows_failed: bad }.exit_code()
     }
 
     /// Whether the rows are a plan's (read, not changed).

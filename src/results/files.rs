@@ -248,6 +248,50 @@ impl Drop for Fresh {
     }
 }
 
+/// A file written beside its destination and renamed over it once complete:
+/// readers see the old file or the new one, never half of one, and a command
+/// that fails or is interrupted leaves the destination as it was.
+pub struct Replacement {
+    temp: tempfile::NamedTempFile,
+}
+
+impl Replacement {
+    /// Creates the temporary file (private, named `{prefix}…`) in the
+    /// directory `dest` is in.
+    pub fn beside(dest: &Path, prefix: &str) -> std::io::Result<Replacement> {
+        let temp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(directory_of(dest))?;
+        Ok(Replacement { temp })
+    }
+
+    /// The temporary file, to write to.
+    pub fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
+    /// Where the temporary file is (removed by a signal handler that exits
+    /// before [`Replacement::commit`]).
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Syncs what was written and renames it over `dest`.
+    pub fn commit(self, dest: &Path) -> std::io::Result<()> {
+        self.temp.as_file().sync_all()?;
+        self.temp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// The directory a file is (to be) in: `.` for a bare name.
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
