@@ -1,5 +1,5 @@
 //! Command-line definitions (clap). Values are parsed into their real types
-//! here; `config` turns them into what a run uses.
+//! here; `cmd::run::validate` checks them together before a job opens a file.
 
 use std::path::PathBuf;
 use std::time::Duration;

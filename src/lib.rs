@@ -28,61 +28,15 @@ use crate::error::{Ending, Stop};
 pub fn run(cli: Cli) -> Ending {
     let console = logging::init(&cli.log);
     match cli.command {
-        Command::Completions { shell } => write_stdout(&cmd::completions::script(shell)),
-        Command::Man { dir: None } => write_stdout(&cmd::man::main_page().roff),
-        Command::Man { dir: Some(dir) } => match write_manual(&dir) {
-            Ok(()) => Ending::CLEAN,
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write the manual pages into {}: {e}",
-                    dir.display()
-                );
-                Ending::Stopped(Stop::Aborted)
-            }
-        },
-        Command::Run(args) => block_on(cmd::rows::run(args, console)),
-        Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
+        Command::Completions { shell } => cmd::completions::completions(shell),
+        Command::Man { dir } => cmd::man::man(dir.as_deref()),
+        Command::Run(args) => block_on(cmd::run::run(args, console)),
+        Command::Plan(args) => block_on(cmd::plan::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
         Command::Results(args) => block_on(cmd::results::results(args, console)),
         Command::Report(args) => cmd::report::report(&args, console),
-        Command::Simulate(args) => block_on(async move {
-            match sim::serve_cli(args).await {
-                Ok(()) => Ending::CLEAN,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    Ending::Refused
-                }
-            }
-        }),
+        Command::Simulate(args) => block_on(cmd::simulate::simulate(args)),
     }
-}
-
-/// Writes a generated document to standard output. A reader that stops
-/// early (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> Ending {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ending::CLEAN,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
-        Err(e) => {
-            eprintln!("error: cannot write to standard output: {e}");
-            Ending::Stopped(Stop::Aborted)
-        }
-    }
-}
-
-/// Writes every manual page into `dir` and prints the path of each.
-fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut written = String::new();
-    for page in cmd::man::all_pages() {
-        let path = dir.join(&page.file_name);
-        std::fs::write(&path, &page.roff)?;
-        written.push_str(&format!("{}\n", path.display()));
-    }
-    write_stdout(written.as_bytes());
-    Ok(())
 }
 
 /// Runs a command on a current-thread runtime: one thread moves every request

@@ -5,9 +5,11 @@
 pub mod completions;
 pub mod export;
 pub mod man;
+pub mod plan;
 pub mod report;
 pub mod results;
-pub mod rows;
+pub mod run;
+pub mod simulate;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -364,6 +366,21 @@ pub fn finish(
         }
     }
     summary.ending
+}
+
+/// Writes a generated document to standard output. A reader that stops
+/// early (`| head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> Ending {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ending::CLEAN,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            Ending::Stopped(crate::error::Stop::Aborted)
+        }
+    }
 }
 
 #[cfg(test)]
