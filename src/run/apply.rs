@@ -240,3 +240,170 @@ pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
         AccountRead::Stopped => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::api::ApiClient;
+    use crate::client::pacing::{Pacer, Rate};
+    use crate::client::retry::RetryPolicy;
+    use crate::client::token::ApiToken;
+    use crate::fields::{Field, Value};
+    use crate::run::stats::Stats;
+    use crate::run::stop::StopSignal;
+    use crate::sim::{Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
+
+    const TOKEN: &str = "apply-unit-test-token";
+
+    /// A simulator on 127.0.0.1 holding accounts 1 to 3, and a caller that
+    /// makes one attempt per request.
+    async fn against(rules: Vec<FaultRule>) -> (Simulator, Caller) {
+        let faults = Faults {
+            rules,
+            ..Faults::default()
+        };
+        let config = SimConfig::new(TOKEN)
+            .with_generated_accounts(1..=3)
+            .with_faults(faults);
+        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let api = ApiClient::new(
+            &sim.base_url(),
+            Some(ApiToken::new(TOKEN.into()).unwrap()),
+            1,
+            Duration::from_secs(10),
+            &Default::default(),
+        )
+        .unwrap();
+        let caller = Caller {
+            api,
+            pacer: Pacer::new(Rate::Unlimited, 1),
+            policy: RetryPolicy::new(1),
+            stats: Arc::new(Stats::new()),
+            stop: StopSignal::new(),
+            announced_pause: Default::default(),
+        };
+        (sim, caller)
+    }
+
+    fn rename(client_id: u64, name: &str) -> ValidRow {
+        ValidRow {
+            line: 2,
+            key: client_id.to_string(),
+            patch: ClientPatch {
+                client_id,
+                changes: vec![(Field::Name, Value::Text(name.into()))],
+            },
+            changed_since_last_run: false,
+        }
+    }
+
+    fn patch_fault(fault: Fault) -> Vec<FaultRule> {
+        vec![FaultRule::new(fault, Trigger::Always).on_method("PATCH")]
+    }
+
+    #[tokio::test]
+    async fn a_patch_the_account_holds_is_updated_and_records_its_request() {
+        let (sim, caller) = against(vec![]).await;
+        let row = apply(&caller, rename(1, "Ann"), &ApplyOptions::default())
+            .await
+            .expect("sent");
+        assert_eq!(row.outcome, Outcome::Updated, "{row:?}");
+        assert_eq!(row.http_status, Some(200));
+        assert_eq!((row.attempts, row.retries), (1, 0));
+        assert_eq!(row.request, r#"{"name":"Ann"}"#);
+        assert_eq!(row.requested, r#"{"name":"Ann"}"#);
+        assert!(row.finished_at > 0);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_answer_for_another_account_is_a_mismatch() {
+        let (sim, caller) = against(patch_fault(Fault::OtherAccount(2))).await;
+        let row = apply(&caller, rename(1, "Ann"), &ApplyOptions::default())
+            .await
+            .expect("sent");
+        assert_eq!(row.outcome, Outcome::Mismatch, "{row:?}");
+        assert!(row.error.contains("not account 1"), "{}", row.error);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_patch_is_failed_with_the_caller_s_message() {
+        let (sim, caller) = against(patch_fault(Fault::Status(500))).await;
+        let row = apply(&caller, rename(1, "Ann"), &ApplyOptions::default())
+            .await
+            .expect("sent");
+        assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+        assert_eq!(row.http_status, Some(500));
+        assert!(!row.error.is_empty());
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn skip_unchanged_reads_first_and_sends_nothing_the_account_holds() {
+        let (sim, caller) = against(vec![]).await;
+        let options = ApplyOptions {
+            skip_unchanged: true,
+            undo: None,
+        };
+        let first = apply(&caller, rename(3, "Zed"), &options).await.unwrap();
+        assert_eq!(first.outcome, Outcome::Updated, "{first:?}");
+        assert_eq!(first.attempts, 2, "a GET, then the PATCH");
+        let again = apply(&caller, rename(3, "Zed"), &options).await.unwrap();
+        assert_eq!(again.outcome, Outcome::Unchanged, "{again:?}");
+        assert_eq!(again.attempts, 1, "the GET alone");
+        assert_eq!(again.request, "");
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_of_another_account_fails_the_row_before_anything_is_sent() {
+        let rules = vec![FaultRule::new(Fault::OtherAccount(2), Trigger::Always).on_method("GET")];
+        let (sim, caller) = against(rules).await;
+        let options = ApplyOptions {
+            skip_unchanged: true,
+            undo: None,
+        };
+        let row = apply(&caller, rename(1, "Ann"), &options).await.unwrap();
+        assert_eq!(row.outcome, Outcome::Failed, "{row:?}");
+        assert!(
+            row.error.starts_with("reading the account first: "),
+            "{}",
+            row.error
+        );
+        assert!(row.error.ends_with("nothing was sent"), "{}", row.error);
+        assert_eq!(row.request, "");
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn plan_reads_and_compares() {
+        let (sim, caller) = against(vec![]).await;
+        apply(&caller, rename(2, "Bea"), &ApplyOptions::default())
+            .await
+            .unwrap();
+        let same = plan(&caller, rename(2, "Bea")).await.unwrap();
+        assert_eq!(same.outcome, Outcome::Unchanged, "{same:?}");
+        let other = plan(&caller, rename(2, "Cy")).await.unwrap();
+        assert_eq!(other.outcome, Outcome::WouldUpdate, "{other:?}");
+        assert!(other.diff.contains("name"), "{}", other.diff);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_stopped_run_sends_nothing_and_records_no_row() {
+        let (sim, caller) = against(vec![]).await;
+        caller.stop.stop(crate::run::stop::StopReason::Interrupted);
+        assert!(
+            apply(&caller, rename(1, "Ann"), &ApplyOptions::default())
+                .await
+                .is_none()
+        );
+        assert!(plan(&caller, rename(1, "Ann")).await.is_none());
+        sim.shutdown().await;
+    }
+}
