@@ -243,16 +243,8 @@ pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::client::api::ApiClient;
-    use crate::client::pacing::{Pacer, Rate};
-    use crate::client::retry::RetryPolicy;
-    use crate::client::token::ApiToken;
     use crate::fields::{Field, Value};
-    use crate::run::stats::Stats;
-    use crate::run::stop::StopSignal;
     use crate::sim::{Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
 
     const TOKEN: &str = "apply-unit-test-token";
@@ -270,22 +262,7 @@ mod tests {
         let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let api = ApiClient::new(
-            &sim.base_url(),
-            Some(ApiToken::new(TOKEN.into()).unwrap()),
-            1,
-            Duration::from_secs(10),
-            &Default::default(),
-        )
-        .unwrap();
-        let caller = Caller {
-            api,
-            pacer: Pacer::new(Rate::Unlimited, 1),
-            policy: RetryPolicy::new(1),
-            stats: Arc::new(Stats::new()),
-            stop: StopSignal::new(),
-            announced_pause: Default::default(),
-        };
+        let caller = Caller::for_tests(&sim.base_url(), TOKEN, 1);
         (sim, caller)
     }
 
