@@ -79,6 +79,15 @@ impl Fatal {
     }
 }
 
+/// One line for a failed write; a full disk is named as such.
+pub fn describe_write_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        format!("the disk is full ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -256,6 +256,25 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// A simulator on 127.0.0.1 for unit tests: accounts `ids`, faults `rules`.
+#[cfg(test)]
+pub(crate) async fn test_simulator(
+    token: &str,
+    ids: std::ops::RangeInclusive<u64>,
+    rules: Vec<crate::sim::FaultRule>,
+) -> crate::sim::Simulator {
+    let faults = crate::sim::Faults {
+        rules,
+        ..Default::default()
+    };
+    let config = crate::sim::SimConfig::new(token)
+        .with_generated_accounts(ids)
+        .with_faults(faults);
+    crate::sim::Simulator::start(config, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the simulator starts")
+}
+
 /// A caller for unit tests: no pacing, `max_attempts` per request.
 #[cfg(test)]
 impl Caller {
@@ -281,21 +300,12 @@ impl Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
+    use crate::sim::{Fault, FaultRule, Simulator, Trigger};
 
     const TOKEN: &str = "call-unit-test-token";
 
     async fn simulator(rules: Vec<FaultRule>) -> Simulator {
-        let faults = Faults {
-            rules,
-            ..Faults::default()
-        };
-        let config = SimConfig::new(TOKEN)
-            .with_generated_accounts(1..=2)
-            .with_faults(faults);
-        Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
+        test_simulator(TOKEN, 1..=2, rules).await
     }
 
     fn get(client_id: u64) -> Request {

@@ -197,7 +197,7 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     let mut columns = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let field = Field::from_header(name).ok_or_else(|| {
-            let hint = match crate::input::reader::suggest(name) {
+            let hint = match crate::input::header::suggest(name) {
                 Some(close) if Field::from_header(close).is_some() => {
                     format!(" (did you mean `{close}`?)")
                 }
@@ -333,7 +333,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     // read_at: when each account was read (its page came back).
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))
-        .chain(std::iter::once(crate::input::reader::READ_AT))
+        .chain(std::iter::once(crate::input::header::READ_AT))
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 

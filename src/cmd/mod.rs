@@ -324,7 +324,7 @@ pub fn finish(
         tracing::error!(
             "cannot write the summary to {}: {}",
             path.display(),
-            crate::results::writer::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         );
     }
     if let Some(path) = &report.metrics_file
@@ -334,7 +334,7 @@ pub fn finish(
         tracing::error!(
             "cannot write the metrics to {}: {}",
             path.display(),
-            crate::results::writer::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         );
     }
     if let Some(path) = html_report.path
@@ -358,7 +358,7 @@ pub fn finish(
             })
             .and_then(|html| {
                 crate::html_report::write(path, &html)
-                    .map_err(|e| crate::results::writer::describe_write_error(&e))
+                    .map_err(|e| crate::error::describe_write_error(&e))
             });
         match written {
             Ok(()) => tracing::info!("report: {}", path.display()),

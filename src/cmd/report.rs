@@ -69,7 +69,7 @@ fn execute(args: &HtmlReportArgs) -> Result<usize, Fatal> {
             Fatal::Aborted(format!(
                 "cannot write {}: {}",
                 args.output.display(),
-                crate::results::writer::describe_write_error(&e)
+                crate::error::describe_write_error(&e)
             ))
         })?;
     }

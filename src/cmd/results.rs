@@ -300,13 +300,13 @@ fn write_final(
     let fail =
         |e: &dyn std::fmt::Display| Fatal::Aborted(format!("cannot write {}: {e}", path.display()));
     let temp = files::Replacement::beside(path, ".gcore-iam-bulk-results-")
-        .map_err(|e| fail(&crate::results::writer::describe_write_error(&e)))?;
+        .map_err(|e| fail(&crate::error::describe_write_error(&e)))?;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
     answers
         .write(std::io::BufWriter::new(temp.file()), sources, bom)
         .map_err(|e| fail(&e))?;
     temp.commit(path)
-        .map_err(|e| fail(&crate::results::writer::describe_write_error(&e)))?;
+        .map_err(|e| fail(&crate::error::describe_write_error(&e)))?;
     slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(())
 }

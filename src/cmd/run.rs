@@ -17,7 +17,8 @@ use crate::client::call::Caller;
 use crate::cmd::{Target, check_token, finish};
 use crate::error::{Ending, Fatal};
 use crate::hint::{self, Again};
-use crate::input::reader::{InputSource, ReadOptions, RowReader, count_rows};
+use crate::input::reader::{ReadOptions, RowReader};
+use crate::input::source::{InputSource, count_rows};
 use crate::logging::Console;
 use crate::results::files::{self, Fresh, Role};
 use crate::results::format::RESULT_HEADER;
@@ -255,7 +256,7 @@ async fn execute(
         Fatal::Aborted(format!(
             "cannot write {}: {}",
             job.output.display(),
-            crate::results::writer::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         ))
     })?;
     let _ = flusher.set(sink.flusher());
@@ -405,7 +406,7 @@ async fn close_files(sink: ResultsSink, undo: Option<&Arc<UndoWriter>>, stop: &S
     {
         stop.stop(crate::run::stop::StopReason::Failed(format!(
             "cannot write the undo file: {}",
-            crate::results::writer::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         )));
     }
     if let Some(e) = write_error {

@@ -2,8 +2,11 @@
 //! record limit, the shard and duplicate-key checks, and the reader that
 //! turns bytes into rows.
 
+pub mod csv_bytes;
 pub mod dialect;
+pub mod header;
 pub mod reader;
 pub mod record_limit;
 pub mod seen;
 pub mod shard;
+pub mod source;

@@ -73,7 +73,7 @@ impl FileKind {
             .byte_records()
             .next()
             .and_then(Result::ok);
-        match header.map(|h| crate::input::reader::Header::parse(&h).is_ok()) {
+        match header.map(|h| crate::input::header::Header::parse(&h).is_ok()) {
             Some(true) if bom => FileKind::Undo,
             Some(true) => FileKind::Rows,
             _ => FileKind::Other,

@@ -293,7 +293,7 @@ const ROOM: usize = 16 * 1024;
 pub fn check_room(file: &mut File, path: &Path) -> Result<(), Fatal> {
     use std::io::Write;
     let fail = |e: io::Error| {
-        let text = crate::results::writer::describe_write_error(&e);
+        let text = crate::error::describe_write_error(&e);
         let message = format!("cannot write {}: {text}; nothing was sent", path.display());
         if text.starts_with("the disk is full") {
             Fatal::Aborted(message)
@@ -319,7 +319,7 @@ pub fn check_room_beside(path: &Path) -> Result<(), Fatal> {
         _ => Path::new("."),
     };
     let fail = |e: io::Error| {
-        let text = crate::results::writer::describe_write_error(&e);
+        let text = crate::error::describe_write_error(&e);
         let message = format!("cannot write {}: {text}; nothing was sent", path.display());
         if text.starts_with("the disk is full") {
             Fatal::Aborted(message)

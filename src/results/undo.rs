@@ -52,7 +52,7 @@ impl UndoWriter {
         // read_at: when each account was read, just before its change.
         let header: Vec<&str> = std::iter::once("client_id")
             .chain(columns.iter().map(|f| f.api_name()))
-            .chain(std::iter::once(crate::input::reader::READ_AT))
+            .chain(std::iter::once(crate::input::header::READ_AT))
             .collect();
         let mut recorded = HashSet::new();
         let has_header = ledger::prepare(&mut file, path, &header, existing, |record| {

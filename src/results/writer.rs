@@ -495,15 +495,6 @@ fn not_recorded(row: &RowResult) {
     }
 }
 
-/// One line for a failed write; a full disk is named as such.
-pub fn describe_write_error(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
-        format!("the disk is full ({e})")
-    } else {
-        e.to_string()
-    }
-}
-
 fn write_rows(
     writer: &Shared,
     inbox: &Inbox,
@@ -514,7 +505,10 @@ fn write_rows(
     // from the file, and each row that cannot be recorded is named.
     let fail = |e: &io::Error, file: &mut ResultFile, lost: &[RowResult]| {
         file.cut_back();
-        let message = format!("cannot write the results: {}", describe_write_error(e));
+        let message = format!(
+            "cannot write the results: {}",
+            crate::error::describe_write_error(e)
+        );
         // Logged as well: a run already stopping keeps its first reason.
         tracing::error!("{message}");
         stop.stop(StopReason::Failed(message.clone()));

@@ -163,7 +163,7 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
                 .stop(crate::run::stop::StopReason::Failed(format!(
                     "cannot write the undo file: {}; line {} (client_id {client_id}) and the \
                  rows after it were not sent",
-                    crate::results::writer::describe_write_error(&e),
+                    crate::error::describe_write_error(&e),
                     record.result.line
                 )));
             return None;
@@ -245,23 +245,14 @@ pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
 mod tests {
     use super::*;
     use crate::fields::{Field, Value};
-    use crate::sim::{Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
+    use crate::sim::{Fault, FaultRule, Simulator, Trigger};
 
     const TOKEN: &str = "apply-unit-test-token";
 
     /// A simulator on 127.0.0.1 holding accounts 1 to 3, and a caller that
     /// makes one attempt per request.
     async fn against(rules: Vec<FaultRule>) -> (Simulator, Caller) {
-        let faults = Faults {
-            rules,
-            ..Faults::default()
-        };
-        let config = SimConfig::new(TOKEN)
-            .with_generated_accounts(1..=3)
-            .with_faults(faults);
-        let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let sim = crate::client::call::test_simulator(TOKEN, 1..=3, rules).await;
         let caller = Caller::for_tests(&sim.base_url(), TOKEN, 1);
         (sim, caller)
     }
