@@ -427,25 +427,15 @@ pub struct ExportArgs {
 }
 
 impl Cli {
-    /// Parses the command line. A usage error exits 2 with clap's message, as
-    /// one JSON object when `--log-format json` was asked for, so that a log
-    /// collector reading stderr sees nothing but JSON.
-    pub fn parse_or_exit() -> Cli {
-        match Cli::try_parse() {
-            Ok(cli) => cli,
-            Err(e) if e.use_stderr() && json_logs_asked(std::env::args()) => {
-                eprintln!(
-                    "{}",
-                    crate::logging::json_line("ERROR", e.to_string().trim())
-                );
-                std::process::exit(e.exit_code());
-            }
-            Err(e) => e.exit(),
-        }
+    /// Parses the command line. What clap answers instead of a `Cli` (a usage
+    /// error, `--help`, `--version`) is printed by `crate::usage`.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::try_parse()
     }
 }
 
-fn json_logs_asked(args: impl Iterator<Item = String>) -> bool {
+/// Whether the raw arguments ask for `--log-format json`, before they parse.
+pub fn json_logs_asked(args: impl Iterator<Item = String>) -> bool {
     let args: Vec<String> = args.collect();
     args.windows(2)
         .any(|w| w[0] == "--log-format" && w[1] == "json")

@@ -23,6 +23,26 @@ pub mod sim;
 use crate::cli::{Cli, Command};
 use crate::error::{Ending, Stop};
 
+/// Prints what clap answered instead of running a command (a usage error,
+/// `--help`, `--version`) and says how that ended. A usage error is one JSON
+/// object when `--log-format json` was asked for, so that a log collector
+/// reading stderr sees nothing but JSON.
+pub fn usage(answer: clap::Error) -> Ending {
+    let ending = if answer.use_stderr() {
+        Ending::Refused
+    } else {
+        Ending::CLEAN
+    };
+    if answer.use_stderr() && cli::json_logs_asked(std::env::args()) {
+        eprintln!("{}", logging::json_line("ERROR", answer.to_string().trim()));
+    } else {
+        // As clap's own exit: a reader that stopped early (`--help | head`)
+        // is not an error.
+        let _ = answer.print();
+    }
+    ending
+}
+
 /// Runs the command line and says how it ended (`main` turns that into the
 /// exit code).
 pub fn run(cli: Cli) -> Ending {
