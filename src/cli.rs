@@ -1,14 +1,14 @@
 //! Command-line definitions (clap). Values are parsed into their real types
-//! here; `config` turns them into what a run uses.
+//! here; `cmd::run::validate` checks them together before a job opens a file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::dialect::Delimiter;
-use crate::pacing::Rate;
-use crate::shard::ShardSpec;
+use crate::client::pacing::Rate;
+use crate::input::dialect::Delimiter;
+use crate::input::shard::ShardSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -427,25 +427,15 @@ pub struct ExportArgs {
 }
 
 impl Cli {
-    /// Parses the command line. A usage error exits 2 with clap's message, as
-    /// one JSON object when `--log-format json` was asked for, so that a log
-    /// collector reading stderr sees nothing but JSON.
-    pub fn parse_or_exit() -> Cli {
-        match Cli::try_parse() {
-            Ok(cli) => cli,
-            Err(e) if e.use_stderr() && json_logs_asked(std::env::args()) => {
-                eprintln!(
-                    "{}",
-                    crate::logging::json_line("ERROR", e.to_string().trim())
-                );
-                std::process::exit(e.exit_code());
-            }
-            Err(e) => e.exit(),
-        }
+    /// Parses the command line. What clap answers instead of a `Cli` (a usage
+    /// error, `--help`, `--version`) is printed by `crate::usage`.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::try_parse()
     }
 }
 
-fn json_logs_asked(args: impl Iterator<Item = String>) -> bool {
+/// Whether the raw arguments ask for `--log-format json`, before they parse.
+pub fn json_logs_asked(args: impl Iterator<Item = String>) -> bool {
     let args: Vec<String> = args.collect();
     args.windows(2)
         .any(|w| w[0] == "--log-format" && w[1] == "json")

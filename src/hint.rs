@@ -56,7 +56,7 @@ fn edit(args: Vec<String>, again: Again, without_limit: bool) -> Vec<String> {
 /// One line a shell reads back as `args`, with no credentials in any URL.
 fn render(args: &[String]) -> String {
     args.iter()
-        .map(|a| shell_quote(&crate::api::without_credentials(a)))
+        .map(|a| shell_quote(&crate::client::api::without_credentials(a)))
         .collect::<Vec<_>>()
         .join(" ")
 }

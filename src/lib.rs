@@ -1,104 +1,62 @@
 //! gcore-iam-bulk: apply per-account changes from a CSV file to Gcore's IAM
 //! API (`PATCH /iam/clients/{id}`), safely.
 //!
-//! A row's path: `input` reads and validates it, `pipeline` hands it to a
-//! worker, `apply` decides what to send, `call` paces (`pacing`) and retries
-//! (`retry`) each request that `api` sends, and `output` records the result.
+//! A row's path follows the folders: `input` reads and validates it, `run`
+//! hands it to a worker and decides what to send (`run::apply`), `client`
+//! paces, sends and retries each request, and `results` records the result.
+//! `cmd` holds one file per subcommand; `sim` is the local IAM API simulator.
 
-pub mod api;
-pub mod apply;
-pub mod call;
 pub mod cli;
+pub mod client;
 pub mod cmd;
-pub mod completions;
-pub mod dialect;
 pub mod error;
 pub mod fields;
 pub mod hint;
 pub mod html_report;
 pub mod input;
-pub mod ledger;
 pub mod logging;
-pub mod manual;
-pub mod network;
-pub mod output;
-pub mod outputs;
-pub mod pacing;
-pub mod pipeline;
-pub mod progress;
-pub mod record_limit;
-pub mod report;
-pub mod retry;
-pub mod seen;
-pub mod shard;
+pub mod outcome;
+pub mod results;
+pub mod run;
 pub mod sim;
-pub mod stats;
-pub mod stop;
-pub mod token;
-pub mod undo;
 
 use crate::cli::{Cli, Command};
-use crate::error::exit;
+use crate::error::{Ending, Stop};
 
-/// Runs the command line and returns the process exit code.
-pub fn run(cli: Cli) -> u8 {
+/// Prints what clap answered instead of running a command (a usage error,
+/// `--help`, `--version`) and says how that ended. A usage error is one JSON
+/// object when `--log-format json` was asked for, so that a log collector
+/// reading stderr sees nothing but JSON.
+pub fn usage(answer: clap::Error) -> Ending {
+    let ending = if answer.use_stderr() {
+        Ending::Refused
+    } else {
+        Ending::CLEAN
+    };
+    if answer.use_stderr() && cli::json_logs_asked(std::env::args()) {
+        eprintln!("{}", logging::json_line("ERROR", answer.to_string().trim()));
+    } else {
+        // As clap's own exit: a reader that stopped early (`--help | head`)
+        // is not an error.
+        let _ = answer.print();
+    }
+    ending
+}
+
+/// Runs the command line and says how it ended (`main` turns that into the
+/// exit code).
+pub fn run(cli: Cli) -> Ending {
     let console = logging::init(&cli.log);
     match cli.command {
-        Command::Completions { shell } => write_stdout(&completions::script(shell)),
-        Command::Man { dir: None } => write_stdout(&manual::main_page().roff),
-        Command::Man { dir: Some(dir) } => match write_manual(&dir) {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write the manual pages into {}: {e}",
-                    dir.display()
-                );
-                exit::ABORTED
-            }
-        },
-        Command::Run(args) => block_on(cmd::rows::run(args, console)),
-        Command::Plan(args) => block_on(cmd::rows::plan(args, console)),
+        Command::Completions { shell } => cmd::completions::completions(shell),
+        Command::Man { dir } => cmd::man::man(dir.as_deref()),
+        Command::Run(args) => block_on(cmd::run::run(args, console)),
+        Command::Plan(args) => block_on(cmd::plan::plan(args, console)),
         Command::Export(args) => block_on(cmd::export::export(args, console)),
         Command::Results(args) => block_on(cmd::results::results(args, console)),
         Command::Report(args) => cmd::report::report(&args, console),
-        Command::Simulate(args) => block_on(async move {
-            match sim::serve_cli(args).await {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    exit::USAGE
-                }
-            }
-        }),
+        Command::Simulate(args) => block_on(cmd::simulate::simulate(args)),
     }
-}
-
-/// Writes a generated document to standard output. A reader that stops
-/// early (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> u8 {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(e) => {
-            eprintln!("error: cannot write to standard output: {e}");
-            exit::ABORTED
-        }
-    }
-}
-
-/// Writes every manual page into `dir` and prints the path of each.
-fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut written = String::new();
-    for page in manual::all_pages() {
-        let path = dir.join(&page.file_name);
-        std::fs::write(&path, &page.roff)?;
-        written.push_str(&format!("{}\n", path.display()));
-    }
-    write_stdout(written.as_bytes());
-    Ok(())
 }
 
 /// Runs a command on a current-thread runtime: one thread moves every request
@@ -106,7 +64,7 @@ fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
 /// which measured faster than a multi-threaded one, whose wake-ups between its
 /// threads cost more than they gave. Anything still running when it
 /// returns (a signal watcher, say) is dropped, not waited for.
-fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
+fn block_on(command: impl std::future::Future<Output = Ending>) -> Ending {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,7 +76,7 @@ fn block_on(command: impl std::future::Future<Output = u8>) -> u8 {
         }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            exit::ABORTED
+            Ending::Stopped(Stop::Aborted)
         }
     }
 }

@@ -1,6 +1,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = gcore_iam_bulk::cli::Cli::parse_or_exit();
-    ExitCode::from(gcore_iam_bulk::run(cli))
+    let ending = match gcore_iam_bulk::cli::Cli::parse_args() {
+        Ok(cli) => gcore_iam_bulk::run(cli),
+        Err(answer) => gcore_iam_bulk::usage(answer),
+    };
+    ExitCode::from(ending.exit_code())
 }

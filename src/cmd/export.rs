@@ -7,20 +7,20 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use crate::api::Request;
-use crate::call::CallEnd;
 use crate::cli::ExportArgs;
+use crate::client::api::Request;
+use crate::client::call::CallEnd;
 use crate::cmd::{Target, check_token, finish};
-use crate::error::Fatal;
+use crate::error::{Ending, Fatal};
 use crate::fields::{AccountView, Field, Value, unrepresentable};
 use crate::hint::{self, Again};
 use crate::logging::Console;
-use crate::outputs::{self, Role};
-use crate::report::RunSummary;
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal, watch_signals};
+use crate::results::files::{self, Role};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal, watch_signals};
+use crate::run::summary::RunSummary;
 
-pub async fn export(args: ExportArgs, console: Console) -> u8 {
+pub async fn export(args: ExportArgs, console: Console) -> Ending {
     let started_at = SystemTime::now();
     let result = execute(&args, started_at).await;
     finish(
@@ -197,7 +197,7 @@ fn parse_columns(names: &[String]) -> Result<Vec<Field>, Fatal> {
     let mut columns = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let field = Field::from_header(name).ok_or_else(|| {
-            let hint = match crate::input::suggest(name) {
+            let hint = match crate::input::header::suggest(name) {
                 Some(close) if Field::from_header(close).is_some() => {
                     format!(" (did you mean `{close}`?)")
                 }
@@ -266,7 +266,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             if let Some(path) = temp_path.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = std::fs::remove_file(path);
             }
-            std::process::exit(i32::from(crate::error::exit::INTERRUPTED));
+            Ending::exit_interrupted();
         });
     }
 
@@ -285,7 +285,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             outputs.push((flag, path, Role::Report));
         }
     }
-    outputs::check(None, &outputs)?;
+    files::check(None, &outputs)?;
 
     // Written beside the destination and renamed over it at the end: a failed
     // or interrupted export never leaves a file that looks complete.
@@ -293,22 +293,15 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let mut temp = if to_stdout {
         None
     } else {
-        let dir = match args.output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
         Some(
-            tempfile::Builder::new()
-                .prefix(".gcore-iam-bulk-export-")
-                .tempfile_in(&dir)
-                .map_err(|e| {
-                    Fatal::Usage(format!(
-                        "-o {}: cannot write in {}: {e}; check that the directory exists and \
-                         can be written",
-                        args.output.display(),
-                        dir.display()
-                    ))
-                })?,
+            files::Replacement::beside(&args.output, ".gcore-iam-bulk-export-").map_err(|e| {
+                Fatal::Usage(format!(
+                    "-o {}: cannot write in {}: {e}; check that the directory exists and can be \
+                     written",
+                    args.output.display(),
+                    files::directory_of(&args.output).display()
+                ))
+            })?,
         )
     };
     if let Some(temp) = &temp {
@@ -316,7 +309,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     }
     let sink: Box<dyn Write> = match &mut temp {
         Some(t) => Box::new(
-            t.as_file()
+            t.file()
                 .try_clone()
                 .map_err(|e| Fatal::Usage(e.to_string()))?,
         ),
@@ -324,7 +317,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     };
     let mut sink = sink;
     if args.spreadsheet.excel {
-        sink.write_all(crate::undo::BOM)
+        sink.write_all(crate::results::undo::BOM)
             .map_err(|e| Fatal::Aborted(format!("cannot write {}: {e}", args.output.display())))?;
     }
     let mut csv = csv::WriterBuilder::new().from_writer(sink);
@@ -340,7 +333,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     // read_at: when each account was read (its page came back).
     let header: Vec<&str> = std::iter::once("client_id")
         .chain(columns.iter().map(|f| f.api_name()))
-        .chain(std::iter::once(crate::input::READ_AT))
+        .chain(std::iter::once(crate::input::header::READ_AT))
         .collect();
     csv.write_record(&header).map_err(|e| write_err(&e))?;
 
@@ -366,7 +359,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
         query.extend(filters.query());
         let what = format!("GET /iam/clients (offset {offset})");
         let called = caller.call(&Request::List { query }, &what).await;
-        let read_at = crate::undo::read_at(crate::output::now_millis());
+        let read_at = crate::results::undo::read_at(crate::outcome::now_millis());
         let body = match &called.end {
             CallEnd::Success(exchange) => exchange.body.clone(),
             CallEnd::NotStarted | CallEnd::Interrupted(_) | CallEnd::Abandoned => break,
@@ -457,9 +450,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     if stopped.is_none()
         && let Some(temp) = temp
     {
-        temp.as_file().sync_all().map_err(|e| write_err(&e))?;
-        temp.persist(&args.output)
-            .map_err(|e| write_err(&e.error))?;
+        temp.commit(&args.output).map_err(|e| write_err(&e))?;
         temp_path.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
     if !sets.is_empty() && stop.reason().is_none() && !to_stdout {
@@ -472,7 +463,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let snapshot = stats.snapshot();
     Ok(RunSummary {
         command: "export",
-        exit_code: stopped.as_ref().map_or(0, StopReason::exit_code),
+        ending: stopped.as_ref().map_or(Ending::CLEAN, StopReason::ending),
         next: stopped.is_some().then(|| {
             format!(
                 "nothing was written to {}; to export again: {}",

@@ -2,28 +2,32 @@
 //! client, pacer, the optional built-in simulator), the token check before
 //! the first change, and how a run ends (summary, report files, exit code).
 
+pub mod completions;
 pub mod export;
+pub mod man;
+pub mod plan;
 pub mod report;
 pub mod results;
-pub mod rows;
+pub mod run;
+pub mod simulate;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::api::{ApiClient, Request};
-use crate::call::{CallEnd, Caller};
 use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs};
-use crate::error::Fatal;
+use crate::client::api::{ApiClient, Request};
+use crate::client::call::{CallEnd, Caller};
+use crate::client::network::Trust;
+use crate::client::pacing::Pacer;
+use crate::client::retry::{Reply, RetryPolicy};
+use crate::client::token::ApiToken;
+use crate::error::{Ending, Fatal};
 use crate::logging::{Console, Severity};
-use crate::network::Trust;
-use crate::pacing::Pacer;
-use crate::report::{RunSummary, write_atomically};
-use crate::retry::{Reply, RetryPolicy};
+use crate::run::stats::Stats;
+use crate::run::stop::StopSignal;
+use crate::run::summary::{RunSummary, write_atomically};
 use crate::sim::{Account, Fault, FaultRule, Faults, SimConfig, Simulator, Trigger};
-use crate::stats::Stats;
-use crate::stop::StopSignal;
-use crate::token::ApiToken;
 
 /// Where requests go: the real API, or a built-in simulator kept alive for
 /// the run.
@@ -38,7 +42,7 @@ impl Target {
     /// The API named by `--api-url` with the token from `--api-key-file` or
     /// `GCORE_API_KEY`, which must be there when `needs_token`.
     pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
-        crate::api::check_base_url(&connection.api_url)?;
+        crate::client::api::check_base_url(&connection.api_url)?;
         let token = ApiToken::load(
             connection.api_key_file.as_deref(),
             std::env::var("GCORE_API_KEY").ok(),
@@ -86,7 +90,7 @@ impl Target {
     pub fn caller(
         &self,
         pacing: &PacingArgs,
-        rate: crate::pacing::Rate,
+        rate: crate::client::pacing::Rate,
         stats: Arc<Stats>,
         stop: Arc<StopSignal>,
     ) -> Result<Caller, Fatal> {
@@ -269,7 +273,7 @@ pub fn finish(
     input: Option<&Path>,
     output: &Path,
     html_report: HtmlReport<'_>,
-) -> u8 {
+) -> Ending {
     let started = result.is_ok();
     // A command refused for its flags, files or input (exit 2) leaves no
     // report: nothing happened to report. One stopped by the API or a
@@ -281,10 +285,9 @@ pub fn finish(
         Ok(summary) => {
             summary.print(console);
             if let Some(verdict) = summary.verdict() {
-                let severity = match summary.exit_code {
-                    crate::error::exit::ROWS_FAILED | crate::error::exit::INTERRUPTED => {
-                        Severity::Warning
-                    }
+                let severity = match summary.ending {
+                    Ending::Finished { rows_failed: true }
+                    | Ending::Stopped(crate::error::Stop::Interrupted) => Severity::Warning,
                     _ => Severity::Error,
                 };
                 crate::logging::always(console, severity, &verdict);
@@ -299,7 +302,7 @@ pub fn finish(
                 rate_changes: 0,
                 learned: None,
                 asked_rate: None,
-                exit_code: fatal.exit_code(),
+                ending: fatal.ending(),
                 input: None,
                 output: output.display().to_string(),
                 started_at,
@@ -313,7 +316,7 @@ pub fn finish(
     };
     // A report path that names the input, the output, an undo file or a
     // ledger was refused; it is not written over now either.
-    let may_write = |path: &Path| crate::outputs::report_may_write(path, input, output);
+    let may_write = |path: &Path| crate::results::files::report_may_write(path, input, output);
     if let Some(path) = &report.summary_json
         && may_write(path)
         && let Err(e) = write_atomically(path, &summary.to_json())
@@ -321,7 +324,7 @@ pub fn finish(
         tracing::error!(
             "cannot write the summary to {}: {}",
             path.display(),
-            crate::output::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         );
     }
     if let Some(path) = &report.metrics_file
@@ -331,7 +334,7 @@ pub fn finish(
         tracing::error!(
             "cannot write the metrics to {}: {}",
             path.display(),
-            crate::output::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         );
     }
     if let Some(path) = html_report.path
@@ -355,14 +358,29 @@ pub fn finish(
             })
             .and_then(|html| {
                 crate::html_report::write(path, &html)
-                    .map_err(|e| crate::output::describe_write_error(&e))
+                    .map_err(|e| crate::error::describe_write_error(&e))
             });
         match written {
             Ok(()) => tracing::info!("report: {}", path.display()),
             Err(e) => tracing::error!("cannot write the report to {}: {e}", path.display()),
         }
     }
-    summary.exit_code
+    summary.ending
+}
+
+/// Writes a generated document to standard output. A reader that stops
+/// early (`| head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> Ending {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ending::CLEAN,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            Ending::Stopped(crate::error::Stop::Aborted)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use crate::cli::HtmlReportArgs;
-use crate::error::{Fatal, exit};
+use crate::error::{Ending, Fatal};
 use crate::html_report::{self, RunFacts};
 use crate::logging::Console;
-use crate::outputs::{self, Role};
+use crate::results::files::{self, Role};
 
-pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
+pub fn report(args: &HtmlReportArgs, console: Console) -> Ending {
     match execute(args) {
         Ok(lines) => {
             if !console.quiet && args.output.as_os_str() != "-" {
@@ -21,7 +21,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
                     args.output.display()
                 );
             }
-            exit::OK
+            Ending::CLEAN
         }
         Err(fatal) => {
             if console.json() {
@@ -29,7 +29,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
             } else {
                 eprintln!("error: {fatal}");
             }
-            fatal.exit_code()
+            fatal.ending()
         }
     }
 }
@@ -37,14 +37,14 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> u8 {
 fn execute(args: &HtmlReportArgs) -> Result<usize, Fatal> {
     let to_stdout = args.output.as_os_str() == "-";
     for read in args.results.iter().chain(&args.summary) {
-        if !to_stdout && outputs::same_path(read, &args.output) {
+        if !to_stdout && files::same_path(read, &args.output) {
             return Err(Fatal::Usage(format!(
                 "-o {} is one of the files read; choose another file",
                 args.output.display()
             )));
         }
     }
-    outputs::check(None, &[("-o", args.output.as_path(), Role::Report)])?;
+    files::check(None, &[("-o", args.output.as_path(), Role::Report)])?;
 
     let paths: Vec<&Path> = args.results.iter().map(|p| p.as_path()).collect();
     let tally = html_report::read_results(&paths).map_err(Fatal::Usage)?;
@@ -69,7 +69,7 @@ fn execute(args: &HtmlReportArgs) -> Result<usize, Fatal> {
             Fatal::Aborted(format!(
                 "cannot write {}: {}",
                 args.output.display(),
-                crate::output::describe_write_error(&e)
+                crate::error::describe_write_error(&e)
             ))
         })?;
     }

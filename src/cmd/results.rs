@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use csv::ByteRecord;
 
 use crate::cli::ResultsArgs;
-use crate::error::{Fatal, exit};
+use crate::error::{Ending, Fatal, Stop};
+use crate::input::record_limit::{Overlong, RecordLimit};
 use crate::logging::Console;
-use crate::output::{Outcome, RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
-use crate::outputs::{self, Role};
-use crate::record_limit::{Overlong, RecordLimit};
+use crate::outcome::Outcome;
+use crate::results::files::{self, Role};
+use crate::results::format::{RESULT_HEADER, RESULT_HEADER_WITHOUT_TIMES};
 
 /// The final answer of each line: its last record and the file it came from.
 #[derive(Debug, Default)]
@@ -35,8 +36,8 @@ impl FinalAnswers {
             .flexible(true)
             .from_reader(RecordLimit::new(
                 ledger,
-                crate::ledger::MAX_RECORD_BYTES,
-                crate::ledger::MAX_FIELDS,
+                crate::results::ledger::MAX_RECORD_BYTES,
+                crate::results::ledger::MAX_FIELDS,
             ));
         let too_long = |overlong: Overlong| {
             format!(
@@ -126,20 +127,21 @@ impl FinalAnswers {
         counts
     }
 
-    /// `run`'s rule: 1 when any line ended `failed`, `invalid` or `mismatch`.
-    pub fn exit_code(&self) -> u8 {
+    /// `run`'s rule: rows failed when any line ended `failed`, `invalid` or
+    /// `mismatch`.
+    pub fn ending(&self) -> Ending {
         let bad = self
             .lines
             .values()
             .any(|(r, _)| matches!(&r[2], b"failed" | b"invalid" | b"mismatch"));
-        if bad { exit::ROWS_FAILED } else { exit::OK }
+        Ending::Finished { rows_failed: bad }
     }
 
     /// Writes the header and one row per line, in line order, each with the
     /// ledger it came from; `bom` starts it with a byte-order mark (`--excel`).
     pub fn write(&self, mut out: impl Write, sources: &[String], bom: bool) -> csv::Result<()> {
         if bom {
-            out.write_all(crate::undo::BOM)?;
+            out.write_all(crate::results::undo::BOM)?;
         }
         let mut csv = csv::WriterBuilder::new().from_writer(out);
         let mut header = ByteRecord::from(RESULT_HEADER.to_vec());
@@ -163,7 +165,7 @@ type TempSlot = Arc<Mutex<Option<PathBuf>>>;
 /// exits 130 at once (nothing is sent, so there is nothing to finish), and
 /// leaves no temporary file. The work runs off the runtime, so that a signal
 /// is answered even while a read blocks (a FIFO no one writes, say).
-pub async fn results(args: ResultsArgs, console: Console) -> u8 {
+pub async fn results(args: ResultsArgs, console: Console) -> Ending {
     use tokio::signal::unix::{SignalKind, signal};
     let temp = TempSlot::default();
     if let (Ok(mut int), Ok(mut term)) = (
@@ -188,15 +190,15 @@ pub async fn results(args: ResultsArgs, console: Console) -> u8 {
                     crate::hint::command(crate::hint::Again::Same, false)
                 ),
             );
-            std::process::exit(i32::from(exit::INTERRUPTED));
+            Ending::exit_interrupted();
         });
     }
     tokio::task::spawn_blocking(move || report(&args, console, &temp))
         .await
-        .unwrap_or(exit::ABORTED)
+        .unwrap_or(Ending::Stopped(Stop::Aborted))
 }
 
-fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
+fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> Ending {
     match execute(args, temp) {
         Ok((answers, code)) => {
             if !console.quiet {
@@ -212,7 +214,7 @@ fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
                     args.output.display()
                 );
             }
-            if code != exit::OK {
+            if code != Ending::CLEAN {
                 // Whatever -q: a non-zero exit says why.
                 let bad: Vec<String> = answers
                     .counts()
@@ -238,22 +240,22 @@ fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> u8 {
         }
         Err(fatal) => {
             crate::logging::always(console, crate::logging::Severity::Error, &fatal.to_string());
-            fatal.exit_code()
+            fatal.ending()
         }
     }
 }
 
-fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fatal> {
+fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, Ending), Fatal> {
     let outputs_list = [("-o", args.output.as_path(), Role::Final)];
     for ledger in &args.ledgers {
-        if args.output.as_os_str() != "-" && outputs::same_path(ledger, &args.output) {
+        if args.output.as_os_str() != "-" && files::same_path(ledger, &args.output) {
             return Err(Fatal::Usage(format!(
                 "-o {} is one of the results files read; choose another file",
                 args.output.display()
             )));
         }
     }
-    outputs::check(None, &outputs_list)?;
+    files::check(None, &outputs_list)?;
 
     let mut answers = FinalAnswers::default();
     let mut sources = Vec::new();
@@ -283,7 +285,7 @@ fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, u8), Fa
             temp,
         )?;
     }
-    let code = answers.exit_code();
+    let code = answers.ending();
     Ok((answers, code))
 }
 
@@ -295,24 +297,16 @@ fn write_final(
     bom: bool,
     slot: &TempSlot,
 ) -> Result<(), Fatal> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
     let fail =
         |e: &dyn std::fmt::Display| Fatal::Aborted(format!("cannot write {}: {e}", path.display()));
-    let temp = tempfile::Builder::new()
-        .prefix(".gcore-iam-bulk-results-")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
+    let temp = files::Replacement::beside(path, ".gcore-iam-bulk-results-")
+        .map_err(|e| fail(&crate::error::describe_write_error(&e)))?;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(temp.path().to_path_buf());
     answers
-        .write(std::io::BufWriter::new(temp.as_file()), sources, bom)
+        .write(std::io::BufWriter::new(temp.file()), sources, bom)
         .map_err(|e| fail(&e))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| fail(&crate::output::describe_write_error(&e)))?;
-    temp.persist(path).map_err(|e| fail(&e.error))?;
+    temp.commit(path)
+        .map_err(|e| fail(&crate::error::describe_write_error(&e)))?;
     slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(())
 }
@@ -343,7 +337,7 @@ mod tests {
             .read(0, format!("{resumed}4,7,upd").as_bytes())
             .unwrap_or(());
         assert_eq!(answers.lines.len(), 2);
-        assert_eq!(answers.exit_code(), exit::OK);
+        assert_eq!(answers.ending(), Ending::CLEAN);
         let mut out = Vec::new();
         answers.write(&mut out, &["r.csv".into()], false).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -365,7 +359,7 @@ mod tests {
                 ledger(&["2,5,failed,503,5,,x,{},3,,{},,,0,0"]).as_bytes(),
             )
             .unwrap();
-        assert_eq!(answers.exit_code(), exit::ROWS_FAILED);
+        assert_eq!(answers.ending(), Ending::Finished { rows_failed: true });
         assert!(answers.read(1, "client_id,name\n1,A\n".as_bytes()).is_err());
     }
 

@@ -14,7 +14,7 @@ pub mod page;
 
 use std::path::Path;
 
-use crate::report::RunSummary;
+use crate::run::summary::RunSummary;
 
 pub use model::Tally;
 
@@ -55,21 +55,21 @@ impl RunFacts {
         let s = &summary.snapshot;
         RunFacts {
             command: Some(summary.command.to_string()),
-            exit_code: Some(summary.exit_code),
+            exit_code: Some(summary.ending.exit_code()),
             command_line: summary.command_line.clone(),
             asked_rate: summary.asked_rate,
             asked_rate_known: true,
             server_limit: summary.learned.map(|l| ServerLimit {
                 per_second: l.limit,
                 source: match l.source {
-                    crate::pacing::Source::Headers => "headers".into(),
-                    crate::pacing::Source::Throttling => "throttling".into(),
+                    crate::client::pacing::Source::Headers => "headers".into(),
+                    crate::client::pacing::Source::Throttling => "throttling".into(),
                 },
                 learned_from_429s: l.throttles,
                 suggested_rate: l.suggested_rate(summary.asked_rate),
             }),
-            started_at_ms: Some(crate::output::unix_millis(summary.started_at)),
-            ended_at_ms: Some(crate::output::unix_millis(summary.ended_at)),
+            started_at_ms: Some(crate::outcome::unix_millis(summary.started_at)),
+            ended_at_ms: Some(crate::outcome::unix_millis(summary.ended_at)),
             stopped: summary.stopped.clone(),
             requests: Some(s.requests),
             retries: Some(s.retries),
@@ -88,7 +88,7 @@ impl RunFacts {
         }
         let text_of = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
         let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
-        let stamp = |k: &str| text_of(k).and_then(|t| crate::output::parse_stamp(&t));
+        let stamp = |k: &str| text_of(k).and_then(|t| crate::results::format::parse_stamp(&t));
         let limit = v.get("server_limit").filter(|l| l.is_object());
         Ok(RunFacts {
             command: text_of("command"),
@@ -148,11 +148,11 @@ pub fn render(tally: &Tally, runs: &[RunFacts], title: Option<&str>) -> String {
         tally,
         runs,
         title,
-        generated_at_ms: crate::output::now_millis(),
+        generated_at_ms: crate::outcome::now_millis(),
     })
 }
 
 /// Writes a report atomically (`rw-------` when created).
 pub fn write(path: &Path, html: &str) -> std::io::Result<()> {
-    crate::report::write_atomically(path, html)
+    crate::run::summary::write_atomically(path, html)
 }

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use csv::ByteRecord;
 
 use crate::fields::Field;
-use crate::output::{Outcome, parse_stamp};
+use crate::outcome::Outcome;
+use crate::results::format::parse_stamp;
 
 /// The timeline's finest grain, in milliseconds.
 pub const SLOT_MS: u64 = 100;
@@ -282,11 +283,7 @@ impl Tally {
                 Outcome::Failed | Outcome::Invalid | Outcome::Mismatch
             )
         });
-        if bad {
-            crate::error::exit::ROWS_FAILED
-        } else {
-            crate::error::exit::OK
-        }
+        crate::error::Ending::Finished { rows_failed: bad }.exit_code()
     }
 
     /// Whether the rows are a plan's (read, not changed).
@@ -748,7 +745,7 @@ pub fn parse_request(request: &str) -> Vec<(Field, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::RESULT_HEADER;
+    use crate::results::format::RESULT_HEADER;
 
     fn ledger(rows: &[&str]) -> String {
         let mut text = format!("{}\n", RESULT_HEADER.join(","));

@@ -9,7 +9,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::model::{Group, Tally};
 use super::{RunFacts, charts};
-use crate::output::Outcome;
+use crate::outcome::Outcome;
 
 /// Everything the page shows.
 pub struct Page<'a> {
@@ -362,7 +362,7 @@ impl Page<'_> {
                         @if !self.runs.is_empty() && self.runs.iter().all(|r| r.asked_rate_known) {
                             tr { th { "rate asked" } td id="asked-rate" {
                                 @match self.asked_rate() {
-                                    Some(r) => { (crate::pacing::format_rate(r)) @if self.runs.len() > 1 { " (all runs together)" } },
+                                    Some(r) => { (crate::client::pacing::format_rate(r)) @if self.runs.len() > 1 { " (all runs together)" } },
                                     None => "unlimited",
                                 }
                             } }
@@ -370,7 +370,7 @@ impl Page<'_> {
                         @for run in self.runs {
                             @if let Some(limit) = &run.server_limit {
                                 tr { th { "server limit learned" } td id="server-limit" data-per-second=(format!("{:.3}", limit.per_second)) {
-                                    "≈ " (crate::pacing::format_rate(limit.per_second))
+                                    "≈ " (crate::client::pacing::format_rate(limit.per_second))
                                     @if limit.source == "headers" { " (from its rate-limit headers)" }
                                     @else { " (learned from " (limit.learned_from_429s) " × 429)" }
                                     @if let Some(next) = &limit.suggested_rate { "; next time use " code { "--rate " (next) } }
@@ -452,8 +452,8 @@ impl Page<'_> {
                         span { span style=(format!("color:{};font-weight:700", charts::css(charts::REQUESTS))) { "— " } "requests" }
                         span { span style=(format!("color:{}", charts::css(charts::RETRY))) { "▲ " } "retried" }
                         span { span style=(format!("color:{}", charts::css(charts::THROTTLED))) { "✕ " } "HTTP 429" }
-                        @if let Some(rate) = asked { span { span style=(format!("color:{}", charts::css(charts::ASKED))) { "– – " } "asked " (crate::pacing::format_rate(rate)) " (requests)" } }
-                        @if let Some(limit) = limit { span { span style=(format!("color:{}", charts::css(charts::LIMIT))) { "· · · " } "server limit ≈ " (crate::pacing::format_rate(limit)) } }
+                        @if let Some(rate) = asked { span { span style=(format!("color:{}", charts::css(charts::ASKED))) { "– – " } "asked " (crate::client::pacing::format_rate(rate)) " (requests)" } }
+                        @if let Some(limit) = limit { span { span style=(format!("color:{}", charts::css(charts::LIMIT))) { "· · · " } "server limit ≈ " (crate::client::pacing::format_rate(limit)) } }
                     }
                     figcaption {
                         "Rows and their requests per second, by when the rows ended (one bar per "
@@ -632,7 +632,7 @@ pub fn render(page: &Page<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::RESULT_HEADER;
+    use crate::results::format::RESULT_HEADER;
     use proptest::prelude::*;
 
     fn render_rows(rows: &[String], runs: &[RunFacts]) -> String {
@@ -704,7 +704,7 @@ mod tests {
             let rows: Vec<String> = rows
                 .into_iter()
                 .map(|(line, id, outcome, duration, at, retries, error)| {
-                    let mut stamps = crate::output::Stamps::default();
+                    let mut stamps = crate::results::format::Stamps::default();
                     let mut time = Vec::new();
                     stamps.push(&mut time, at);
                     let mut record = csv::Writer::from_writer(Vec::new());

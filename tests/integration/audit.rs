@@ -30,10 +30,7 @@ fn plan_reports_every_difference_and_sends_no_patch() {
         a[2].seller.map_or("null".into(), |s| (s + 100).to_string()),
     );
     work.write("in.csv", &input);
-    let ran = work.run_against(
-        &sim,
-        &["plan", "in.csv", "-o", "plan.csv", "--rate", "unlimited"],
-    );
+    let ran = work.plan_rows(&sim, "in.csv", "plan.csv").unpaced().ran();
     assert_exit(&ran, 1);
     assert!(sim.patches().is_empty(), "plan sent a PATCH");
     let rows = work.results_by_line("plan.csv");
@@ -111,18 +108,11 @@ fn skip_unchanged_sends_only_the_differing_rows_and_fields() {
             a[2].reseller + 7
         ),
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--skip-unchanged",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--skip-unchanged"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows[&2]["outcome"], "unchanged");
@@ -155,10 +145,7 @@ fn a_field_the_server_ignores_is_a_mismatch() {
     );
     let work = Work::new();
     work.write("in.csv", "client_id,seller,name\n1,999,Ann\n2,,Bob\n");
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows[&2]["outcome"], "mismatch");
@@ -206,19 +193,11 @@ fn the_undo_file_puts_every_field_back() {
         ));
     }
     work.write("in.csv", &input);
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     for &id in &ids {
         assert_eq!(sim.account(id).email, format!("moved{id}@example.org"));
@@ -229,17 +208,10 @@ fn the_undo_file_puts_every_field_back() {
         "a byte-order mark marks an undo file, read_at says when each account was read: {undo}"
     );
 
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "undo.csv",
-            "-o",
-            "restored.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "undo.csv", "restored.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     for &id in &ids {
         assert_eq!(
@@ -278,37 +250,20 @@ fn undo_survives_a_resume_without_recording_new_values_as_old() {
     sim.wait_for_patches(20, std::time::Duration::from_secs(30));
     child.kill().unwrap();
     child.wait().unwrap();
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--resume",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv", "--resume"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let undo = work.results("undo.csv");
     assert_eq!(undo.len(), 60, "one undo row per account");
 
     // --force starts the results afresh but never empties the undo file.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--force",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv", "--force"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(
         ran.stderr.contains("add --resume to go on"),
@@ -321,17 +276,10 @@ fn undo_survives_a_resume_without_recording_new_values_as_old() {
         60,
         "the refusal left the results alone"
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "undo.csv",
-            "-o",
-            "restored.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "undo.csv", "restored.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     for original in originals {
         assert_eq!(sim.account(original.id), original);
@@ -409,17 +357,10 @@ fn export_filters_across_pages_and_plans_as_unchanged() {
         work.read("export.csv")
             .starts_with(&format!("{ALL_COLUMNS},read_at\n"))
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "plan",
-            "export.csv",
-            "-o",
-            "plan.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .plan_rows(&sim, "export.csv", "plan.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let plan = work.results("plan.csv");
     assert_eq!(plan.len(), 80);
@@ -445,6 +386,9 @@ fn export_filters_across_pages_and_plans_as_unchanged() {
         work.read("some.csv")
             .starts_with("client_id,reseller,seller,read_at\n")
     );
-    let ran = work.run_against(&sim, &["run", "some.csv", "-o", "same.csv", "--dry-run"]);
+    let ran = work
+        .run_rows(&sim, "some.csv", "same.csv")
+        .args(["--dry-run"])
+        .ran();
     assert_exit(&ran, 0);
 }

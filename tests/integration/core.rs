@@ -15,10 +15,7 @@ fn bodies_arrive_exactly_as_the_rows_say() {
         3,  Ann  ,,,,,null\r\n\
         4,\"multi\nline\",,,,,\r\n";
     work.write("in.csv", input);
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 0);
 
     let body = |id| sim.patches_for(id)[0].body.clone().expect("a JSON body");
@@ -57,7 +54,7 @@ fn results_header_starts_with_the_contract_columns() {
     let sim = Sim::with_accounts([1]);
     let work = Work::new();
     work.write("in.csv", "client_id,reseller\n1,5\n");
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 0);
     let text = work.read("out.csv");
     assert!(
@@ -202,10 +199,7 @@ fn forbidden_and_unknown_accounts_fail_only_their_row_once() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves([1, 2, 3, 404], 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows[&2]["outcome"], "updated");
@@ -230,7 +224,7 @@ fn numbers_beyond_64_bits_are_invalid_not_sent() {
     let sim = Sim::with_accounts([1]);
     let work = Work::new();
     work.write("in.csv", "client_id,reseller\n1,99999999999999999999\n");
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 1);
     let rows = work.results("out.csv");
     assert_eq!(rows[0]["outcome"], "invalid");
@@ -265,21 +259,17 @@ fn transient_failures_end_updated_within_max_attempts() {
         );
         let work = Work::new();
         work.write("in.csv", reseller_moves([1, 2, 3], 9));
-        let ran = work.run_against(
-            &sim,
-            &[
-                "run",
-                "in.csv",
-                "-o",
-                "out.csv",
+        let ran = work
+            .run_rows(&sim, "in.csv", "out.csv")
+            .args([
                 "--rate",
                 "unlimited",
                 "--max-attempts",
                 "3",
                 "--timeout",
                 "1s",
-            ],
-        );
+            ])
+            .ran();
         assert_exit(&ran, 0);
         for row in work.results("out.csv") {
             assert_eq!(row["outcome"], "updated", "{name}: {row:?}");
@@ -297,19 +287,10 @@ fn retries_stop_at_max_attempts() {
     let sim = Sim::with_faults([1], faults(vec![rule(Fault::Status(503), Trigger::Always)]));
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--max-attempts",
-            "2",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--max-attempts", "2"])
+        .ran();
     assert_exit(&ran, 1);
     let row = &work.results("out.csv")[0];
     assert_eq!(row["outcome"], "failed");
@@ -340,10 +321,7 @@ fn a_429_pauses_the_whole_run_for_retry_after() {
     let sim = Sim::with_faults([1], throttle_first(Trigger::FirstPerAccount(1)));
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 0);
     let patches = sim.patches();
     assert_eq!(patches.len(), 2);
@@ -358,21 +336,17 @@ fn a_429_pauses_the_whole_run_for_retry_after() {
     let sim = Sim::with_faults(1..=8, faults);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=8, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--concurrency",
             "2",
             "--max-attempts",
             "2",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 1);
     let patches = sim.patches();
     let t429 = patches.iter().find(|p| p.client_id == Some(1)).unwrap().at;
@@ -412,10 +386,7 @@ fn retry_after_as_an_http_date_is_honoured() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 0);
     let patches = sim.patches();
     let gap = patches[1].at - patches[0].at;
@@ -463,19 +434,10 @@ fn a_401_mid_run_stops_new_requests_and_records_in_flight_ones() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=40, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--concurrency",
-            "2",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--concurrency", "2"])
+        .ran();
     assert_exit(&ran, 3);
     let rows = work.results("out.csv");
     let patched = sim.patches();
@@ -535,7 +497,7 @@ fn exit_code_one_when_any_row_failed_or_was_invalid() {
     let sim = Sim::with_accounts([1]);
     let work = Work::new();
     work.write("in.csv", "client_id,reseller\n1,5\nabc,5\n");
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 1);
     assert_eq!(sim.patches().len(), 1);
 }

@@ -9,10 +9,7 @@ fn run_input(input: &[u8]) -> (Ran, Work, Sim) {
     let sim = Sim::with_accounts(1..=20);
     let work = Work::new();
     work.write("in.csv", input);
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     (ran, work, sim)
 }
 

@@ -27,13 +27,19 @@ fn resume_sends_a_corrected_row_and_matches_moved_rows_by_content() {
         text
     };
     work.write("in.csv", rows("2001,5,A"));
-    let canary = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--limit", "1"]);
+    let canary = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--limit", "1"])
+        .ran();
     assert_exit(&canary, 0);
     assert_eq!(sim.account(2001).seller, Some(5));
 
     // The same line, fixed.
     work.write("in.csv", rows("2001,7,Fixed"));
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(sim.account(2001).seller, Some(7), "{}", ran.stderr);
     assert_eq!(sim.account(2001).name.as_deref(), Some("Fixed"));
@@ -54,7 +60,10 @@ fn resume_sends_a_corrected_row_and_matches_moved_rows_by_content() {
     }
     work.write("in.csv", text);
     let before = sim.patches().len();
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 0);
     let sent: Vec<u64> = sim.patches()[before..]
         .iter()
@@ -189,22 +198,13 @@ fn the_undo_file_restores_nulls_whatever_the_null_token() {
         "in.csv",
         format!("client_id,phone,custom_id\n{id},+1 555 0100,CRM-NEW\n"),
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--null-token",
-            "-",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv", "--null-token", "-"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(sim.account(id).phone.as_deref(), Some("+1 555 0100"));
-    let ran = work.run_against(&sim, &["run", "undo.csv", "-o", "undo-out.csv"]);
+    let ran = work.run_rows(&sim, "undo.csv", "undo-out.csv").ran();
     assert_exit(&ran, 0);
     assert_eq!(sim.account(id).phone, None, "{}", work.read("undo.csv"));
     assert_eq!(sim.account(id).custom_id, None);
@@ -218,17 +218,10 @@ fn no_output_path_names_the_input_an_undo_file_or_a_ledger() {
     let sim = Sim::with_accounts(1..=5);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 900_002));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "results.csv",
-            "--undo-file",
-            "undo.csv",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "results.csv")
+        .args(["--undo-file", "undo.csv"])
+        .ran();
     assert_exit(&ran, 0);
     let kept = |name: &str| (name.to_string(), work.read(name));
     let files = [kept("in.csv"), kept("undo.csv"), kept("results.csv")];
@@ -303,10 +296,10 @@ fn an_answer_for_another_account_is_a_mismatch_and_never_undo_data() {
     );
     let work = Work::new();
     work.write("in.csv", "client_id,name\n43,Same Name\n42,Same Name\n");
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--concurrency", "1"],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--concurrency", "1"])
+        .ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows[&2]["outcome"], "updated");
@@ -320,10 +313,10 @@ fn an_answer_for_another_account_is_a_mismatch_and_never_undo_data() {
     let other_name = sim.account(43).name.unwrap_or_default();
     let work = Work::new();
     work.write("in.csv", "client_id,name\n42,New Name\n");
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--undo-file", "undo.csv"],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv"])
+        .ran();
     assert_exit(&ran, 1);
     assert!(sim.patches_for(42).is_empty(), "nothing sent for 42");
     let undo = work.read("undo.csv");
@@ -342,37 +335,23 @@ fn resume_without_the_undo_file_of_the_run_is_refused() {
     let sim = Sim::with_accounts(1..=10);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=10, 900_003));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--limit",
-            "3",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--undo-file", "undo.csv", "--limit", "3"])
+        .ran();
     assert_exit(&ran, 0);
     let sent = sim.patches().len();
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(ran.stderr.contains("undo.csv"), "{}", ran.stderr);
     assert_eq!(sim.patches().len(), sent, "nothing sent");
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--resume",
-            "--undo-file",
-            "undo.csv",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume", "--undo-file", "undo.csv"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(read_csv(&work.path("undo.csv")).len(), 10);
 }
@@ -390,7 +369,7 @@ fn a_200_whose_body_cannot_be_read_is_a_mismatch_sent_once() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 900_002));
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 1);
     assert_eq!(sim.patches_for(1).len(), 1, "the cut answer: sent once");
     assert_eq!(sim.patches_for(2).len(), 1, "the huge answer: sent once");
@@ -554,7 +533,7 @@ fn a_full_disk_refuses_before_the_first_change() {
     let sim = Sim::with_accounts(1..=3);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 900_002));
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "/dev/full"]);
+    let ran = work.run_rows(&sim, "in.csv", "/dev/full").ran();
     assert_exit(&ran, 3);
     assert!(ran.stderr.contains("the disk is full"), "{}", ran.stderr);
     assert!(sim.patches().is_empty(), "nothing sent");
@@ -646,17 +625,10 @@ fn refused_runs_leave_no_file_and_what_is_written_is_private() {
     }
 
     // Refused because the results exist: no undo file appears.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "results.csv",
-            "--undo-file",
-            "undo2.csv",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "results.csv")
+        .args(["--undo-file", "undo2.csv"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(!work.path("undo2.csv").exists());
 }
@@ -694,18 +666,10 @@ fn interrupted_rows_are_not_failed_and_results_gives_one_answer_per_line() {
             "recorded failed but never sent: {row:?}"
         );
     }
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--resume",
-            "--undo-file",
-            "undo.csv",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume", "--undo-file", "undo.csv"])
+        .ran();
     assert_exit(&ran, 0);
     let ran = work.run(&["results", "out.csv", "-o", "final.csv"]);
     assert_exit(&ran, 0);

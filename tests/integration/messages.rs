@@ -281,10 +281,7 @@ fn a_forbidden_token_check_warns_and_goes_on() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 0);
     assert!(
         ran.stderr.contains("HTTP 403") && ran.stderr.contains("going on"),
@@ -305,7 +302,7 @@ fn a_redirect_names_its_location() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 9));
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 2);
     assert!(
         ran.stderr.contains("HTTP 301") && ran.stderr.contains(&format!("Location: {moved}")),
@@ -319,10 +316,7 @@ fn a_redirect_names_its_location() {
     sim.set_faults(faults(vec![
         rule(Fault::Redirect(row_moved.into()), Trigger::Ids(vec![1])).on_method("PATCH"),
     ]));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     assert!(
@@ -449,10 +443,7 @@ fn an_interrupted_plan_prints_a_command_plan_accepts() {
             "2",
         ],
     );
-    let start = Instant::now();
-    while sim.requests().len() < 4 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sim.wait_for_requests(4);
     signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
@@ -472,10 +463,7 @@ fn a_run_with_failed_rows_prints_a_command_that_retries_them() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=6, 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     sim.set_faults(Faults::default());
     sim.clear_requests();
@@ -497,21 +485,17 @@ fn a_run_stopped_by_a_threshold_prints_a_command_that_resumes_it() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=30, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--concurrency",
             "1",
             "--max-failures",
             "3",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 3);
     sim.set_faults(Faults::default());
     let (_, again) = run_printed(&work, &ran.stderr);
@@ -534,19 +518,10 @@ fn a_canary_says_how_many_rows_remain_and_how_to_continue() {
     let sim = Sim::with_accounts(1..=10);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=10, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--limit",
-            "3",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--limit", "3"])
+        .ran();
     assert_exit(&ran, 0);
     assert!(
         ran.stderr
@@ -559,7 +534,10 @@ fn a_canary_says_how_many_rows_remain_and_how_to_continue() {
     assert_exit(&again, 0);
     assert_eq!(sim.patches().len(), 10, "each account once");
     // A canary of a plan goes on with a plan.
-    let ran = work.run_against(&sim, &["plan", "in.csv", "-o", "plan.csv", "--limit", "4"]);
+    let ran = work
+        .plan_rows(&sim, "in.csv", "plan.csv")
+        .args(["--limit", "4"])
+        .ran();
     assert_exit(&ran, 0);
     assert!(ran.stderr.contains("6 rows after them"), "{}", ran.stderr);
     let (_, again) = run_printed(&work, &ran.stderr);
@@ -589,7 +567,7 @@ fn an_interrupted_export_prints_a_command_that_exports_again() {
             "unlimited",
         ],
     );
-    wait_for_requests(&sim, 3);
+    sim.wait_for_requests(3);
     signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
@@ -834,30 +812,16 @@ fn a_results_file_with_a_huge_line_is_refused_briefly() {
     let sim = Sim::with_accounts(1..=3);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 9));
-    assert_exit(
-        &work.run_against(
-            &sim,
-            &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-        ),
-        0,
-    );
+    assert_exit(&work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran(), 0);
     let mut ledger = std::fs::read(work.path("out.csv")).unwrap();
     ledger.extend(b"5,4,failed,,1,,");
     ledger.extend(long_cell(20 << 20));
     ledger.extend(b",,,,,\n");
     work.write("out.csv", &ledger);
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--resume",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--resume"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(ran.stderr.contains("longer than 16 MiB"), "{}", ran.stderr);
     assert!(ran.stderr.len() < 1500, "{} bytes", ran.stderr.len());
@@ -878,14 +842,6 @@ fn hanging_token_check() -> Sim {
     )
 }
 
-fn wait_for_requests(sim: &Sim, n: usize) {
-    let start = Instant::now();
-    while sim.requests().len() < n {
-        assert!(start.elapsed() < Duration::from_secs(30), "no request came");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn export_stopped_during_the_token_check_exits_130_and_leaves_no_file() {
     for sig in ["TERM", "INT"] {
@@ -893,7 +849,7 @@ fn export_stopped_during_the_token_check_exits_130_and_leaves_no_file() {
         let work = Work::new();
         // A timeout longer than the test's deadline: only stopping at once passes.
         let child = work.spawn_against(&sim, &["export", "-o", "e.csv", "--timeout", "10m"]);
-        wait_for_requests(&sim, 1);
+        sim.wait_for_requests(1);
         signal(&child, sig);
         let ran = wait(child);
         assert_exit(&ran, 130);
@@ -914,7 +870,7 @@ fn run_stopped_during_the_token_check_stops_at_once() {
         &sim,
         &["run", "in.csv", "-o", "out.csv", "--timeout", "10m"],
     );
-    wait_for_requests(&sim, 1);
+    sim.wait_for_requests(1);
     signal(&child, "TERM");
     let ran = wait(child);
     assert_exit(&ran, 130);

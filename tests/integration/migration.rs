@@ -52,10 +52,7 @@ fn export_set_plan_run_moves_a_sellers_accounts_and_the_undo_file_moves_them_bac
     assert!(sim.patches().is_empty(), "export changes nothing");
 
     // 2. What would change: every one of them, 52 -> 80.
-    let ran = work.run_against(
-        &sim,
-        &["plan", "move.csv", "-o", "plan.csv", "--rate", "unlimited"],
-    );
+    let ran = work.plan_rows(&sim, "move.csv", "plan.csv").unpaced().ran();
     assert_exit(&ran, 0);
     let plan = work.results("plan.csv");
     assert_eq!(plan.len(), sellers_52.len());
@@ -65,21 +62,17 @@ fn export_set_plan_run_moves_a_sellers_accounts_and_the_undo_file_moves_them_bac
     }
 
     // 3. The move, keeping the values from before.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "move.csv",
-            "-o",
-            "results.csv",
+    let ran = work
+        .run_rows(&sim, "move.csv", "results.csv")
+        .args([
             "--undo-file",
             "undo.csv",
             "--rate",
             "unlimited",
             "--report",
             "report.html",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 0);
     for id in &sellers_52 {
         assert_eq!(sim.account(*id).seller, Some(80), "account {id} moved");
@@ -105,27 +98,20 @@ fn export_set_plan_run_moves_a_sellers_accounts_and_the_undo_file_moves_them_bac
     );
 
     // A second plan finds nothing left to do; the undo file puts it back.
-    let ran = work.run_against(
-        &sim,
-        &["plan", "move.csv", "-o", "check.csv", "--rate", "unlimited"],
-    );
+    let ran = work
+        .plan_rows(&sim, "move.csv", "check.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     assert!(
         work.results("check.csv")
             .iter()
             .all(|r| r["outcome"] == "unchanged")
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "undo.csv",
-            "-o",
-            "undo-results.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "undo.csv", "undo-results.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     for id in &sellers_52 {
         assert_eq!(sim.account(*id).seller, Some(52), "account {id} is back");

@@ -128,17 +128,10 @@ fn ca_cert_flag_trusts_a_private_ca_for_run_plan_and_export() {
     assert_eq!(exported.len(), 3, "{exported:?}");
 
     work.write("moves.csv", reseller_moves(1..=3, 900_042));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "moves.csv",
-            "-o",
-            "results.csv",
-            "--ca-cert",
-            "bundle.pem",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "moves.csv", "results.csv")
+        .args(["--ca-cert", "bundle.pem"])
+        .ran();
     assert_exit(&ran, 0);
     assert!(
         work.results("results.csv")
@@ -149,17 +142,10 @@ fn ca_cert_flag_trusts_a_private_ca_for_run_plan_and_export() {
     );
     assert_eq!(sim.patches().len(), 3);
 
-    let ran = work.run_against(
-        &sim,
-        &[
-            "plan",
-            "moves.csv",
-            "-o",
-            "plan.csv",
-            "--ca-cert",
-            "bundle.pem",
-        ],
-    );
+    let ran = work
+        .plan_rows(&sim, "moves.csv", "plan.csv")
+        .args(["--ca-cert", "bundle.pem"])
+        .ran();
     assert_exit(&ran, 0);
 }
 

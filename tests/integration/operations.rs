@@ -49,21 +49,17 @@ fn summary_and_metrics_match_the_results() {
     let mut input = reseller_moves(1..=30, 9);
     input.push_str("bad,9\n404,9\n");
     work.write("in.csv", input);
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--summary-json",
             "summary.json",
             "--metrics-file",
             "metrics.prom",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 1);
     let counts = count_outcomes(&work.results("out.csv"));
     let summary: serde_json::Value = serde_json::from_str(&work.read("summary.json")).unwrap();
@@ -139,19 +135,10 @@ fn summary_is_written_for_runs_that_stop_early_too() {
 
     let sim = Sim::with_accounts([]);
     work.write("in.csv", reseller_moves(1..=200, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--summary-json",
-            "s.json",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--summary-json", "s.json"])
+        .ran();
     assert_exit(&ran, 3);
     let summary: serde_json::Value = serde_json::from_str(&work.read("s.json")).unwrap();
     assert_eq!(summary["exit_code"], 3);
@@ -183,13 +170,9 @@ fn json_logs_are_one_object_per_line_and_nothing_else() {
     );
     let work = Work::new();
     work.write("in.csv", format!("{}x,1\n", reseller_moves(1..=20, 9)));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--log-format",
@@ -199,8 +182,8 @@ fn json_logs_are_one_object_per_line_and_nothing_else() {
             "--max-attempts",
             "2",
             "-v",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 1);
     let lines: Vec<&str> = ran.stderr.lines().collect();
     assert!(lines.len() >= 3, "{}", ran.stderr);
@@ -252,19 +235,10 @@ fn without_a_terminal_status_lines_appear_and_no_control_characters() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=40, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "40/s",
-            "--status-interval",
-            "250ms",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "40/s", "--status-interval", "250ms"])
+        .ran();
     assert_exit(&ran, 0);
     let status: Vec<&str> = ran
         .stderr
@@ -348,34 +322,17 @@ fn limit_runs_a_canary_and_resume_takes_the_rest() {
     let sim = Sim::with_accounts(1..=50);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=50, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--limit",
-            "5",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--limit", "5"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(work.results("out.csv").len(), 5);
     assert_eq!(sim.patches().len(), 5);
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--resume",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--resume"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(work.results("out.csv").len(), 50);
     assert_eq!(
@@ -392,19 +349,10 @@ fn without_a_terminal_the_run_never_asks() {
     let sim = Sim::with_accounts(1..=20);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=20, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--confirm-above",
-            "1",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--confirm-above", "1"])
+        .ran();
     assert_exit(&ran, 0);
     assert!(!ran.stderr.contains("Continue?"), "{}", ran.stderr);
 }

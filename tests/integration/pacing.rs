@@ -31,21 +31,10 @@ fn the_server_never_sees_more_than_burst_plus_rate_times_t() {
     let sim = Sim::with_accounts(1..=60);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=60, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "20/s",
-            "--burst",
-            "3",
-            "--concurrency",
-            "8",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "20/s", "--burst", "3", "--concurrency", "8"])
+        .ran();
     assert_exit(&ran, 0);
     let arrivals: Vec<Duration> = sim.requests().iter().map(|r| r.at).collect();
     assert_eq!(arrivals.len(), 61, "the token check and 60 PATCHes");
@@ -62,19 +51,10 @@ fn retries_wait_for_the_limiter_too() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=20, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "25/s",
-            "--concurrency",
-            "8",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "25/s", "--concurrency", "8"])
+        .ran();
     assert_exit(&ran, 0);
     let arrivals: Vec<Duration> = sim.requests().iter().map(|r| r.at).collect();
     assert_eq!(arrivals.len(), 61);
@@ -98,19 +78,10 @@ fn adaptive_pacing_meets_a_server_limit_below_the_asked_rate() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=200, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "100/s",
-            "--summary-json",
-            "s.json",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "100/s", "--summary-json", "s.json"])
+        .ran();
     assert_exit(&ran, 0);
     let rows = work.results("out.csv");
     assert_eq!(rows.len(), 200);

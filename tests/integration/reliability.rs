@@ -44,18 +44,10 @@ fn kill_9_then_resume_sends_nothing_twice_and_finishes_the_job() {
     );
     let sent_before = sim.patches().len();
 
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--resume",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--resume"])
+        .ran();
     assert_exit(&ran, 0);
     assert!(ran.stderr.contains("already updated"), "{}", ran.stderr);
 
@@ -132,18 +124,10 @@ fn sigint_finishes_in_flight_rows_records_them_and_exits_130() {
         }
     }
     // And the resume finishes the job.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--resume",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--resume"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(updated_lines(&work.results("out.csv")).len(), 200);
 }
@@ -153,8 +137,11 @@ fn sigterm_behaves_like_sigint() {
     let sim = Sim::with_accounts(1..=100);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=100, 9));
-    let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "20/s"]);
-    std::thread::sleep(Duration::from_millis(800));
+    let child = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "20/s"])
+        .spawn();
+    sim.wait_for_patches(10, Duration::from_secs(20));
     signal(&child, "TERM");
     let ran = wait(child);
     assert_exit(&ran, 130);
@@ -169,18 +156,11 @@ fn a_second_run_on_the_same_results_file_is_refused() {
     work.write("in.csv", reseller_moves(1..=30, 9));
     let mut first = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv", "--rate", "5/s"]);
     sim.wait_for_patches(1, std::time::Duration::from_secs(20));
-    let second = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--resume",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let second = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .unpaced()
+        .ran();
     assert_exit(&second, 2);
     assert!(
         second.stderr.contains("another gcore-iam-bulk run"),
@@ -190,18 +170,11 @@ fn a_second_run_on_the_same_results_file_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
     // The lock died with the process: a resume now works.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--resume",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
 }
 
@@ -211,7 +184,7 @@ fn an_existing_results_file_is_not_overwritten_without_force() {
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
     work.write("out.csv", "precious\n");
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").ran();
     assert_exit(&ran, 2);
     assert!(
         ran.stderr.contains("--resume") && ran.stderr.contains("--force"),
@@ -220,7 +193,10 @@ fn an_existing_results_file_is_not_overwritten_without_force() {
     );
     assert_eq!(work.read("out.csv"), "precious\n");
     assert!(sim.requests().is_empty());
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--force"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--force"])
+        .ran();
     assert_exit(&ran, 0);
     assert_eq!(work.results("out.csv").len(), 1);
 }
@@ -231,12 +207,12 @@ fn resume_refuses_a_ledger_of_another_input() {
     let work = Work::new();
     work.write("a.csv", reseller_moves(1..=5, 9));
     work.write("b.csv", reseller_moves(6..=10, 9));
-    assert_exit(
-        &work.run_against(&sim, &["run", "a.csv", "-o", "out.csv"]),
-        0,
-    );
+    assert_exit(&work.run_rows(&sim, "a.csv", "out.csv").ran(), 0);
     let sent = sim.requests().len();
-    let ran = work.run_against(&sim, &["run", "b.csv", "-o", "out.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "b.csv", "out.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(
         ran.stderr
@@ -247,7 +223,10 @@ fn resume_refuses_a_ledger_of_another_input() {
     assert_eq!(sim.requests().len(), sent, "nothing sent");
 
     work.write("other.csv", "a,b\n1,2\n");
-    let ran = work.run_against(&sim, &["run", "a.csv", "-o", "other.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "a.csv", "other.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(ran.stderr.contains("has the header"), "{}", ran.stderr);
 }
@@ -263,7 +242,10 @@ fn a_torn_last_line_is_dropped_and_its_row_redone() {
          2,1,updated,200,1,active,,\"{\"\"reseller\"\":9}\",5,,\"{\"\"reseller\"\":9}\",,2026-11-30T00:53:20.007Z,0,0\n\
          3,2,upd",
     );
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "out.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 0);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows.len(), 3);
@@ -279,10 +261,7 @@ fn a_run_where_every_row_fails_stops_early() {
     let sim = Sim::with_accounts([]);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=300, 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 3);
     assert!(
         ran.stderr.contains("--max-failure-rate 0.5"),
@@ -298,21 +277,17 @@ fn a_run_where_every_row_fails_stops_early() {
 
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=300, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--max-failures",
             "5",
             "--concurrency",
             "1",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 3);
     assert!(ran.stderr.contains("--max-failures 5"), "{}", ran.stderr);
     assert_eq!(work.results("out.csv").len(), 5);
@@ -320,19 +295,10 @@ fn a_run_where_every_row_fails_stops_early() {
     // Invalid rows do not count; `1` turns the rate check off.
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=80, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            "unlimited",
-            "--max-failure-rate",
-            "1",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--rate", "unlimited", "--max-failure-rate", "1"])
+        .ran();
     assert_exit(&ran, 1);
     assert_eq!(work.results("out.csv").len(), 80);
 }
@@ -349,10 +315,7 @@ fn hostile_answers_are_named_and_retried_where_safe() {
     // A 200 cut short was applied: it is a mismatch, and never sent again.
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=5, 9));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     assert_eq!(rows[&2]["outcome"], "mismatch");
@@ -373,19 +336,10 @@ fn hostile_answers_are_named_and_retried_where_safe() {
     let sim = Sim::with_faults([1], faults(vec![rule(Fault::Hang, Trigger::Always)]));
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--timeout",
-            "300ms",
-            "--max-attempts",
-            "2",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--timeout", "300ms", "--max-attempts", "2"])
+        .ran();
     // The hang stops the token check: nothing can be reached.
     assert_exit(&ran, 2);
     assert!(ran.stderr.contains("timed out"), "{}", ran.stderr);
@@ -394,19 +348,10 @@ fn hostile_answers_are_named_and_retried_where_safe() {
         [1],
         faults(vec![rule(Fault::Hang, Trigger::Always).on_method("PATCH")]),
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out2.csv",
-            "--timeout",
-            "300ms",
-            "--max-attempts",
-            "2",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out2.csv")
+        .args(["--timeout", "300ms", "--max-attempts", "2"])
+        .ran();
     assert_exit(&ran, 1);
     let row = &work.results("out2.csv")[0];
     assert_eq!(row["outcome"], "failed");
@@ -419,10 +364,10 @@ fn hostile_answers_are_named_and_retried_where_safe() {
             rule(Fault::Html(520), Trigger::Always).on_method("PATCH"),
         ]),
     );
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out3.csv", "--max-attempts", "2"],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out3.csv")
+        .args(["--max-attempts", "2"])
+        .ran();
     assert_exit(&ran, 1);
     let row = &work.results("out3.csv")[0];
     assert_eq!(row["attempts"], "2", "an HTML 5xx page is retried");
@@ -609,10 +554,7 @@ fn a_pipe_as_input_loses_no_row() {
     let mut text = vec!["client_id,reseller\n".to_string()];
     text.extend((1..=20).map(|id| format!("{id},9\n")));
     let feeder = fifo_input(&work, text, Duration::from_millis(20), Duration::ZERO);
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.fifo", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.fifo", "out.csv").unpaced().ran();
     feeder.join().unwrap();
     assert_exit(&ran, 0);
     assert_eq!(work.results("out.csv").len(), 20);

@@ -59,21 +59,17 @@ pub fn mixed_run(work: &Work) -> Sim {
     }
     input.push_str("x,80,\n31,eighty,\n32,81,not-an-email\n33,,\n");
     work.write("in.csv", input);
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "100/s",
             "--undo-file",
             "undo.csv",
             "--summary-json",
             "summary.json",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 1);
     sim
 }
@@ -307,21 +303,17 @@ fn run_and_plan_write_the_report_at_the_end_however_they_end() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=80, 900003));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--max-failures",
             "5",
             "--report",
             "report.html",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 3);
     let html = work.read("report.html");
     assert_eq!(data_of(&html, "exit-code", "code"), Some("3".into()));
@@ -348,19 +340,10 @@ fn run_and_plan_write_the_report_at_the_end_however_they_end() {
     let sim = Sim::with_accounts(1..=5);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=5, 900003));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "plan",
-            "in.csv",
-            "-o",
-            "plan.csv",
-            "--rate",
-            "unlimited",
-            "--report",
-            "plan.html",
-        ],
-    );
+    let ran = work
+        .plan_rows(&sim, "in.csv", "plan.csv")
+        .args(["--rate", "unlimited", "--report", "plan.html"])
+        .ran();
     assert_exit(&ran, 0);
     let html = work.read("plan.html");
     assert!(html.contains("What would change"));
@@ -395,7 +378,10 @@ fn report_paths_are_protected_like_other_outputs() {
             ran.stderr
         );
     }
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "-", "--report", "r.html"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "-")
+        .args(["--report", "r.html"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(ran.stderr.contains("--report needs -o"), "{}", ran.stderr);
     assert!(
@@ -407,10 +393,7 @@ fn report_paths_are_protected_like_other_outputs() {
         "nothing sent for a refused report path"
     );
 
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 0);
     let before = work.read("out.csv");
     let ran = work.run(&["report", "out.csv", "-o", "out.csv"]);

@@ -36,10 +36,7 @@ fn a_semicolon_separated_file_is_read_and_the_delimiter_is_named() {
 
     // Tabs, too; a plan and a dry run read them the same way.
     work.write("tabs.tsv", "client_id\tseller\n3\t81\n");
-    let ran = work.run_against(
-        &sim,
-        &["plan", "tabs.tsv", "-o", "plan.csv", "--rate", "unlimited"],
-    );
+    let ran = work.plan_rows(&sim, "tabs.tsv", "plan.csv").unpaced().ran();
     assert_exit(&ran, 0);
     assert!(ran.stderr.contains("tab-separated"), "{}", ran.stderr);
     assert_eq!(work.results("plan.csv")[0]["outcome"], "would_update");
@@ -172,39 +169,22 @@ fn excel_writes_a_byte_order_mark_and_every_command_reads_such_files_back() {
     work.write("in.csv", "client_id,name\n1,Siobhán\n2,Zoë\n3,José\n");
 
     // Results: the mark, then UTF-8; --resume appends below it.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--excel",
-            "--limit",
-            "2",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--excel", "--limit", "2"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let out = work.read("out.csv");
     assert!(
         out.starts_with(&format!("{BOM}line,client_id,outcome,")),
         "{out}"
     );
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--excel",
-            "--resume",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--excel", "--resume"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let out = work.read("out.csv");
     assert_eq!(out.matches(BOM).count(), 1, "one mark, at the start");
@@ -240,18 +220,11 @@ fn excel_writes_a_byte_order_mark_and_every_command_reads_such_files_back() {
     let export = work.read("export.csv");
     assert!(export.starts_with(&format!("{BOM}client_id,name,read_at\n")));
     assert!(export.contains("Siobhán"));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "plan",
-            "export.csv",
-            "-o",
-            "plan.csv",
-            "--excel",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .plan_rows(&sim, "export.csv", "plan.csv")
+        .args(["--excel"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     assert!(work.read("plan.csv").starts_with(&format!("{BOM}line,")));
     let plan = read_csv(&work.path("plan.csv"));

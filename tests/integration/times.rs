@@ -35,10 +35,7 @@ fn every_results_row_says_when_it_ended() {
         "client_id,reseller\n1,900002\n2,900002\nx,900002\n3,900002\n",
     );
     let before = now_millis();
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     let after = now_millis();
     assert_exit(&ran, 1);
     let header = work.read("out.csv").lines().next().unwrap().to_string();
@@ -94,21 +91,17 @@ fn retries_and_429s_are_counted_per_row() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=3, 900002));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "unlimited",
             "--max-attempts",
             "3",
             "--undo-file",
             "undo.csv",
-        ],
-    );
+        ])
+        .ran();
     assert_exit(&ran, 1);
     let rows = work.results_by_line("out.csv");
     // Read first for the undo file: two requests, two attempts, no retry.
@@ -148,17 +141,10 @@ fn plans_exports_and_undo_files_say_when_they_read_each_account() {
     }
 
     // The export is an input as it is: read_at is read over.
-    let ran = work.run_against(
-        &sim,
-        &[
-            "plan",
-            "export.csv",
-            "-o",
-            "plan.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .plan_rows(&sim, "export.csv", "plan.csv")
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let plan = work.results("plan.csv");
     assert_eq!(plan.len(), 5);
@@ -170,19 +156,11 @@ fn plans_exports_and_undo_files_say_when_they_read_each_account() {
 
     let originals: Vec<Account> = (1..=5).map(|id| sim.account(id)).collect();
     work.write("moves.csv", reseller_moves(1..=5, 900003));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "moves.csv",
-            "-o",
-            "out.csv",
-            "--undo-file",
-            "undo.csv",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "moves.csv", "out.csv")
+        .args(["--undo-file", "undo.csv"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let undo = work.read("undo.csv");
     assert!(
@@ -206,10 +184,7 @@ fn plans_exports_and_undo_files_say_when_they_read_each_account() {
         );
     }
     // The undo file still puts everything back.
-    let ran = work.run_against(
-        &sim,
-        &["run", "undo.csv", "-o", "back.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "undo.csv", "back.csv").unpaced().ran();
     assert_exit(&ran, 0);
     for original in originals {
         assert_eq!(
@@ -229,7 +204,10 @@ fn resume_refuses_a_ledger_without_times_and_results_still_reads_it() {
     let old = "line,client_id,outcome,http_status,attempts,account_status,error,request,duration_ms,diff,requested,undo_file\n\
                2,1,updated,200,1,active,,\"{\"\"reseller\"\":9}\",5,,\"{\"\"reseller\"\":9}\",\n";
     work.write("old.csv", old);
-    let ran = work.run_against(&sim, &["run", "in.csv", "-o", "old.csv", "--resume"]);
+    let ran = work
+        .run_rows(&sim, "in.csv", "old.csv")
+        .args(["--resume"])
+        .ran();
     assert_exit(&ran, 2);
     assert!(
         ran.stderr.contains("written by an older gcore-iam-bulk")
@@ -262,10 +240,7 @@ fn a_resumed_run_appends_rows_with_later_times() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=4, 900002));
-    let ran = work.run_against(
-        &sim,
-        &["run", "in.csv", "-o", "out.csv", "--rate", "unlimited"],
-    );
+    let ran = work.run_rows(&sim, "in.csv", "out.csv").unpaced().ran();
     assert_exit(&ran, 1);
     let first = work.results("out.csv");
     let first_end = first
@@ -275,18 +250,11 @@ fn a_resumed_run_appends_rows_with_later_times() {
         .unwrap();
     sim.set_faults(Faults::default());
     std::thread::sleep(Duration::from_millis(5));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--resume",
-            "--rate",
-            "unlimited",
-        ],
-    );
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args(["--resume"])
+        .unpaced()
+        .ran();
     assert_exit(&ran, 0);
     let all = work.results("out.csv");
     assert_eq!(all.len(), 5, "one row appended: {all:?}");

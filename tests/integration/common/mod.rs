@@ -210,6 +210,24 @@ impl Work {
         cmd.spawn().expect("the binary starts")
     }
 
+    /// `run INPUT -o OUTPUT` against `sim`, the command most tests run; add
+    /// flags with [`Invocation::args`], then [`Invocation::ran`] it.
+    pub fn run_rows<'a>(&'a self, sim: &'a Sim, input: &str, output: &str) -> Invocation<'a> {
+        Invocation {
+            work: self,
+            sim,
+            args: vec!["run".into(), input.into(), "-o".into(), output.into()],
+        }
+    }
+
+    /// `plan INPUT -o OUTPUT` against `sim`.
+    pub fn plan_rows<'a>(&'a self, sim: &'a Sim, input: &str, output: &str) -> Invocation<'a> {
+        Invocation {
+            args: vec!["plan".into(), input.into(), "-o".into(), output.into()],
+            ..self.run_rows(sim, input, output)
+        }
+    }
+
     /// The results file as rows of column → value.
     pub fn results(&self, name: &str) -> Vec<BTreeMap<String, String>> {
         read_csv(&self.path(name))
@@ -221,6 +239,38 @@ impl Work {
             .into_iter()
             .map(|row| (row["line"].parse().expect("line is a number"), row))
             .collect()
+    }
+}
+
+/// A command line being put together against a simulator.
+pub struct Invocation<'a> {
+    work: &'a Work,
+    sim: &'a Sim,
+    args: Vec<String>,
+}
+
+impl Invocation<'_> {
+    /// Adds flags (and their values) after the ones already given.
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// `--rate unlimited`: no pacing, for tests that are not about it.
+    pub fn unpaced(self) -> Self {
+        self.args(["--rate", "unlimited"])
+    }
+
+    /// Runs it to the end (at most [`DEADLINE`]).
+    pub fn ran(self) -> Ran {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.work.run_against(self.sim, &args)
+    }
+
+    /// Starts it without waiting.
+    pub fn spawn(self) -> Child {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.work.spawn_against(self.sim, &args)
     }
 }
 
@@ -294,6 +344,16 @@ pub fn assert_exit(ran: &Ran, code: i32) {
 }
 
 impl Sim {
+    /// Waits (at most 30 s, then fails) until the simulator has seen `n`
+    /// requests of any kind.
+    pub fn wait_for_requests(&self, n: usize) {
+        let start = Instant::now();
+        while self.requests().len() < n {
+            assert!(start.elapsed() < Duration::from_secs(30), "no request came");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most `within`) until the simulator has seen `n` PATCHes.
     pub fn wait_for_patches(&self, n: usize, within: Duration) {
         let start = Instant::now();

@@ -18,21 +18,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::apply::{self, ApplyOptions, ValidRow};
-use crate::call::Caller;
+use crate::client::call::Caller;
 use crate::fields::ClientPatch;
-use crate::input::RowReader;
-use crate::ledger::{Ledger, Resume};
-use crate::output::{Outcome, PackedRows, ResultSender};
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
+use crate::input::reader::RowReader;
+use crate::outcome::Outcome;
+use crate::results::ledger::{Ledger, Resume};
+use crate::results::writer::{PackedRows, ResultSender};
+use crate::run::apply::{self, ApplyOptions, ValidRow};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
-/// What the run does with each valid row.
+/// What the run does with each valid row, with what that needs.
 #[derive(Clone)]
 pub enum Mode {
+    /// `--dry-run`: nothing is sent; the reader finishes every row itself
+    /// and no worker starts.
     DryRun,
-    Apply(ApplyOptions),
-    Plan,
+    /// `run`: PATCH each row (after reading the account when asked).
+    Apply {
+        caller: Arc<Caller>,
+        options: ApplyOptions,
+    },
+    /// `plan`: read each account and compare.
+    Plan { caller: Arc<Caller> },
+}
+
+impl Mode {
+    /// What sends the requests; `None` for a dry run.
+    pub fn caller(&self) -> Option<&Arc<Caller>> {
+        match self {
+            Mode::DryRun => None,
+            Mode::Apply { caller, .. } | Mode::Plan { caller } => Some(caller),
+        }
+    }
 }
 
 /// `--max-failures` and `--max-failure-rate`.
@@ -95,7 +113,7 @@ impl<'a> Finished<'a> {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
-        let finished_at = crate::output::now_millis();
+        let finished_at = crate::outcome::now_millis();
         self.rows
             .push(line, finished_at, key, outcome, error, request);
     }
@@ -177,8 +195,6 @@ pub struct Judged {
 /// Everything the workers share.
 pub struct Pipeline {
     pub mode: Mode,
-    /// `None` for a dry run: nothing is sent.
-    pub caller: Option<Arc<Caller>>,
     pub concurrency: usize,
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
@@ -349,10 +365,6 @@ impl Pipeline {
 
     /// A worker: takes rows until the input ends or the run stops.
     async fn work(&self, queue: &Mutex<WorkQueue>, results: &ResultSender) {
-        let caller = self
-            .caller
-            .as_deref()
-            .expect("workers run only when requests are sent");
         loop {
             if self.stop.is_stopped() {
                 return;
@@ -376,9 +388,10 @@ impl Pipeline {
             let Some(row) = row else { return };
             let changed = row.changed_since_last_run;
             let result = match &self.mode {
-                Mode::Apply(options) => apply::apply(caller, row, options).await,
-                Mode::Plan => apply::plan(caller, row).await,
-                Mode::DryRun => Some(apply::dry_run(row)),
+                Mode::Apply { caller, options } => apply::apply(caller, row, options).await,
+                Mode::Plan { caller } => apply::plan(caller, row).await,
+                // A dry run starts no worker (see `run`).
+                Mode::DryRun => return,
             };
             if let Some(result) = result {
                 // Counted only for a row that ended: one never sent was not

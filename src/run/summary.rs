@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::client::pacing::{Learned, Source};
+use crate::error::Ending;
 use crate::logging::Console;
-use crate::output::Outcome;
-use crate::pacing::{Learned, Source};
-use crate::stats::Snapshot;
+use crate::outcome::Outcome;
+use crate::run::stats::Snapshot;
 
 /// Everything known about a finished run.
 #[derive(Debug, Clone)]
@@ -23,7 +24,8 @@ pub struct RunSummary {
     pub learned: Option<Learned>,
     /// The `--rate` asked for; `None` for unlimited.
     pub asked_rate: Option<f64>,
-    pub exit_code: u8,
+    /// How the command ended; the summary records its exit code.
+    pub ending: Ending,
     pub input: Option<String>,
     pub output: String,
     pub started_at: SystemTime,
@@ -110,7 +112,7 @@ impl RunSummary {
     /// Why the command did not end with exit 0, in one line, and what to do
     /// next: printed whatever `-q` (see `cmd::finish`).
     pub fn verdict(&self) -> Option<String> {
-        if self.exit_code == 0 {
+        if self.ending == Ending::CLEAN {
             return None;
         }
         let why = match &self.stopped {
@@ -168,7 +170,7 @@ impl RunSummary {
                 retries = s.retries,
                 throttled = s.throttled,
                 elapsed_seconds = s.elapsed.as_secs_f64(),
-                exit_code = self.exit_code,
+                exit_code = self.ending.exit_code(),
                 stopped = stopped.as_deref(),
                 "summary"
             );
@@ -182,7 +184,7 @@ impl RunSummary {
         let elapsed = s.elapsed.as_secs_f64();
         let doc = SummaryJson {
             command: self.command,
-            exit_code: self.exit_code,
+            exit_code: self.ending.exit_code(),
             outcomes: Outcome::ALL
                 .into_iter()
                 .map(|o| (o.as_str(), s.count(o)))
@@ -298,7 +300,7 @@ impl RunSummary {
         gauge(
             "last_run_exit_code",
             "The last run's exit code (0 all done, 1 some rows failed, 2 usage, 3 aborted, 130 interrupted).",
-            &one(f64::from(self.exit_code)),
+            &one(f64::from(self.ending.exit_code())),
         );
         out
     }
@@ -364,18 +366,10 @@ fn unix_seconds(t: SystemTime) -> f64 {
 /// Writes `contents` to `path` atomically: a temporary file beside it, synced,
 /// then renamed over it. Readers see the old file or the new one, never half.
 pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".gcore-iam-bulk-")
-        .tempfile_in(dir)?;
-    temp.write_all(contents.as_bytes())?;
-    give_mode_of(temp.as_file(), path)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let temp = crate::results::files::Replacement::beside(path, ".gcore-iam-bulk-")?;
+    temp.file().write_all(contents.as_bytes())?;
+    give_mode_of(temp.file(), path)?;
+    temp.commit(path)
 }
 
 /// Gives a temporary file about to replace `path` the mode `path` has, or
@@ -412,7 +406,7 @@ mod tests {
             rate_changes: 1,
             learned: None,
             asked_rate: Some(50.0),
-            exit_code: 1,
+            ending: Ending::Finished { rows_failed: true },
             input: Some("in.csv".into()),
             output: "out.csv".into(),
             started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -467,7 +461,7 @@ mod tests {
             "1 invalid (see the error column of out.csv); to retry: gcore-iam-bulk run in.csv \
              -o out.csv --resume"
         );
-        s.exit_code = 3;
+        s.ending = Ending::Stopped(crate::error::Stop::Aborted);
         s.stopped = Some("aborted: --max-failures 2 reached: 2 rows failed".into());
         let verdict = s.verdict().unwrap();
         assert!(
@@ -478,7 +472,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["stopped"], verdict.as_str());
         assert!(!s.text().contains("aborted"), "said once, by the verdict");
-        s.exit_code = 0;
+        s.ending = Ending::CLEAN;
         assert_eq!(s.verdict(), None);
     }
 

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::error::Fatal;
 use crate::fields::{AccountView, ClientPatch, Field, Value, unrepresentable};
-use crate::ledger::{self, Existing};
+use crate::results::ledger::{self, Existing};
 
 /// A `read_at` cell: RFC 3339 in UTC, with milliseconds.
 pub fn read_at(millis: u64) -> String {
     let mut out = Vec::new();
-    crate::output::Stamps::default().push(&mut out, millis);
+    crate::results::format::Stamps::default().push(&mut out, millis);
     String::from_utf8(out).expect("a timestamp is ASCII")
 }
 
@@ -24,7 +24,7 @@ pub const UNDO_NULL: &str = "null";
 
 /// An undo file starts with a UTF-8 byte-order mark. `run` and spreadsheets
 /// read it as UTF-8, and every command knows the file by it: nothing but the
-/// run that keeps it may write to it (see `outputs`).
+/// run that keeps it may write to it (see `results::files`).
 pub const BOM: &[u8] = b"\xef\xbb\xbf";
 
 pub struct UndoWriter {
@@ -52,7 +52,7 @@ impl UndoWriter {
         // read_at: when each account was read, just before its change.
         let header: Vec<&str> = std::iter::once("client_id")
             .chain(columns.iter().map(|f| f.api_name()))
-            .chain(std::iter::once(crate::input::READ_AT))
+            .chain(std::iter::once(crate::input::header::READ_AT))
             .collect();
         let mut recorded = HashSet::new();
         let has_header = ledger::prepare(&mut file, path, &header, existing, |record| {
@@ -105,7 +105,7 @@ impl UndoWriter {
             };
             row.push(cell);
         }
-        row.push(read_at(crate::output::now_millis()));
+        row.push(read_at(crate::outcome::now_millis()));
         inner.csv.write_record(&row)?;
         inner.csv.flush()?;
         if inner.last_sync.elapsed() >= Duration::from_secs(1) {
@@ -136,5 +136,110 @@ impl UndoWriter {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.csv.flush()?;
         inner.csv.get_ref().sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(json: &str) -> AccountView {
+        AccountView::parse(json.as_bytes()).expect("a JSON account")
+    }
+
+    fn refuse() -> Existing {
+        Existing::Refuse { advice: "test" }
+    }
+
+    #[test]
+    fn records_the_previous_values_of_the_fields_sent_once_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("undo.csv");
+        let undo = UndoWriter::open(&path, vec![Field::Name, Field::Seller], refuse()).unwrap();
+        let patch = ClientPatch {
+            client_id: 7,
+            changes: vec![(Field::Name, Value::Text("New".into()))],
+        };
+        undo.record(
+            &account(r#"{"id": 7, "name": "Old, Ltd", "seller": 3}"#),
+            &patch,
+        )
+        .unwrap();
+        // The second read is of a value this run set: not the original.
+        undo.record(&account(r#"{"id": 7, "name": "New", "seller": 3}"#), &patch)
+            .unwrap();
+        undo.finish().unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(BOM), "an undo file starts with a BOM");
+        let mut reader = csv::Reader::from_reader(&bytes[BOM.len()..]);
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            ["client_id", "name", "seller", "read_at"]
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][0], "7");
+        assert_eq!(&rows[0][1], "Old, Ltd");
+        assert_eq!(
+            &rows[0][2], "",
+            "seller was not sent: left unchanged by the undo"
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_the_first_values_it_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("undo.csv");
+        let patch = |id| ClientPatch {
+            client_id: id,
+            changes: vec![(Field::Name, Value::Text("New".into()))],
+        };
+        let first = UndoWriter::open(&path, vec![Field::Name], refuse()).unwrap();
+        first
+            .record(&account(r#"{"id": 1, "name": "Orig"}"#), &patch(1))
+            .unwrap();
+        first.finish().unwrap();
+        drop(first);
+
+        let append = Existing::Append {
+            other_header: "other columns",
+        };
+        let again = UndoWriter::open(&path, vec![Field::Name], append).unwrap();
+        again
+            .record(&account(r#"{"id": 1, "name": "New"}"#), &patch(1))
+            .unwrap();
+        again
+            .record(&account(r#"{"id": 2, "name": "Two"}"#), &patch(2))
+            .unwrap();
+        again.finish().unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("1,Orig,"), "{text}");
+        assert!(!text.contains("1,New,"), "{text}");
+        assert!(text.contains("2,Two,"), "{text}");
+        assert_eq!(text.matches("client_id").count(), 1, "one header: {text}");
+    }
+
+    #[test]
+    fn an_undo_file_with_rows_is_never_overwritten_without_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("undo.csv");
+        let first = UndoWriter::open(&path, vec![Field::Name], refuse()).unwrap();
+        first
+            .record(
+                &account(r#"{"id": 1, "name": "Orig"}"#),
+                &ClientPatch {
+                    client_id: 1,
+                    changes: vec![(Field::Name, Value::Text("x".into()))],
+                },
+            )
+            .unwrap();
+        drop(first);
+        let Err(refused) = UndoWriter::open(&path, vec![Field::Name], refuse()) else {
+            panic!("an undo file with rows was opened again");
+        };
+        assert!(refused.to_string().contains("test"), "{refused}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("Orig"));
     }
 }

@@ -5,256 +5,13 @@ use std::fs::File;
 use std::io::{self, Seek, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::fields::ClientPatch;
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
-
-/// The results header. The first seven columns are the contract's; `request`,
-/// `duration_ms`, `diff`, `requested` (the values the input row asked for,
-/// which `--resume` compares), `undo_file` (the undo file the run kept),
-/// `finished_at` (when the row ended, UTC), `retries` (attempts beyond the
-/// first of each request) and `throttled` (the HTTP 429 answers the row got)
-/// follow.
-pub const RESULT_HEADER: [&str; 15] = [
-    "line",
-    "client_id",
-    "outcome",
-    "http_status",
-    "attempts",
-    "account_status",
-    "error",
-    "request",
-    "duration_ms",
-    "diff",
-    "requested",
-    "undo_file",
-    "finished_at",
-    "retries",
-    "throttled",
-];
-
-/// The header results files had before `finished_at` and the rest (issue
-/// 10): `results` and `report` still read them; `--resume` does not append
-/// to them.
-pub const RESULT_HEADER_WITHOUT_TIMES: [&str; 12] = [
-    "line",
-    "client_id",
-    "outcome",
-    "http_status",
-    "attempts",
-    "account_status",
-    "error",
-    "request",
-    "duration_ms",
-    "diff",
-    "requested",
-    "undo_file",
-];
-
-/// A moment as the results record it: milliseconds since the Unix epoch.
-pub fn unix_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_millis() -> u64 {
-    unix_millis(SystemTime::now())
-}
-
-/// Formats times as RFC 3339 in UTC with milliseconds
-/// (`2026-12-01T15:52:07.123Z`). Rows finished in the same millisecond (a
-/// dry run finishes thousands in one) reuse the text formatted last.
-#[derive(Debug, Default)]
-pub struct Stamps {
-    millis: Option<u64>,
-    text: Vec<u8>,
-}
-
-impl Stamps {
-    pub fn push(&mut self, out: &mut Vec<u8>, millis: u64) {
-        if self.millis != Some(millis) {
-            self.text.clear();
-            let t = UNIX_EPOCH + Duration::from_millis(millis);
-            let _ = std::io::Write::write_fmt(
-                &mut self.text,
-                format_args!("{}", humantime::format_rfc3339_millis(t)),
-            );
-            self.millis = Some(millis);
-        }
-        out.extend_from_slice(&self.text);
-    }
-}
-
-/// Parses a `finished_at` cell back into milliseconds since the epoch.
-pub fn parse_stamp(text: &str) -> Option<u64> {
-    humantime::parse_rfc3339(text.trim()).ok().map(unix_millis)
-}
-
-/// How a row ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Updated,
-    Failed,
-    Invalid,
-    DryRun,
-    Unchanged,
-    WouldUpdate,
-    Mismatch,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Updated,
-        Outcome::Failed,
-        Outcome::Invalid,
-        Outcome::DryRun,
-        Outcome::Unchanged,
-        Outcome::WouldUpdate,
-        Outcome::Mismatch,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Updated => "updated",
-            Outcome::Failed => "failed",
-            Outcome::Invalid => "invalid",
-            Outcome::DryRun => "dry_run",
-            Outcome::Unchanged => "unchanged",
-            Outcome::WouldUpdate => "would_update",
-            Outcome::Mismatch => "mismatch",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
-    }
-}
-
-/// One results row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowResult {
-    pub line: u64,
-    pub client_id: String,
-    pub outcome: Outcome,
-    pub http_status: Option<u16>,
-    pub attempts: u32,
-    pub account_status: Option<String>,
-    pub error: String,
-    pub request: String,
-    pub duration_ms: u64,
-    pub diff: String,
-    /// The values the input row asked for, fields in name order (see
-    /// [`ClientPatch::requested`]): what `--resume` compares. Empty for a row
-    /// that did not validate.
-    pub requested: String,
-    /// When the row ended, in milliseconds since the Unix epoch.
-    pub finished_at: u64,
-    /// Attempts beyond the first of each of the row's requests.
-    pub retries: u32,
-    /// HTTP 429 answers the row's requests got.
-    pub throttled: u32,
-}
-
-impl RowResult {
-    /// A row that did not validate: nothing was sent.
-    pub fn invalid(line: u64, client_id: String, error: String) -> RowResult {
-        RowResult {
-            line,
-            client_id,
-            outcome: Outcome::Invalid,
-            http_status: None,
-            attempts: 0,
-            account_status: None,
-            error,
-            request: String::new(),
-            duration_ms: 0,
-            diff: String::new(),
-            requested: String::new(),
-            finished_at: now_millis(),
-            retries: 0,
-            throttled: 0,
-        }
-    }
-
-    /// Appends the row as one CSV record; `undo_cell` is the run's
-    /// `undo_file` column, already quoted.
-    pub fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
-        let mut number = itoa::Buffer::new();
-        out.extend_from_slice(number.format(self.line).as_bytes());
-        out.push(b',');
-        push_field(out, self.client_id.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
-        out.push(b',');
-        if let Some(status) = self.http_status {
-            out.extend_from_slice(number.format(status).as_bytes());
-        }
-        out.push(b',');
-        out.extend_from_slice(number.format(self.attempts).as_bytes());
-        out.push(b',');
-        push_field(out, self.account_status.as_deref().unwrap_or("").as_bytes());
-        out.push(b',');
-        push_field(out, self.error.as_bytes());
-        out.push(b',');
-        push_field(out, self.request.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(number.format(self.duration_ms).as_bytes());
-        out.push(b',');
-        push_field(out, self.diff.as_bytes());
-        out.push(b',');
-        push_field(out, self.requested.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(undo_cell);
-        out.push(b',');
-        stamps.push(out, self.finished_at);
-        out.push(b',');
-        out.extend_from_slice(number.format(self.retries).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(number.format(self.throttled).as_bytes());
-        out.push(b'\n');
-    }
-}
-
-/// The `undo_file` cell of a run's rows: the undo file's path, quoted.
-pub fn undo_cell(undo_file: Option<&str>) -> Vec<u8> {
-    let mut cell = Vec::new();
-    if let Some(path) = undo_file {
-        push_field(&mut cell, path.as_bytes());
-    }
-    cell
-}
-
-/// Appends one CSV field, quoted (RFC 4180) only when it holds a comma, a
-/// quote or a line break. The results writer formats rows itself: with the
-/// JSON bodies, quoting is most of its work, and copying the stretches between
-/// quotes beats the `csv` crate's byte-by-byte writer several times over. The
-/// tests check that the `csv` crate reads every record back as written.
-fn push_field(out: &mut Vec<u8>, field: &[u8]) {
-    let special = if field.len() < 16 {
-        field
-            .iter()
-            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-    } else {
-        memchr::memchr3(b',', b'"', b'\n', field).is_some()
-            || memchr::memchr(b'\r', field).is_some()
-    };
-    if !special {
-        out.extend_from_slice(field);
-        return;
-    }
-    out.push(b'"');
-    let mut rest = field;
-    while let Some(quote) = memchr::memchr(b'"', rest) {
-        out.extend_from_slice(&rest[..=quote]);
-        out.push(b'"');
-        rest = &rest[quote + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'"');
-}
+use crate::outcome::{Outcome, RowResult};
+use crate::results::format::{Cells, RESULT_HEADER, Stamps, undo_cell, write_row};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
 /// Rows the reader thread finished itself (invalid or dry-run: nothing was
 /// sent for them), packed into one buffer as they come, and formatted by the
@@ -333,21 +90,15 @@ impl PackedRows {
     fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
         let mut rest = &self.bytes[..];
         while let Some(row) = Unpacked::take(&mut rest) {
-            let mut number = itoa::Buffer::new();
-            out.extend_from_slice(number.format(row.line).as_bytes());
-            out.push(b',');
-            push_field(out, row.key);
-            out.push(b',');
-            out.extend_from_slice(row.outcome.as_str().as_bytes());
-            out.extend_from_slice(b",,0,,");
-            push_field(out, row.error);
-            out.push(b',');
-            push_field(out, row.request);
-            out.extend_from_slice(b",0,,,");
-            out.extend_from_slice(undo_cell);
-            out.push(b',');
-            stamps.push(out, row.finished_at);
-            out.extend_from_slice(b",0,0\n");
+            let cells = Cells::unsent(
+                row.line,
+                row.key,
+                row.outcome,
+                row.error,
+                row.request,
+                row.finished_at,
+            );
+            write_row(out, &cells, undo_cell, stamps);
         }
     }
 }
@@ -676,7 +427,7 @@ impl ResultsSink {
         };
         if write_header {
             if bom {
-                file.buffer.extend_from_slice(crate::undo::BOM);
+                file.buffer.extend_from_slice(crate::results::undo::BOM);
             }
             file.buffer
                 .extend_from_slice(RESULT_HEADER.join(",").as_bytes());
@@ -744,15 +495,6 @@ fn not_recorded(row: &RowResult) {
     }
 }
 
-/// One line for a failed write; a full disk is named as such.
-pub fn describe_write_error(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
-        format!("the disk is full ({e})")
-    } else {
-        e.to_string()
-    }
-}
-
 fn write_rows(
     writer: &Shared,
     inbox: &Inbox,
@@ -763,7 +505,10 @@ fn write_rows(
     // from the file, and each row that cannot be recorded is named.
     let fail = |e: &io::Error, file: &mut ResultFile, lost: &[RowResult]| {
         file.cut_back();
-        let message = format!("cannot write the results: {}", describe_write_error(e));
+        let message = format!(
+            "cannot write the results: {}",
+            crate::error::describe_write_error(e)
+        );
         // Logged as well: a run already stopping keeps its first reason.
         tracing::error!("{message}");
         stop.stop(StopReason::Failed(message.clone()));
@@ -850,6 +595,7 @@ fn write_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::format::parse_stamp;
 
     #[test]
     fn rows_are_written_as_csv() {
@@ -1079,13 +825,6 @@ mod tests {
             }
             .write_to(&mut expected, b"\"u,v\"", &mut Stamps::default());
             proptest::prop_assert_eq!(out, expected);
-        }
-    }
-
-    #[test]
-    fn outcome_names_round_trip() {
-        for o in Outcome::ALL {
-            assert_eq!(Outcome::parse(o.as_str()), Some(o));
         }
     }
 }

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 
+use crate::client::network::Trust;
+use crate::client::pacing::Quota;
+use crate::client::retry::{Reply, Transport, parse_retry_after};
+use crate::client::token::ApiToken;
 use crate::error::Fatal;
-use crate::network::Trust;
-use crate::pacing::Quota;
-use crate::retry::{Reply, Transport, parse_retry_after};
-use crate::token::ApiToken;
 
 /// The largest response body read; a longer one is refused, not buffered.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -155,7 +155,7 @@ impl ApiClient {
             builder = builder.no_proxy();
             None
         } else {
-            crate::network::proxy_for(&url)
+            crate::client::network::proxy_for(&url)
         };
         if let Some(proxy) = &proxy {
             tracing::debug!("requests to {} go through the proxy {proxy}", url);
@@ -441,7 +441,7 @@ fn transport_of(e: &reqwest::Error, timeout: Duration) -> (Transport, String) {
                 humantime::format_duration(timeout)
             ),
         )
-    } else if let Some(advice) = crate::network::certificate_advice(e) {
+    } else if let Some(advice) = crate::client::network::certificate_advice(e) {
         // Retrying cannot make the certificate trusted.
         (
             Transport::Other,

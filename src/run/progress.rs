@@ -10,10 +10,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
+use crate::client::pacing::Learned;
 use crate::logging::Console;
-use crate::output::Outcome;
-use crate::pacing::Learned;
-use crate::stats::{Snapshot, Stats};
+use crate::outcome::Outcome;
+use crate::run::stats::{Snapshot, Stats};
 
 /// Reads the request rate in force (it changes under adaptive pacing).
 pub type RateProbe = Arc<dyn Fn() -> Pace + Send + Sync>;
@@ -32,7 +32,7 @@ pub struct Pace {
 fn paused_text(left: Duration) -> String {
     format!(
         "paused, {} left",
-        humantime::format_duration(crate::call::whole_seconds(left))
+        humantime::format_duration(crate::client::call::whole_seconds(left))
     )
 }
 
@@ -210,7 +210,7 @@ impl std::fmt::Display for StatusLine<'_> {
         }
         write!(f, "; {:.1} rows/s", self.recent)?;
         if let Some(limit) = self.limit {
-            write!(f, " (limit {})", crate::pacing::format_rate(limit))?;
+            write!(f, " (limit {})", crate::client::pacing::format_rate(limit))?;
         }
         if let Some(left) = self.paused {
             write!(f, "; {}", paused_text(left))?;

@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::api::{ApiClient, Exchange, Request};
-use crate::pacing::Pacer;
-use crate::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
-use crate::stats::Stats;
-use crate::stop::{StopReason, StopSignal};
+use crate::client::api::{ApiClient, Exchange, Request};
+use crate::client::pacing::Pacer;
+use crate::client::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopReason, StopSignal};
 
 /// Everything a request needs to be sent well; shared by all workers.
 pub struct Caller {
@@ -256,9 +256,136 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// A simulator on 127.0.0.1 for unit tests: accounts `ids`, faults `rules`.
+#[cfg(test)]
+pub(crate) async fn test_simulator(
+    token: &str,
+    ids: std::ops::RangeInclusive<u64>,
+    rules: Vec<crate::sim::FaultRule>,
+) -> crate::sim::Simulator {
+    let faults = crate::sim::Faults {
+        rules,
+        ..Default::default()
+    };
+    let config = crate::sim::SimConfig::new(token)
+        .with_generated_accounts(ids)
+        .with_faults(faults);
+    crate::sim::Simulator::start(config, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the simulator starts")
+}
+
+/// A caller for unit tests: no pacing, `max_attempts` per request.
+#[cfg(test)]
+impl Caller {
+    pub(crate) fn for_tests(base_url: &str, token: &str, max_attempts: u32) -> Caller {
+        Caller {
+            api: ApiClient::new(
+                base_url,
+                Some(crate::client::token::ApiToken::new(token.into()).expect("printable")),
+                1,
+                Duration::from_secs(10),
+                &Default::default(),
+            )
+            .expect("a loopback URL"),
+            pacer: Pacer::new(crate::client::pacing::Rate::Unlimited, 1),
+            policy: RetryPolicy::new(max_attempts),
+            stats: Arc::new(Stats::new()),
+            stop: StopSignal::new(),
+            announced_pause: Default::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{Fault, FaultRule, Simulator, Trigger};
+
+    const TOKEN: &str = "call-unit-test-token";
+
+    async fn simulator(rules: Vec<FaultRule>) -> Simulator {
+        test_simulator(TOKEN, 1..=2, rules).await
+    }
+
+    fn get(client_id: u64) -> Request {
+        Request::Get { client_id }
+    }
+
+    #[tokio::test]
+    async fn a_retryable_answer_is_tried_again_and_counted_as_a_retry() {
+        let sim = simulator(vec![FaultRule::new(
+            Fault::Status(503),
+            Trigger::FirstPerAccount(1),
+        )])
+        .await;
+        let caller = Caller::for_tests(&sim.base_url(), TOKEN, 2);
+        let called = caller.call(&get(1), &AccountRequest("GET", 1)).await;
+        assert!(
+            matches!(called.end, CallEnd::Success(_)),
+            "{:?}",
+            called.end
+        );
+        assert_eq!(called.attempts, 2);
+        assert_eq!(called.last_status, Some(200));
+        let stats = caller.stats.snapshot();
+        assert_eq!((stats.requests, stats.retries), (2, 1));
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn out_of_attempts_the_call_fails_and_says_how_many_it_made() {
+        let sim = simulator(vec![FaultRule::new(Fault::Status(503), Trigger::Always)]).await;
+        let caller = Caller::for_tests(&sim.base_url(), TOKEN, 2);
+        let called = caller.call(&get(1), &AccountRequest("GET", 1)).await;
+        assert!(
+            !matches!(called.end, CallEnd::Success(_)),
+            "{:?}",
+            called.end
+        );
+        assert_eq!(called.attempts, 2);
+        assert_eq!(called.last_status, Some(503));
+        assert!(!called.failure(2).is_empty());
+        assert!(
+            !caller.stop.is_stopped(),
+            "one row's failure does not stop the run"
+        );
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_stops_the_run() {
+        let sim = simulator(vec![]).await;
+        let caller = Caller::for_tests(&sim.base_url(), "not-the-token", 3);
+        let called = caller.call(&get(1), &AccountRequest("GET", 1)).await;
+        assert!(
+            matches!(called.end, CallEnd::Unauthorized(_)),
+            "{:?}",
+            called.end
+        );
+        assert_eq!(called.attempts, 1, "a 401 is not retried");
+        assert!(matches!(
+            caller.stop.reason(),
+            Some(StopReason::Unauthorized(_))
+        ));
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_once_the_run_stopped() {
+        let sim = simulator(vec![]).await;
+        let caller = Caller::for_tests(&sim.base_url(), TOKEN, 3);
+        caller.stop.stop(StopReason::Interrupted);
+        let called = caller.call(&get(1), &AccountRequest("GET", 1)).await;
+        assert!(
+            matches!(called.end, CallEnd::NotStarted),
+            "{:?}",
+            called.end
+        );
+        assert_eq!(called.attempts, 0);
+        assert_eq!(caller.stats.snapshot().requests, 0);
+        sim.shutdown().await;
+    }
 
     #[test]
     fn clocks_and_durations_for_people() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Fatal;
-use crate::ledger::same_file;
+use crate::results::ledger::same_file;
 
 /// What an existing file holds, judged from its first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl FileKind {
                 FileKind::Other
             };
         }
-        let (bom, text) = match head.strip_prefix(crate::undo::BOM) {
+        let (bom, text) = match head.strip_prefix(crate::results::undo::BOM) {
             Some(rest) => (true, rest),
             None => (false, &head[..]),
         };
@@ -65,7 +65,7 @@ impl FileKind {
             };
         }
         // An input saved by a spreadsheet may be separated by `;` or tabs.
-        let delimiter = crate::dialect::delimiter_of(&String::from_utf8_lossy(first_line));
+        let delimiter = crate::input::dialect::delimiter_of(&String::from_utf8_lossy(first_line));
         let header = csv::ReaderBuilder::new()
             .has_headers(false)
             .delimiter(delimiter.0)
@@ -73,7 +73,7 @@ impl FileKind {
             .byte_records()
             .next()
             .and_then(Result::ok);
-        match header.map(|h| crate::input::Header::parse(&h).is_ok()) {
+        match header.map(|h| crate::input::header::Header::parse(&h).is_ok()) {
             Some(true) if bom => FileKind::Undo,
             Some(true) => FileKind::Rows,
             _ => FileKind::Other,
@@ -90,10 +90,10 @@ fn records_a_run(path: &Path) -> bool {
     // A line too long for a results file ends the reading (an error), not
     // the memory.
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(
-        crate::record_limit::RecordLimit::new(
+        crate::input::record_limit::RecordLimit::new(
             std::io::BufReader::new(file),
-            crate::ledger::MAX_RECORD_BYTES,
-            crate::ledger::MAX_FIELDS,
+            crate::results::ledger::MAX_RECORD_BYTES,
+            crate::results::ledger::MAX_FIELDS,
         ),
     );
     let mut record = csv::ByteRecord::new();
@@ -245,6 +245,50 @@ fn lock(files: &FreshFiles) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
 impl Drop for Fresh {
     fn drop(&mut self) {
         remove_fresh(&self.0);
+    }
+}
+
+/// A file written beside its destination and renamed over it once complete:
+/// readers see the old file or the new one, never half of one, and a command
+/// that fails or is interrupted leaves the destination as it was.
+pub struct Replacement {
+    temp: tempfile::NamedTempFile,
+}
+
+impl Replacement {
+    /// Creates the temporary file (private, named `{prefix}…`) in the
+    /// directory `dest` is in.
+    pub fn beside(dest: &Path, prefix: &str) -> std::io::Result<Replacement> {
+        let temp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(directory_of(dest))?;
+        Ok(Replacement { temp })
+    }
+
+    /// The temporary file, to write to.
+    pub fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
+    /// Where the temporary file is (removed by a signal handler that exits
+    /// before [`Replacement::commit`]).
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Syncs what was written and renames it over `dest`.
+    pub fn commit(self, dest: &Path) -> std::io::Result<()> {
+        self.temp.as_file().sync_all()?;
+        self.temp.persist(dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// The directory a file is (to be) in: `.` for a bare name.
+pub fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 

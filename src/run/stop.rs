@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::exit;
+use crate::error::{Ending, Stop};
 
 /// Why a run stopped before reading all its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +22,11 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    pub fn exit_code(&self) -> u8 {
+    /// How a run stopped for this reason ended.
+    pub fn ending(&self) -> Ending {
         match self {
-            StopReason::Interrupted => exit::INTERRUPTED,
-            _ => exit::ABORTED,
+            StopReason::Interrupted => Ending::Stopped(Stop::Interrupted),
+            _ => Ending::Stopped(Stop::Aborted),
         }
     }
 
@@ -112,4 +113,53 @@ pub fn watch_signals(stop: Arc<StopSignal>, hard_exit: impl Fn() + Send + 'stati
         }
         hard_exit();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Ending;
+
+    #[test]
+    fn the_first_reason_wins_and_every_watcher_sees_the_stop() {
+        let stop = StopSignal::new();
+        assert!(!stop.is_stopped());
+        assert!(!stop.token().is_cancelled());
+        assert_eq!(stop.reason(), None);
+        stop.stop(StopReason::Threshold("--max-failures 2 reached".into()));
+        stop.stop(StopReason::Interrupted);
+        assert!(stop.is_stopped());
+        assert!(stop.token().is_cancelled());
+        assert_eq!(
+            stop.reason(),
+            Some(StopReason::Threshold("--max-failures 2 reached".into()))
+        );
+    }
+
+    #[test]
+    fn an_interrupt_exits_130_and_every_other_stop_3() {
+        assert_eq!(StopReason::Interrupted.ending().exit_code(), 130);
+        for reason in [
+            StopReason::Unauthorized("HTTP 401".into()),
+            StopReason::Threshold("x".into()),
+            StopReason::Failed("y".into()),
+        ] {
+            assert_eq!(
+                reason.ending(),
+                Ending::Stopped(crate::error::Stop::Aborted)
+            );
+        }
+    }
+
+    #[test]
+    fn each_reason_is_described_in_one_line() {
+        assert_eq!(StopReason::Interrupted.describe(), "interrupted");
+        assert_eq!(
+            StopReason::Failed("cannot read the input".into()).describe(),
+            "aborted: cannot read the input"
+        );
+        let unauthorized = StopReason::Unauthorized("HTTP 401".into()).describe();
+        assert!(unauthorized.starts_with("aborted: the API rejected the token (HTTP 401)"));
+        assert!(unauthorized.contains("GCORE_API_KEY"));
+    }
 }

@@ -1,4 +1,5 @@
-//! `run` and `plan`: every row of an input file through the pipeline.
+//! `run`: every row of an input file through the pipeline. `plan` (see
+//! `plan.rs`) is the same job with a read in place of each PATCH.
 //!
 //! The order matters: everything that can refuse the run (flags, the output
 //! paths, the input's header, the token's presence, the results file, its
@@ -11,53 +12,58 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::apply::ApplyOptions;
-use crate::cli::{ConnectionArgs, PacingArgs, PlanArgs, ReportArgs, RunArgs, SelectionArgs};
+use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs, RunArgs, SelectionArgs};
+use crate::client::call::Caller;
 use crate::cmd::{Target, check_token, finish};
-use crate::error::{Fatal, exit};
+use crate::error::{Ending, Fatal};
 use crate::hint::{self, Again};
-use crate::input::{InputSource, ReadOptions, RowReader, count_rows};
-use crate::ledger::{self, Existing, Ledger};
+use crate::input::reader::{ReadOptions, RowReader};
+use crate::input::source::{InputSource, count_rows};
 use crate::logging::Console;
-use crate::output::{Destination, Flusher, RESULT_HEADER, ResultsSink};
-use crate::outputs::{self, Fresh, Role};
-use crate::pipeline::{Mode, Pipeline, Thresholds};
-use crate::progress::{Pace, Progress, RateProbe};
-use crate::report::RunSummary;
-use crate::stats::Stats;
-use crate::stop::{StopSignal, watch_signals};
-use crate::undo::UndoWriter;
+use crate::results::files::{self, Fresh, Role};
+use crate::results::format::RESULT_HEADER;
+use crate::results::ledger::{self, Existing, Ledger};
+use crate::results::undo::UndoWriter;
+use crate::results::writer::{Destination, Flusher, ResultsSink};
+use crate::run::apply::ApplyOptions;
+use crate::run::pipeline::{Mode, Pipeline, Thresholds};
+use crate::run::progress::{Pace, Progress, RateProbe};
+use crate::run::stats::Stats;
+use crate::run::stop::{StopSignal, watch_signals};
+use crate::run::summary::RunSummary;
 
 /// The choices that differ between `run`, `run --dry-run` and `plan`.
-struct Job<'a> {
-    command: &'static str,
-    kind: Kind,
-    input: &'a Path,
-    output: &'a Path,
-    resume: bool,
-    force: bool,
-    skip_unchanged: bool,
-    undo_file: Option<&'a Path>,
-    thresholds: Thresholds,
-    confirm: Option<u64>,
-    selection: &'a SelectionArgs,
-    connection: &'a ConnectionArgs,
-    pacing: &'a PacingArgs,
-    report: &'a ReportArgs,
+pub(super) struct Job<'a> {
+    pub command: &'static str,
+    pub kind: Kind,
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub resume: bool,
+    pub force: bool,
+    pub skip_unchanged: bool,
+    pub undo_file: Option<&'a Path>,
+    pub thresholds: Thresholds,
+    pub confirm: Option<u64>,
+    pub selection: &'a SelectionArgs,
+    pub connection: &'a ConnectionArgs,
+    pub pacing: &'a PacingArgs,
+    pub report: &'a ReportArgs,
     /// `--report`: the HTML report written at the end.
-    html_report: Option<&'a Path>,
+    pub html_report: Option<&'a Path>,
     /// `--excel`: a byte-order mark before the header.
-    excel: bool,
+    pub excel: bool,
 }
 
+/// What the job does with each row, as the user asked; the pipeline's
+/// `Mode` adds what each needs once connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     DryRun,
     Apply,
     Plan,
 }
 
-pub async fn run(args: RunArgs, console: Console) -> u8 {
+pub async fn run(args: RunArgs, console: Console) -> Ending {
     Job {
         command: "run",
         kind: if args.dry_run {
@@ -87,35 +93,9 @@ pub async fn run(args: RunArgs, console: Console) -> u8 {
     .await
 }
 
-pub async fn plan(args: PlanArgs, console: Console) -> u8 {
-    Job {
-        command: "plan",
-        kind: Kind::Plan,
-        input: &args.input,
-        output: &args.output,
-        resume: false,
-        force: args.force,
-        skip_unchanged: false,
-        undo_file: None,
-        thresholds: Thresholds {
-            max_failures: None,
-            max_failure_rate: 1.0,
-        },
-        confirm: None,
-        selection: &args.selection,
-        connection: &args.connection,
-        pacing: &args.pacing,
-        report: &args.report,
-        html_report: args.html_report.as_deref(),
-        excel: args.spreadsheet.excel,
-    }
-    .go(console)
-    .await
-}
-
 impl Job<'_> {
     /// Runs the job and ends it: summary, report files, exit code.
-    async fn go(self, console: Console) -> u8 {
+    pub(super) async fn go(self, console: Console) -> Ending {
         let started_at = SystemTime::now();
         let result = execute(&self, console, started_at).await;
         finish(
@@ -140,71 +120,10 @@ async fn execute(
     started_at: SystemTime,
 ) -> Result<RunSummary, Fatal> {
     let sends = job.kind != Kind::DryRun;
-    if job.selection.null_token.trim().is_empty() {
-        return Err(Fatal::Usage(
-            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"; \
-             give a text such as null or -"
-                .into(),
-        ));
-    }
-    let shard = job
-        .selection
-        .shard
-        .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
-        .transpose()
-        .map_err(Fatal::Usage)?;
-    let mut read_options = ReadOptions {
-        null_token: job.selection.null_token.trim().to_string(),
-        shard,
-        limit: job.selection.limit,
-        delimiter: Default::default(),
-    };
-    let to_stdout = job.output.as_os_str() == "-";
-    if job.resume && to_stdout {
-        return Err(Fatal::Usage(
-            "--resume needs -o to name a results file (not standard output)".into(),
-        ));
-    }
-    if job.html_report.is_some() && to_stdout {
-        return Err(Fatal::Usage(
-            "--report needs -o to name a results file (the report is built from it), not \
-             standard output"
-                .into(),
-        ));
-    }
-
-    let mut outputs = vec![(
-        "-o",
-        job.output,
-        if job.kind == Kind::Plan {
-            Role::Plan
-        } else {
-            Role::RunResults
-        },
-    )];
-    if let Some(undo) = job.undo_file {
-        outputs.push(("--undo-file", undo, Role::Undo));
-    }
-    for (flag, path) in [
-        ("--summary-json", job.report.summary_json.as_deref()),
-        ("--metrics-file", job.report.metrics_file.as_deref()),
-        ("--report", job.html_report),
-    ] {
-        if let Some(path) = path {
-            outputs.push((flag, path, Role::Report));
-        }
-    }
-    outputs::check(Some(job.input), &outputs)?;
-    for path in [
-        job.report.summary_json.as_deref(),
-        job.report.metrics_file.as_deref(),
-        job.html_report,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        ledger::check_room_beside(path)?;
-    }
+    let Checked {
+        mut read_options,
+        to_stdout,
+    } = validate(job)?;
 
     let mut input = InputSource::new(job.input);
     if job.resume || job.connection.simulator {
@@ -270,46 +189,13 @@ async fn execute(
     // both as they were. `--force` never empties an undo file: it holds the
     // only copy of the values the accounts had before the first run changed
     // them.
-    let undo = match job.undo_file {
-        Some(path) => {
-            fresh.note(path);
-            Some(Arc::new(UndoWriter::open(
-                path,
-                reader.header().fields(),
-                if job.resume {
-                    Existing::Append {
-                        other_header: "the input now sets other columns than this undo file \
-                                       records, so --resume cannot go on with it: give the input \
-                                       its earlier columns, or start a new job with another -o \
-                                       and another --undo-file (keep this one: it holds the \
-                                       previous values of the run that wrote it)",
-                    }
-                } else {
-                    Existing::Refuse {
-                        advice: "add --resume to go on with the run that wrote it, or choose \
-                                 another --undo-file (delete it only once you are sure that run \
-                                 need not be undone)",
-                    }
-                },
-            )?))
-        }
-        None => None,
-    };
+    let undo = open_undo(job, reader.header().fields(), &mut fresh)?;
     let undo_recorded = job
         .undo_file
         .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
         .map(|path| path.display().to_string());
 
-    let existing = match (job.resume, job.force) {
-        (true, _) => LEDGER_APPEND,
-        (false, true) => Existing::Overwrite,
-        (false, false) if job.kind == Kind::Plan => Existing::Refuse {
-            advice: "add --force to overwrite it",
-        },
-        (false, false) => Existing::Refuse {
-            advice: "add --resume to continue the run it records, or --force to overwrite it",
-        },
-    };
+    let existing = results_policy(job);
     let (destination, write_header) = match results_file.take() {
         None => (Destination::Stdout, true),
         Some(mut file) => {
@@ -338,24 +224,13 @@ async fn execute(
             match flusher.get() {
                 Some(flusher) => flusher.flush_now(),
                 // Interrupted before it started: no file left behind.
-                None => outputs::remove_fresh(&fresh),
+                None => files::remove_fresh(&fresh),
             }
-            std::process::exit(i32::from(exit::INTERRUPTED));
+            Ending::exit_interrupted();
         });
     }
-    let caller = match &target {
-        Some(target) => {
-            let caller = target.caller(
-                job.pacing,
-                job.pacing.rate,
-                Arc::clone(&stats),
-                Arc::clone(&stop),
-            )?;
-            check_token(&caller, &target.base_url).await?;
-            Some(Arc::new(caller))
-        }
-        None => None,
-    };
+    let mode = connect(job, target.as_ref(), &stats, &stop, undo.as_ref()).await?;
+    let caller = mode.caller().cloned();
     // Nothing refused the command: from here on its files stay.
     fresh.keep();
 
@@ -381,21 +256,11 @@ async fn execute(
         Fatal::Aborted(format!(
             "cannot write {}: {}",
             job.output.display(),
-            crate::output::describe_write_error(&e)
+            crate::error::describe_write_error(&e)
         ))
     })?;
     let _ = flusher.set(sink.flusher());
-    let rate_probe: Option<RateProbe> = caller.as_ref().map(|c| {
-        let c = Arc::clone(c);
-        Arc::new(move || Pace {
-            rate: c.pacer.current_rate(),
-            learned: c.pacer.learned(),
-            paused: c
-                .pacer
-                .paused_until()
-                .map(|until| until.saturating_duration_since(std::time::Instant::now())),
-        }) as RateProbe
-    });
+    let rate_probe = rate_probe(caller.as_ref());
     let progress = Progress::start(
         console,
         job.report.status_interval,
@@ -403,17 +268,8 @@ async fn execute(
         rate_probe,
     );
 
-    let mode = match job.kind {
-        Kind::DryRun => Mode::DryRun,
-        Kind::Plan => Mode::Plan,
-        Kind::Apply => Mode::Apply(ApplyOptions {
-            skip_unchanged: job.skip_unchanged,
-            undo: undo.clone(),
-        }),
-    };
     let pipeline = Pipeline {
         mode,
-        caller: caller.clone(),
         concurrency: job.pacing.concurrency as usize,
         stats: Arc::clone(&stats),
         stop: Arc::clone(&stop),
@@ -425,30 +281,14 @@ async fn execute(
     pipeline.run(reader, sink.sender()).await;
     progress.finish().await;
 
-    // Off the runtime: a writer stuck on a stalled pipe must not keep a
-    // second interrupt from being answered.
-    let write_error = match tokio::task::spawn_blocking(move || sink.finish()).await {
-        Ok(result) => result.err(),
-        Err(_) => Some("the results writer stopped unexpectedly".to_string()),
-    };
-    if let Some(undo) = &undo
-        && let Err(e) = undo.finish()
-    {
-        stop.stop(crate::stop::StopReason::Failed(format!(
-            "cannot write the undo file: {}",
-            crate::output::describe_write_error(&e)
-        )));
-    }
-    if let Some(e) = write_error {
-        stop.stop(crate::stop::StopReason::Failed(e));
-    }
+    close_files(sink, undo.as_ref(), &stop).await;
 
     let snapshot = stats.snapshot();
     let stopped = stop.reason();
-    let exit_code = stopped
+    let ending = stopped
         .as_ref()
-        .map_or_else(|| snapshot.exit_code(), |r| r.exit_code());
-    let invalid = snapshot.count(crate::output::Outcome::Invalid);
+        .map_or_else(|| snapshot.ending(), |r| r.ending());
+    let invalid = snapshot.count(crate::outcome::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
         let results = if to_stdout {
             "the results on standard output".to_string()
@@ -467,8 +307,8 @@ async fn execute(
         canary_end(job, &input, &read_options, limit).await;
     }
     let next = match &stopped {
-        _ if exit_code == exit::OK => None,
-        Some(crate::stop::StopReason::Interrupted) => job.next_after_interrupt(),
+        _ if ending == Ending::CLEAN => None,
+        Some(crate::run::stop::StopReason::Interrupted) => job.next_after_interrupt(),
         Some(_) => job.next_after_abort(),
         None => job.next_after_failed_rows(),
     };
@@ -479,7 +319,7 @@ async fn execute(
         rate_changes: caller.as_ref().map_or(0, |c| c.pacer.rate_changes()),
         learned: caller.as_ref().and_then(|c| c.pacer.learned()),
         asked_rate: job.pacing.rate.per_second(),
-        exit_code,
+        ending,
         input: Some(input.label().to_string()),
         output: job.output.display().to_string(),
         started_at,
@@ -498,7 +338,212 @@ const LEDGER_APPEND: Existing = Existing::Append {
 };
 
 /// Invalid rows shown on stderr as they are read; the rest are counted.
-const INVALID_SHOWN: u64 = crate::pipeline::INVALID_SHOWN;
+const INVALID_SHOWN: u64 = crate::run::pipeline::INVALID_SHOWN;
+
+/// Connects for a job that sends (the token is checked before anything
+/// else goes) and says what the pipeline does with each row; a dry run
+/// connects to nothing.
+async fn connect(
+    job: &Job<'_>,
+    target: Option<&Target>,
+    stats: &Arc<Stats>,
+    stop: &Arc<StopSignal>,
+    undo: Option<&Arc<UndoWriter>>,
+) -> Result<Mode, Fatal> {
+    Ok(match target {
+        None => Mode::DryRun,
+        Some(target) => {
+            let caller = target.caller(
+                job.pacing,
+                job.pacing.rate,
+                Arc::clone(stats),
+                Arc::clone(stop),
+            )?;
+            check_token(&caller, &target.base_url).await?;
+            let caller = Arc::new(caller);
+            if job.kind == Kind::Plan {
+                Mode::Plan { caller }
+            } else {
+                Mode::Apply {
+                    caller,
+                    options: ApplyOptions {
+                        skip_unchanged: job.skip_unchanged,
+                        undo: undo.cloned(),
+                    },
+                }
+            }
+        }
+    })
+}
+
+/// What the progress line shows of the pacer: its rate, what it learned of
+/// the server's limit, and a pause a 429 imposed.
+fn rate_probe(caller: Option<&Arc<Caller>>) -> Option<RateProbe> {
+    caller.map(|c| {
+        let c = Arc::clone(c);
+        Arc::new(move || Pace {
+            rate: c.pacer.current_rate(),
+            learned: c.pacer.learned(),
+            paused: c
+                .pacer
+                .paused_until()
+                .map(|until| until.saturating_duration_since(std::time::Instant::now())),
+        }) as RateProbe
+    })
+}
+
+/// Closes the results and the undo file; a failure to write either stops
+/// the run (exit 3), whatever it did before.
+async fn close_files(sink: ResultsSink, undo: Option<&Arc<UndoWriter>>, stop: &StopSignal) {
+    // Off the runtime: a writer stuck on a stalled pipe must not keep a
+    // second interrupt from being answered.
+    let write_error = match tokio::task::spawn_blocking(move || sink.finish()).await {
+        Ok(result) => result.err(),
+        Err(_) => Some("the results writer stopped unexpectedly".to_string()),
+    };
+    if let Some(undo) = undo
+        && let Err(e) = undo.finish()
+    {
+        stop.stop(crate::run::stop::StopReason::Failed(format!(
+            "cannot write the undo file: {}",
+            crate::error::describe_write_error(&e)
+        )));
+    }
+    if let Some(e) = write_error {
+        stop.stop(crate::run::stop::StopReason::Failed(e));
+    }
+}
+
+/// What a job's flags come to once checked, before any file is opened.
+struct Checked {
+    /// How the reader reads (the delimiter is filled in once the input is
+    /// seen).
+    read_options: ReadOptions,
+    /// `-o -`: results go to standard output.
+    to_stdout: bool,
+}
+
+/// Checks the flags and the output paths: anything wrong here refuses the
+/// job before a file is opened (exit 2).
+fn validate(job: &Job<'_>) -> Result<Checked, Fatal> {
+    if job.selection.null_token.trim().is_empty() {
+        return Err(Fatal::Usage(
+            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"; \
+             give a text such as null or -"
+                .into(),
+        ));
+    }
+    let shard = job
+        .selection
+        .shard
+        .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
+        .transpose()
+        .map_err(Fatal::Usage)?;
+    let read_options = ReadOptions {
+        null_token: job.selection.null_token.trim().to_string(),
+        shard,
+        limit: job.selection.limit,
+        delimiter: Default::default(),
+    };
+    let to_stdout = job.output.as_os_str() == "-";
+    if job.resume && to_stdout {
+        return Err(Fatal::Usage(
+            "--resume needs -o to name a results file (not standard output)".into(),
+        ));
+    }
+    if job.html_report.is_some() && to_stdout {
+        return Err(Fatal::Usage(
+            "--report needs -o to name a results file (the report is built from it), not \
+             standard output"
+                .into(),
+        ));
+    }
+
+    let mut outputs = vec![(
+        "-o",
+        job.output,
+        if job.kind == Kind::Plan {
+            Role::Plan
+        } else {
+            Role::RunResults
+        },
+    )];
+    if let Some(undo) = job.undo_file {
+        outputs.push(("--undo-file", undo, Role::Undo));
+    }
+    for (flag, path) in [
+        ("--summary-json", job.report.summary_json.as_deref()),
+        ("--metrics-file", job.report.metrics_file.as_deref()),
+        ("--report", job.html_report),
+    ] {
+        if let Some(path) = path {
+            outputs.push((flag, path, Role::Report));
+        }
+    }
+    files::check(Some(job.input), &outputs)?;
+    for path in [
+        job.report.summary_json.as_deref(),
+        job.report.metrics_file.as_deref(),
+        job.html_report,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ledger::check_room_beside(path)?;
+    }
+    Ok(Checked {
+        read_options,
+        to_stdout,
+    })
+}
+
+/// Opens the undo file (`--undo-file`): appended to with `--resume`,
+/// refused when it holds rows otherwise.
+fn open_undo(
+    job: &Job<'_>,
+    columns: Vec<crate::fields::Field>,
+    fresh: &mut Fresh,
+) -> Result<Option<Arc<UndoWriter>>, Fatal> {
+    Ok(match job.undo_file {
+        Some(path) => {
+            fresh.note(path);
+            Some(Arc::new(UndoWriter::open(
+                path,
+                columns,
+                if job.resume {
+                    Existing::Append {
+                        other_header: "the input now sets other columns than this undo file \
+                                       records, so --resume cannot go on with it: give the input \
+                                       its earlier columns, or start a new job with another -o \
+                                       and another --undo-file (keep this one: it holds the \
+                                       previous values of the run that wrote it)",
+                    }
+                } else {
+                    Existing::Refuse {
+                        advice: "add --resume to go on with the run that wrote it, or choose \
+                                 another --undo-file (delete it only once you are sure that run \
+                                 need not be undone)",
+                    }
+                },
+            )?))
+        }
+        None => None,
+    })
+}
+
+/// What to do with a results file that already holds rows.
+fn results_policy(job: &Job<'_>) -> Existing {
+    match (job.resume, job.force) {
+        (true, _) => LEDGER_APPEND,
+        (false, true) => Existing::Overwrite,
+        (false, false) if job.kind == Kind::Plan => Existing::Refuse {
+            advice: "add --force to overwrite it",
+        },
+        (false, false) => Existing::Refuse {
+            advice: "add --resume to continue the run it records, or --force to overwrite it",
+        },
+    }
+}
 
 impl Job<'_> {
     fn to_stdout(&self) -> bool {
@@ -616,7 +661,7 @@ fn check_undo_of_ledger(
             );
             Ok(())
         }
-        Some(given) if !outputs::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
+        Some(given) if !files::same_path(given, recorded_path) => Err(Fatal::Usage(format!(
             "{} records a run that kept its undo file at {recorded}, not {}: pass \
              --undo-file {recorded}, so that one file holds every previous value; nothing \
              was sent",
@@ -650,7 +695,8 @@ async fn confirm(
     pacing: &PacingArgs,
 ) -> Result<(), Fatal> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let remote = target.simulator.is_none() && !crate::api::is_loopback_url(&target.base_url);
+    let remote =
+        target.simulator.is_none() && !crate::client::api::is_loopback_url(&target.base_url);
     if !should_ask(
         interactive,
         remote,

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use super::*;
-use crate::retry::{RetryPolicy, retry_wait};
+use crate::client::retry::{RetryPolicy, retry_wait};
 use crate::sim::{HeaderStyle, Limiter, Shape};
 
 /// One-way network delay, seconds, plus up to as much again of jitter.

@@ -6,11 +6,43 @@ use clap::CommandFactory;
 use clap_mangen::roff::{Roff, bold, italic, roman};
 
 use crate::cli::Cli;
+use crate::cmd::write_stdout;
+use crate::error::{Ending, Stop};
 
 /// One manual page: its file name (`gcore-iam-bulk-run.1`) and roff text.
 pub struct Page {
     pub file_name: String,
     pub roff: Vec<u8>,
+}
+
+/// `man`: the main page to standard output, or every page into `dir`.
+pub fn man(dir: Option<&std::path::Path>) -> Ending {
+    let Some(dir) = dir else {
+        return write_stdout(&main_page().roff);
+    };
+    match write_manual(dir) {
+        Ok(()) => Ending::CLEAN,
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the manual pages into {}: {e}",
+                dir.display()
+            );
+            Ending::Stopped(Stop::Aborted)
+        }
+    }
+}
+
+/// Writes every manual page into `dir` and prints the path of each.
+fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = String::new();
+    for page in all_pages() {
+        let path = dir.join(&page.file_name);
+        std::fs::write(&path, &page.roff)?;
+        written.push_str(&format!("{}\n", path.display()));
+    }
+    write_stdout(written.as_bytes());
+    Ok(())
 }
 
 /// The main page, `gcore-iam-bulk(1)`.

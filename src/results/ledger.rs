@@ -10,7 +10,7 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use crate::error::Fatal;
-use crate::record_limit::{Overlong, RecordLimit};
+use crate::input::record_limit::{Overlong, RecordLimit};
 
 /// The longest line of a results or undo file read whole. The tool's own
 /// lines stay far below it (a row's cells are at most 64 KiB, error texts
@@ -183,8 +183,8 @@ pub fn prepare(
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
             return Ok(false);
         }
-        if header == crate::output::RESULT_HEADER
-            && found_header == crate::output::RESULT_HEADER_WITHOUT_TIMES
+        if header == crate::results::format::RESULT_HEADER
+            && found_header == crate::results::format::RESULT_HEADER_WITHOUT_TIMES
         {
             return Err(Fatal::Usage(format!(
                 "{} was written by an older gcore-iam-bulk (its rows have no finished_at \
@@ -293,7 +293,7 @@ const ROOM: usize = 16 * 1024;
 pub fn check_room(file: &mut File, path: &Path) -> Result<(), Fatal> {
     use std::io::Write;
     let fail = |e: io::Error| {
-        let text = crate::output::describe_write_error(&e);
+        let text = crate::error::describe_write_error(&e);
         let message = format!("cannot write {}: {text}; nothing was sent", path.display());
         if text.starts_with("the disk is full") {
             Fatal::Aborted(message)
@@ -319,7 +319,7 @@ pub fn check_room_beside(path: &Path) -> Result<(), Fatal> {
         _ => Path::new("."),
     };
     let fail = |e: io::Error| {
-        let text = crate::output::describe_write_error(&e);
+        let text = crate::error::describe_write_error(&e);
         let message = format!("cannot write {}: {text}; nothing was sent", path.display());
         if text.starts_with("the disk is full") {
             Fatal::Aborted(message)
@@ -460,7 +460,7 @@ fn normal_key(key: &str) -> String {
 }
 
 fn key_hash(key: &str) -> u64 {
-    crate::shard::fnv1a(key.trim().as_bytes())
+    crate::input::shard::fnv1a(key.trim().as_bytes())
 }
 
 #[cfg(test)]

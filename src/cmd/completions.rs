@@ -6,6 +6,13 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::cli::Cli;
+use crate::cmd::write_stdout;
+use crate::error::Ending;
+
+/// `completions`: the script for `shell`, to standard output.
+pub fn completions(shell: Shell) -> Ending {
+    write_stdout(&script(shell))
+}
 
 const BIN: &str = "gcore-iam-bulk";
 

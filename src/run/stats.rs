@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::output::Outcome;
+use crate::outcome::Outcome;
 
 /// Live counters, shared by the workers (atomics: no lock on the hot path).
 #[derive(Debug)]
@@ -153,16 +153,67 @@ impl Snapshot {
             .map(|t| t.saturating_sub(self.done() + self.already_done))
     }
 
-    /// The exit code the counts call for when the run finished normally.
-    pub fn exit_code(&self) -> u8 {
-        if self.count(Outcome::Failed)
-            + self.count(Outcome::Invalid)
-            + self.count(Outcome::Mismatch)
-            > 0
-        {
-            crate::error::exit::ROWS_FAILED
-        } else {
-            crate::error::exit::OK
+    /// How a run that went to the end ended, by these counts.
+    pub fn ending(&self) -> crate::error::Ending {
+        crate::error::Ending::Finished {
+            rows_failed: self.count(Outcome::Failed)
+                + self.count(Outcome::Invalid)
+                + self.count(Outcome::Mismatch)
+                > 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Ending;
+
+    #[test]
+    fn counts_say_which_rows_failed_were_sent_and_remain() {
+        let stats = Stats::new();
+        stats.set_total(10);
+        stats.already_done(2);
+        stats.finished_many(Outcome::Updated, 3);
+        stats.finished(Outcome::Mismatch);
+        stats.finished(Outcome::Failed);
+        stats.finished(Outcome::Invalid);
+        let s = stats.snapshot();
+        assert_eq!(s.done(), 6);
+        assert_eq!(s.failures(), 2, "failed and mismatch; invalid is not sent");
+        assert_eq!(s.sent_rows(), 5);
+        assert_eq!(s.remaining(), Some(2));
+        assert_eq!(s.ending(), Ending::Finished { rows_failed: true });
+    }
+
+    #[test]
+    fn only_updated_unchanged_and_planned_rows_end_a_run_cleanly() {
+        let stats = Stats::new();
+        for outcome in [
+            Outcome::Updated,
+            Outcome::Unchanged,
+            Outcome::WouldUpdate,
+            Outcome::DryRun,
+        ] {
+            stats.finished(outcome);
+        }
+        assert_eq!(stats.snapshot().ending(), Ending::CLEAN);
+        assert_eq!(stats.snapshot().total, None, "unknown until set");
+        stats.finished(Outcome::Invalid);
+        assert_eq!(
+            stats.snapshot().ending(),
+            Ending::Finished { rows_failed: true }
+        );
+    }
+
+    #[test]
+    fn requests_count_retries_apart() {
+        let stats = Stats::new();
+        stats.request_sent(false);
+        stats.request_sent(true);
+        stats.request_sent(true);
+        stats.throttled();
+        let s = stats.snapshot();
+        assert_eq!((s.requests, s.retries, s.throttled), (3, 2, 1));
     }
 }

@@ -1,0 +1,14 @@
+//! `simulate`: serves the local IAM API simulator until interrupted.
+
+use crate::error::Ending;
+use crate::sim::SimulateArgs;
+
+pub async fn simulate(args: SimulateArgs) -> Ending {
+    match crate::sim::serve_cli(args).await {
+        Ok(()) => Ending::CLEAN,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ending::Refused
+        }
+    }
+}
