@@ -280,7 +280,8 @@ impl Limiter {
     /// origin; never earlier than a previous call's).
     pub fn admit(&mut self, now: f64) -> Result<Standing, Refused> {
         let (limit, window) = self.shape.policy();
-        match self.shape {
+        // Whether it is accepted, then what is left and when more comes.
+        let (accepted, remaining, reset) = match self.shape {
             Shape::Bucket { rate, burst } => {
                 let capacity = f64::from(burst.max(1));
                 let elapsed = (now - self.last).max(0.0);
@@ -291,21 +292,9 @@ impl Limiter {
                 if accepted {
                     self.tokens = (self.tokens - 1.0).max(0.0);
                 }
-                let reset = ((1.0 - self.tokens) / rate).max(0.0);
-                let standing = Standing {
-                    limit,
-                    window,
-                    remaining: self.tokens.floor() as u64,
-                    reset,
-                };
-                if accepted {
-                    Ok(standing)
-                } else {
-                    Err(Refused {
-                        wait: reset,
-                        standing,
-                    })
-                }
+                // Until the next token.
+                let reset = (1.0 - self.tokens) / rate;
+                (accepted, self.tokens.floor() as u64, reset)
             }
             Shape::Sliding { n, seconds } => {
                 while self.log.front().is_some_and(|&t| t <= now - seconds) {
@@ -320,20 +309,8 @@ impl Limiter {
                     .log
                     .front()
                     .map_or(0.0, |&oldest| oldest + seconds - now);
-                let standing = Standing {
-                    limit,
-                    window,
-                    remaining: (n as usize).saturating_sub(self.log.len()) as u64,
-                    reset: reset.max(0.0),
-                };
-                if accepted {
-                    Ok(standing)
-                } else {
-                    Err(Refused {
-                        wait: standing.reset,
-                        standing,
-                    })
-                }
+                let remaining = (n as usize).saturating_sub(self.log.len()) as u64;
+                (accepted, remaining, reset)
             }
             Shape::Window { n, seconds } => {
                 let index = (now / seconds).floor() as i64;
@@ -345,22 +322,24 @@ impl Limiter {
                 if accepted {
                     self.window_count += 1;
                 }
-                let reset = ((index + 1) as f64 * seconds - now).max(0.0);
-                let standing = Standing {
-                    limit,
-                    window,
-                    remaining: u64::from(n - self.window_count),
-                    reset,
-                };
-                if accepted {
-                    Ok(standing)
-                } else {
-                    Err(Refused {
-                        wait: reset,
-                        standing,
-                    })
-                }
+                // Until the boundary.
+                let reset = (index + 1) as f64 * seconds - now;
+                (accepted, u64::from(n - self.window_count), reset)
             }
+        };
+        let standing = Standing {
+            limit,
+            window,
+            remaining,
+            reset: reset.max(0.0),
+        };
+        if accepted {
+            Ok(standing)
+        } else {
+            Err(Refused {
+                wait: standing.reset,
+                standing,
+            })
         }
     }
 }
