@@ -150,7 +150,14 @@ impl Caller {
                     self.pacer.on_success(permit, exchange.quota);
                     CallEnd::Success(exchange)
                 }
-                Verdict::FailRow => CallEnd::Failed(exchange),
+                Verdict::FailRow => {
+                    // Refused for its own sake (a 404, a 403), but it passed
+                    // the server's limit: the limit took it.
+                    if exchange.status.is_some() {
+                        self.pacer.on_success(permit, exchange.quota);
+                    }
+                    CallEnd::Failed(exchange)
+                }
                 Verdict::StopRun => {
                     self.stop
                         .stop(StopReason::Unauthorized(exchange.describe_failure()));
@@ -165,6 +172,10 @@ impl Caller {
                     );
                     // A 429 slows the whole run, whether or not this request
                     // has attempts left.
+                    if exchange.status.is_some_and(|code| code != 429) {
+                        // A 5xx that came back passed the limit too.
+                        self.pacer.on_success(permit, exchange.quota);
+                    }
                     if exchange.status == Some(429) {
                         throttled += 1;
                         self.stats.throttled();

@@ -292,9 +292,16 @@ impl Controller {
         ready
     }
 
+    /// When a permit of stated credit may go: at the asked rate until the
+    /// first 429, at the pace in force after it (so a pause never releases
+    /// waiters together, even unlimited).
     fn ceiling_ready(&self) -> f64 {
-        match (self.ceiling, self.last_grant) {
-            (Some(rate), Some(last)) => last + 1.0 / rate,
+        let Some(last) = self.last_grant else {
+            return f64::NEG_INFINITY;
+        };
+        match (self.throttles > 0, self.pace, self.ceiling) {
+            (true, Some(pace), _) => last + 1.0 / pace,
+            (_, _, Some(rate)) => last + 1.0 / rate,
             _ => f64::NEG_INFINITY,
         }
     }
@@ -412,7 +419,8 @@ impl Controller {
             let pause = quota
                 .and_then(|q| q.reset)
                 .or(retry_after)
-                .unwrap_or(2.0 / stated.rate);
+                .unwrap_or(2.0 / stated.rate)
+                .min(MAX_PAUSE);
             self.pause(now, pause);
             return row_wait;
         }
@@ -464,7 +472,7 @@ impl Controller {
                 let taken = episode.successes_before as f64;
                 let span = until - first;
                 if taken >= MEASURE_SUCCESSES as f64 && span > 0.0 && self.lower == 0.0 {
-                    self.lower = taken / span;
+                    self.lower = (taken / span).min(self.upper * UNDER);
                     self.lower_measured = true;
                     self.last_episode = None;
                     let pace = self.lower.max(FLOOR);
@@ -537,7 +545,8 @@ impl Controller {
             started: now,
             successes_before: self.successes,
             spell: self.spell_after(),
-            reopen_by: retry_after.map_or(f64::INFINITY, |asked| now + asked),
+            // No Retry-After yet: nothing allows anything sooner.
+            reopen_by: retry_after.map_or(f64::NEG_INFINITY, |asked| now + asked),
             refusals_after_pause: 0,
         });
         self.pause(now, pause);
@@ -646,7 +655,7 @@ impl Controller {
         {
             // Before the quota is known: does what remains grow while it
             // is spent? Then it refills (a bucket).
-            let until = permit.seq + remaining;
+            let until = permit.seq.saturating_add(remaining);
             if let Some((seq, before)) = self.early_credit
                 && permit.seq > seq
                 && until > before
@@ -669,14 +678,16 @@ impl Controller {
         if limit == 0 {
             return;
         }
-        let rate = (limit as f64 / window * UNDER_QUOTA).max(FLOOR);
+        let rate = (limit as f64 / window * UNDER_QUOTA).clamp(FLOOR, 1e6);
         let rate = self.ceiling.map_or(rate, |c| rate.min(c));
         let remaining = quota.remaining.unwrap_or(0);
         match &mut self.stated {
             Some(stated) => {
                 if permit.seq >= stated.freshest {
-                    let until = permit.seq + remaining.saturating_sub(stated.margin);
-                    let spending = self.next_seq <= stated.credit_until + 1;
+                    let until = permit
+                        .seq
+                        .saturating_add(remaining.saturating_sub(stated.margin));
+                    let spending = self.next_seq <= stated.credit_until.saturating_add(1);
                     if stated.refills.is_none() && spending && until > stated.credit_until {
                         // The first spell of credit grew while spent: a
                         // bucket. Give back what it was charged.
@@ -691,7 +702,10 @@ impl Controller {
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
                     stated.rate = rate;
+                    // A new rate, but what spent credit was charged stays.
+                    let charged_until = self.tat;
                     self.set_pace(rate, now);
+                    self.tat = self.tat.max(charged_until);
                 }
             }
             None => {
@@ -705,7 +719,9 @@ impl Controller {
                 };
                 self.stated = Some(Stated {
                     rate,
-                    credit_until: permit.seq + remaining.saturating_sub(CREDIT_MARGIN),
+                    credit_until: permit
+                        .seq
+                        .saturating_add(remaining.saturating_sub(CREDIT_MARGIN)),
                     freshest: permit.seq,
                     refills: self.early_refill.then_some(true),
                     charged,
@@ -713,11 +729,14 @@ impl Controller {
                 });
                 self.tolerance = 0.0;
                 self.pace = Some(rate);
-                self.tat = if self.early_refill {
+                let charged_from = self.recent.front().copied().unwrap_or(now).min(now);
+                let computed = if self.early_refill {
                     now + 1.0 / rate
                 } else {
-                    self.recent.front().copied().unwrap_or(now).min(now) + charged
+                    charged_from + charged
                 };
+                // Never sooner than the new pace allows after the last permit.
+                self.tat = computed.max(self.last_grant.map_or(now, |last| last + 1.0 / rate));
             }
         }
     }
@@ -876,6 +895,92 @@ mod tests {
         assert!((learned.limit - 20.0).abs() < 1e-9);
         assert!((c.pace().unwrap() - 20.0 * UNDER_QUOTA).abs() < 1e-9);
         assert!(learned.suggested_rate(Some(100.0)).is_some());
+    }
+
+    #[test]
+    fn a_spell_of_429s_with_and_without_retry_after_never_stops_the_run() {
+        // Found in review: an episode begun without Retry-After, then a
+        // refusal with one, paused the run until infinity.
+        let mut c = Controller::new(Some(100.0), 1);
+        for i in 0..10 {
+            let p = c.grant(c.ready_at().max(i as f64 * 0.01));
+            c.on_success(p, p.at + 0.001, None);
+        }
+        let mut now = 0.2;
+        for i in 0..6 {
+            let at = c.ready_at().max(now);
+            let p = c.grant(at);
+            now = at + 0.002;
+            let retry_after = (i >= 4).then_some(1.0);
+            c.on_throttled(p, now, retry_after, None);
+        }
+        let ready = c.ready_at();
+        assert!(ready.is_finite() && ready < now + 61.0, "ready at {ready}");
+    }
+
+    #[test]
+    fn absurd_figures_neither_panic_nor_stall() {
+        let mut c = Controller::new(None, 1);
+        let p = c.grant(0.0);
+        let quota = Quota {
+            limit: Some(u64::MAX),
+            window: Some(1e-9),
+            remaining: Some(u64::MAX),
+            reset: Some(1e12),
+        };
+        c.on_success(p, 0.001, Some(quota));
+        let p = c.grant(c.ready_at().max(0.001));
+        c.on_success(p, 0.002, Some(quota));
+        let p = c.grant(c.ready_at().max(0.002));
+        c.on_throttled(p, 0.003, None, Some(quota));
+        assert!(c.ready_at().is_finite());
+        assert!(c.pace().unwrap().is_finite());
+    }
+
+    #[test]
+    fn figures_arriving_after_a_cut_never_free_a_permit_at_once() {
+        let mut c = Controller::new(Some(10.0), 1);
+        let p = c.grant(0.0);
+        c.on_throttled(p, 0.001, None, None);
+        let at = c.ready_at();
+        let p = c.grant(at);
+        let quota = Quota {
+            limit: Some(100),
+            window: Some(1.0),
+            remaining: Some(0),
+            reset: Some(1.0),
+        };
+        c.on_success(p, at + 0.001, Some(quota));
+        let next = c.ready_at();
+        assert!(
+            next - at >= 1.0 / c.pace().unwrap() - 1e-9,
+            "{next} after {at}"
+        );
+    }
+
+    #[test]
+    fn stated_credit_after_a_429_is_spaced_even_unlimited() {
+        let mut c = Controller::new(None, 1);
+        let window = |remaining| Quota {
+            limit: Some(10),
+            window: Some(1.0),
+            remaining: Some(remaining),
+            reset: Some(1.0),
+        };
+        let p = c.grant(0.0);
+        c.on_success(p, 0.001, Some(window(9)));
+        let p = c.grant(c.ready_at().max(0.001));
+        c.on_throttled(p, 0.002, Some(1.0), Some(window(0)));
+        let at = c.ready_at();
+        let p = c.grant(at);
+        c.on_success(p, at + 0.001, Some(window(9)));
+        let mut previous = at;
+        for _ in 0..5 {
+            let next = c.ready_at().max(previous);
+            assert!(next > previous, "two permits at {next}");
+            c.grant(next);
+            previous = next;
+        }
     }
 
     #[test]

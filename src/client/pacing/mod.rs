@@ -193,8 +193,8 @@ impl Pacer {
         }
     }
 
-    /// The request of `permit` succeeded; `quota` is what its answer said
-    /// of the server's limit.
+    /// The request of `permit` was answered with anything but a 429: it
+    /// passed the server's limit. `quota` is what the answer said of it.
     pub fn on_success(&self, permit: Permit, quota: Option<Quota>) {
         let mut state = self.shared.lock();
         let now = self.shared.now();
@@ -256,8 +256,9 @@ impl Pacer {
     /// When the pause the whole run is in ends (after a 429), if it is in one.
     pub fn paused_until(&self) -> Option<Instant> {
         let until = self.shared.lock().controller.pause_until();
-        (until > self.shared.now())
-            .then(|| self.shared.origin + Duration::from_secs_f64(until.min(86_400.0)))
+        let now = self.shared.now();
+        // The time left, bounded: `until` may be far off, never infinite.
+        (until > now).then(|| Instant::now() + Duration::from_secs_f64((until - now).min(86_400.0)))
     }
 
     /// What the run has learned of the server's limit, once anything is.

@@ -21,6 +21,12 @@ pub struct Quota {
 /// An X-RateLimit-Reset above this is a Unix time, not a number of seconds
 /// (2001-09-09; no window lasts 30 years).
 const UNIX_TIME_FROM: f64 = 1e9;
+/// ... and above this, a Unix time in milliseconds.
+const UNIX_MILLIS_FROM: f64 = 1e11;
+/// No figure is taken past these: a reset over ten minutes (as long as a
+/// `Retry-After` is honoured), or more requests than a run could send.
+const MAX_RESET: f64 = 600.0;
+const MAX_COUNT: u64 = 1_000_000_000;
 
 impl Quota {
     /// Reads the figures from header fields; `get` looks one up by its
@@ -54,7 +60,10 @@ impl Quota {
             }
             if quota.reset.is_none() {
                 quota.reset = field("reset").and_then(seconds).map(|value| {
-                    if prefix == "x-ratelimit-" && value > UNIX_TIME_FROM {
+                    // Seconds from now, a Unix time, or one in milliseconds.
+                    if value > UNIX_MILLIS_FROM {
+                        (value / 1000.0 - now_unix).max(0.0)
+                    } else if value > UNIX_TIME_FROM {
                         (value - now_unix).max(0.0)
                     } else {
                         value
@@ -62,6 +71,9 @@ impl Quota {
                 });
             }
         }
+        quota.reset = quota.reset.map(|r| r.min(MAX_RESET));
+        quota.remaining = quota.remaining.map(|r| r.min(MAX_COUNT));
+        quota.limit = quota.limit.map(|l| l.min(MAX_COUNT));
         (quota != Quota::default()).then_some(quota)
     }
 }
@@ -144,6 +156,18 @@ mod tests {
         assert_eq!(absolute.reset, Some(3.0));
         let past = read(&[("x-ratelimit-reset", "1600000000")]).unwrap();
         assert_eq!(past.reset, Some(0.0));
+    }
+
+    #[test]
+    fn resets_as_unix_times_or_milliseconds_and_never_past_ten_minutes() {
+        let unix = read(&[("ratelimit-reset", "1700000005")]).unwrap();
+        assert_eq!(unix.reset, Some(5.0));
+        let millis = read(&[("x-ratelimit-reset", "1700000002000")]).unwrap();
+        assert_eq!(millis.reset, Some(2.0));
+        let far = read(&[("ratelimit-reset", "86400")]).unwrap();
+        assert_eq!(far.reset, Some(600.0));
+        let huge = read(&[("x-ratelimit-remaining", "18446744073709551615")]).unwrap();
+        assert_eq!(huge.remaining, Some(1_000_000_000));
     }
 
     #[test]
