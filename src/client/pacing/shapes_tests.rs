@@ -77,11 +77,16 @@ pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64)
         permits: Vec::new(),
     };
     let mut clock = 0.0_f64;
-    let trace = std::env::var("PACING_TRACE").is_ok_and(|t| t == server.shape.to_string())
-        && asked == Some(std::env::var("PACING_TRACE_ASKED").map_or(100.0, |a| a.parse().unwrap()))
-        && (server.headers == HeaderStyle::None) != std::env::var("PACING_TRACE_HEADERS").is_ok()
-        && server.retry_after == std::env::var("PACING_TRACE_NO_RA").is_err()
-        && (std::env::var("PACING_TRACE_X").is_err() || server.headers == HeaderStyle::X);
+    // PACING_TRACE="window:20:1 retry-after=true headers=None asked=100"
+    // prints the run of that one cell, event by event.
+    let label = format!(
+        "{} retry-after={} headers={:?} asked={}",
+        server.shape,
+        server.retry_after,
+        server.headers,
+        asked.map_or("unlimited".to_string(), |a| a.to_string())
+    );
+    let trace = std::env::var("PACING_TRACE").is_ok_and(|wanted| wanted == label);
     let mut last_pace = None;
     loop {
         if trace && controller.pace() != last_pace {
@@ -149,9 +154,6 @@ pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64)
                         push(events, clock, Kind::Ready, worker);
                     }
                 };
-                if trace && quota.and_then(|q| q.reset).is_some_and(|r| r >= 2.0) {
-                    eprintln!("{clock:7.3} long reset seq {} {fields:?}", permit.seq);
-                }
                 match answer {
                     Ok(_) => {
                         controller.on_success(permit, clock, quota);
