@@ -36,6 +36,7 @@
 
 use std::collections::VecDeque;
 
+use super::mirror::Mirror;
 use super::quota::Quota;
 
 /// How close the bounds must be (as a share of the lower) to stop bisecting.
@@ -72,6 +73,9 @@ const SPELL: f64 = 0.25;
 const SPELL_MIN: f64 = 0.05;
 /// The longest pause without a Retry-After, seconds.
 const MAX_PAUSE: f64 = 60.0;
+/// A request sent after a pause and not answered in this long (a lost
+/// connection) no longer holds the others back, seconds.
+const PROBE_TIMEOUT: f64 = 2.0;
 /// The lowest pace: one request a minute.
 const FLOOR: f64 = 1.0 / 60.0;
 
@@ -190,6 +194,9 @@ pub struct Controller {
     early_refill: bool,
     /// Longest `reset` seen, standing in for a window no policy states.
     longest_reset: f64,
+    /// The run's copy of the server's log: paces the run once the limit is
+    /// seen to refuse in spells and states nothing.
+    mirror: Mirror,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,6 +218,10 @@ struct Episode {
     reopen_by: f64,
     /// Requests sent after a pause of this episode and refused too.
     refusals_after_pause: u32,
+    /// The first request sent after the latest pause, until answered: the
+    /// others wait for what it finds, so a refusal that lasts costs one 429
+    /// per pause, not one per request in flight.
+    probe: Option<Permit>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -273,16 +284,31 @@ impl Controller {
             longest_reset: 0.0,
             early_credit: None,
             early_refill: false,
+            mirror: Mirror::new(),
         }
     }
 
     /// The earliest time the next permit may be granted.
     pub fn ready_at(&self) -> f64 {
+        if self.mirrored() {
+            // As the server's own log allows, never faster than asked.
+            let asked = match (self.last_grant, self.ceiling) {
+                (Some(last), Some(rate)) => last + 1.0 / rate,
+                _ => f64::NEG_INFINITY,
+            };
+            return self.mirror.ready_at().max(asked).max(self.pause_until);
+        }
         let paced = match self.pace {
             Some(_) => self.tat - self.tolerance,
             None => f64::NEG_INFINITY,
         };
         let mut ready = paced.max(self.pause_until);
+        if let Some(Episode {
+            probe: Some(probe), ..
+        }) = self.episode
+        {
+            ready = ready.max(probe.at + PROBE_TIMEOUT);
+        }
         if let Some(stated) = self.stated
             && self.next_seq <= stated.credit_until
         {
@@ -349,6 +375,13 @@ impl Controller {
             at: now,
             seq: self.next_seq,
         };
+        self.mirror.record(permit.seq, now);
+        if let Some(episode) = &mut self.episode
+            && episode.probe.is_none()
+            && permit.seq >= episode.from_seq
+        {
+            episode.probe = Some(permit);
+        }
         self.next_seq += 1;
         self.raise_if_calm(now);
         permit
@@ -357,6 +390,8 @@ impl Controller {
     /// A success for `permit`, answered at `now`, with the server's figures
     /// if it gave any.
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
+        self.mirror.accepted(permit.seq, now);
+        self.follow_mirror(now);
         self.successes += 1;
         self.first_success.get_or_insert(now);
         self.recent_successes.push_back(now);
@@ -401,6 +436,8 @@ impl Controller {
     ) -> f64 {
         self.throttles += 1;
         self.tolerance = 0.0;
+        self.mirror
+            .refused(permit.seq, now, retry_after.map(|asked| now + asked));
         if permit.at >= self.pace_set_at {
             self.refused_at_pace += 1;
         }
@@ -408,6 +445,15 @@ impl Controller {
             self.on_quota(permit, now, quota);
         }
         let row_wait = retry_after.unwrap_or(0.0);
+        if self.mirrored() {
+            // The log paces the run; a Retry-After of more than a second
+            // still pauses it in full.
+            if let Some(asked) = retry_after.filter(|&asked| asked > 1.0) {
+                self.pause(now, asked.min(MAX_PAUSE));
+            }
+            self.follow_mirror(now);
+            return row_wait;
+        }
         if let Some(stated) = &mut self.stated {
             // The server states its quota: a 429 means the credit was read
             // too generously (requests overtake each other on the way), not
@@ -454,12 +500,23 @@ impl Controller {
             };
             episode.pause = until - now;
             episode.from_seq = self.next_seq;
+            episode.probe = None;
             let episode = *episode;
             self.pause(now, until - now);
             if in_spells {
                 // A step past such a limit costs a whole spell: climb in
                 // small steps from here on.
                 self.refuses_in_spells = true;
+                if self.mirror.take_over(now) {
+                    // Paced by the server's own rule from here: the log
+                    // says when the next request may go, not the pause.
+                    if retry_after.is_none_or(|asked| asked <= 1.0) {
+                        self.pause_until = self.pause_until.min(now);
+                    }
+                    self.episode = None;
+                    self.follow_mirror(now);
+                    return row_wait;
+                }
             }
             if in_spells
                 && self.successes == episode.successes_before
@@ -548,9 +605,38 @@ impl Controller {
             // No Retry-After yet: nothing allows anything sooner.
             reopen_by: retry_after.map_or(f64::NEG_INFINITY, |asked| now + asked),
             refusals_after_pause: 0,
+            probe: None,
         });
         self.pause(now, pause);
+        if retry_after.is_some_and(|asked| asked > 1.0) && self.mirror.take_over(now) {
+            // Refused for more than a second after a run of acceptances: a
+            // limit that refuses in spells (a bucket refills sooner). The
+            // run waits as told, then goes as the server's log allows.
+            self.refuses_in_spells = true;
+            self.episode = None;
+            self.follow_mirror(now);
+        }
         row_wait
+    }
+
+    /// Whether the run's copy of the server's log paces it.
+    fn mirrored(&self) -> bool {
+        self.stated.is_none() && self.mirror.in_force()
+    }
+
+    /// The pace shown and reported, while the log paces the run: what the
+    /// limit allows as far as known.
+    fn follow_mirror(&mut self, now: f64) {
+        if !self.mirrored() {
+            return;
+        }
+        if let Some(limit) = self.mirror.limit() {
+            let limit = self.ceiling.map_or(limit, |c| limit.min(c));
+            if self.pace.is_none_or(|pace| (pace - limit).abs() > limit * 0.01) {
+                self.pace = Some(limit);
+                self.pace_set_at = now;
+            }
+        }
     }
 
     /// How long a refusal must last, nothing accepted, to be a spell.
@@ -586,6 +672,9 @@ impl Controller {
     /// meet, probe upward now and then.
     fn raise_if_calm(&mut self, now: f64) {
         let Some(pace) = self.pace else { return };
+        if self.mirrored() {
+            return;
+        }
         if !self.upper.is_finite() || self.stated.is_some() {
             return;
         }
@@ -773,6 +862,17 @@ impl Controller {
     /// What is known of the server's limit, once anything is.
     pub fn learned(&self) -> Option<Learned> {
         let pace = self.pace?;
+        if self.mirrored()
+            && let Some(limit) = self.mirror.limit()
+        {
+            return Some(Learned {
+                limit,
+                pace,
+                source: Source::Throttling,
+                throttles: self.learning_throttles.max(1),
+                firm: self.mirror.settled(),
+            });
+        }
         if let Some(stated) = self.stated {
             return Some(Learned {
                 limit: stated.rate / UNDER_QUOTA,

@@ -14,6 +14,7 @@
 //! the rate.
 
 pub mod controller;
+mod mirror;
 pub mod quota;
 
 pub use controller::{Controller, Learned, Permit, Source};
