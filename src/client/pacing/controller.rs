@@ -53,6 +53,8 @@ const CREDIT_MARGIN: u64 = 0;
 const CALM_BUCKET: f64 = 0.5;
 /// Seconds of calm sending that prove a pace holds.
 const CALM: f64 = 1.0;
+/// Calm that proves a pace is at most this many times longer.
+const CALM_SCALE_MAX: f64 = 8.0;
 /// Seconds of calm sending, once converged, before probing upward.
 const PROBE_AFTER: f64 = 20.0;
 /// Each upward probe lifts the upper bound by this share.
@@ -194,6 +196,9 @@ pub struct Controller {
     early_refill: bool,
     /// Longest `reset` seen, standing in for a window no policy states.
     longest_reset: f64,
+    /// How many times the calm that proves a pace is longer than at first:
+    /// doubled each time a pace proven calm draws a 429 after all.
+    calm_scale: f64,
     /// The run's copy of the server's log: paces the run once the limit is
     /// seen to refuse in spells and states nothing.
     mirror: Mirror,
@@ -208,6 +213,8 @@ struct Episode {
     /// When it began, and the successes before.
     started: f64,
     successes_before: u64,
+    /// When the request that began it was sent.
+    first_sent: f64,
     /// Refused this long with nothing accepted, the limit refuses in
     /// spells: five times the gap between the successes before the
     /// episode (a bucket would have refilled a token by then), and at least
@@ -285,6 +292,7 @@ impl Controller {
             early_credit: None,
             early_refill: false,
             mirror: Mirror::new(),
+            calm_scale: 1.0,
         }
     }
 
@@ -487,6 +495,7 @@ impl Controller {
             // spells (a window until its boundary, a log until its oldest
             // request leaves).
             let in_spells = now - episode.started >= episode.spell;
+            let refused_for = permit.at - episode.first_sent;
             let until = match retry_after {
                 // Longer pauses first: a bucket's next token may simply not
                 // have come yet.
@@ -503,6 +512,16 @@ impl Controller {
             episode.probe = None;
             let episode = *episode;
             self.pause(now, until - now);
+            if !in_spells && refused_for > 0.0 && 1.0 / refused_for < self.upper {
+                // Still refused this long after the limit was reached: were
+                // it a bucket, no token came back in that time, so its rate
+                // is below one per that long.
+                self.upper = 1.0 / refused_for;
+                if self.pace.is_some_and(|pace| pace > self.upper * UNDER) {
+                    let pace = (self.upper * UNDER).max(self.lower).max(FLOOR);
+                    self.set_pace(pace, now);
+                }
+            }
             if in_spells {
                 // A step past such a limit costs a whole spell: climb in
                 // small steps from here on.
@@ -567,8 +586,13 @@ impl Controller {
             self.lower = (measured * UNDER).min(self.upper * UNDER);
             self.lower_measured = true;
         } else if self.lower >= self.upper * UNDER {
-            // The limit fell, or a lucky stretch overstated it.
+            // The limit fell, or a lucky stretch overstated it: a bucket's
+            // burst holds a pace above its rate for a while. Calm proves
+            // less than it seemed; ask twice as much of it from now on.
             self.lower = self.upper * UNDER * UNDER;
+            if !self.lower_measured {
+                self.calm_scale = (self.calm_scale * 2.0).min(CALM_SCALE_MAX);
+            }
         }
         let next = if self.lower > 0.0 {
             // Just under the measure; calm stretches probe upward from there.
@@ -601,6 +625,7 @@ impl Controller {
             from_seq: self.next_seq,
             started: now,
             successes_before: self.successes,
+            first_sent: permit.at,
             spell: self.spell_after(),
             // No Retry-After yet: nothing allows anything sooner.
             reopen_by: retry_after.map_or(f64::NEG_INFINITY, |asked| now + asked),
@@ -683,11 +708,11 @@ impl Controller {
             PROBE_AFTER
         } else if self.refuses_one_by_one && !self.refuses_in_spells {
             // A bucket refuses within a few requests of being outrun.
-            CALM_BUCKET
+            CALM_BUCKET * self.calm_scale
         } else {
             // A window may take its whole span to refuse: a second proves
             // less than it seems, and a step past costs a spell.
-            CALM
+            CALM * self.calm_scale
         };
         if self.calm < needed {
             return;
