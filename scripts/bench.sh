@@ -485,20 +485,25 @@ step_g() {
     local input
     input=$(input_csv "$G_ROWS")
     start_limited_nginx
-    # name | label | judged | shape for the ideal | where
+    # name | label | judged | shape for the ideal | where | asked per second
     local cases=(
-        "nginx_strict|nginx limit_req 20r/s, no burst, no Retry-After|1|bucket:20:1|nginx:0"
-        "nginx_burst|nginx limit_req 20r/s burst=20 nodelay|1|bucket:20:21|nginx:1"
-        "bucket_ra|bucket 20/s burst 1, Retry-After|1|bucket:20:1|--limit bucket:20:1"
-        "bucket_ietf|bucket 20/s burst 40, RateLimit headers|1|bucket:20:40|--limit bucket:20:40 --ratelimit-headers ietf-structured"
-        "sliding_ietf|20 per rolling 1 s, RateLimit headers|1|sliding:20:1|--limit sliding:20:1 --ratelimit-headers ietf"
-        "window_x|20 per fixed 1 s window, X-RateLimit headers|1|window:20:1|--limit window:20:1 --ratelimit-headers x"
-        "sliding_ra|20 per rolling 1 s (DRF), Retry-After|0|sliding:20:1|--limit sliding:20:1"
-        "window_ra|20 per fixed 1 s window, Retry-After|0|window:20:1|--limit window:20:1"
+        "nginx_strict|nginx limit_req 20r/s, no burst, no Retry-After|1|bucket:20:1|nginx:0|100"
+        "nginx_burst|nginx limit_req 20r/s burst=20 nodelay|1|bucket:20:21|nginx:1|100"
+        "bucket_ra|bucket 20/s burst 1, Retry-After|1|bucket:20:1|--limit bucket:20:1|100"
+        "bucket_ietf|bucket 20/s burst 40, RateLimit headers|1|bucket:20:40|--limit bucket:20:40 --ratelimit-headers ietf-structured|100"
+        "sliding_ietf|20 per rolling 1 s, RateLimit headers|1|sliding:20:1|--limit sliding:20:1 --ratelimit-headers ietf|100"
+        "window_x|20 per fixed 1 s window, X-RateLimit headers|1|window:20:1|--limit window:20:1 --ratelimit-headers x|100"
+        "sliding_ra|20 per rolling 1 s (DRF), Retry-After|1|sliding:20:1|--limit sliding:20:1|100"
+        "sliding3_ra|60 per rolling 3 s (DRF), Retry-After|1|sliding:60:3|--limit sliding:60:3|100"
+        "window_ra|20 per fixed 1 s window, Retry-After|1|window:20:1|--limit window:20:1|100"
+        "sliding_silent|20 per rolling 1 s, no Retry-After|1|sliding:20:1|--limit sliding:20:1 --no-retry-after|100"
+        "window_silent|20 per fixed 1 s window, no Retry-After|1|window:20:1|--limit window:20:1 --no-retry-after|100"
+        "nginx_strict_50x|nginx limit_req 20r/s, no burst, asking 50x|0|bucket:20:1|nginx:0|1000"
+        "sliding_silent_50x|20 per rolling 1 s, no Retry-After, asking 50x|0|sliding:20:1|--limit sliding:20:1 --no-retry-after|1000"
     )
-    local case name label judged shape where url source
+    local case name label judged shape where asked url source
     for case in "${cases[@]}"; do
-        IFS='|' read -r name label judged shape where <<<"$case"
+        IFS='|' read -r name label judged shape where asked <<<"$case"
         if [[ $where == nginx:* ]]; then
             url=${LIMITED_URLS[${where#nginx:}]}
             source=${LIMITED_LOGS[${where#nginx:}]}
@@ -510,8 +515,8 @@ step_g() {
         fi
         put "g_${name}_label" "$label"
         put "g_${name}_judged" "$judged"
-        tool_run "g_$name" "$input" --api-url "$url" --rate 100/s --concurrency 8
-        "$PY" "$HELPER" limit-stats "$source" "g_$name" "$shape" "$G_ROWS" 100 >>"$MEASURE"
+        tool_run "g_$name" "$input" --api-url "$url" --rate "$asked/s" --concurrency 8
+        "$PY" "$HELPER" limit-stats "$source" "g_$name" "$shape" "$G_ROWS" "$asked" >>"$MEASURE"
         [[ $where == nginx:* ]] || stop_pid "$SIM_PID"
     done
 }

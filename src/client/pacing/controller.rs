@@ -21,13 +21,16 @@
 //!   the limit; a calm second of sending proves a pace and the pace rises by
 //!   bisection, in small steps from a measure. Once the bounds meet it stays
 //!   just under, and looks a little higher every 20 calm seconds.
-//! - Requests refused after pauses for a quarter second, with nothing
-//!   accepted, mark a limit that refuses in spells (a window until its
-//!   boundary, a sliding log until its oldest request leaves) rather than a
-//!   bucket: from then on `Retry-After` is trusted to the earliest time the
-//!   spell's answers allow, the burst and the spell give a first measure,
-//!   and the climb is in small steps, since a step past such a limit costs a
-//!   whole spell.
+//! - Requests refused after pauses for a while, with nothing accepted (or
+//!   a `Retry-After` of more than a second), mark a limit that refuses in
+//!   spells (a window until its boundary, a sliding log until its oldest
+//!   request leaves) rather than a bucket: from then on the run's own copy
+//!   of the server's log paces it (`mirror.rs`), N requests back to
+//!   back per span, as the limit itself allows.
+//! - While the server refuses, one request at a time looks for the end of
+//!   the refusal. A request still refused t seconds in bounds a bucket's
+//!   rate below 1/t; a pace proven calm that later draws a 429 doubles the
+//!   calm the next proof needs.
 //! - After the first 429 every permit is spaced (no burst), so a pause — a
 //!   `Retry-After`, or the gap after a 429 — never releases the requests that
 //!   waited together, and a change of pace never makes a permit due at once.
@@ -657,7 +660,10 @@ impl Controller {
         }
         if let Some(limit) = self.mirror.limit() {
             let limit = self.ceiling.map_or(limit, |c| limit.min(c));
-            if self.pace.is_none_or(|pace| (pace - limit).abs() > limit * 0.01) {
+            if self
+                .pace
+                .is_none_or(|pace| (pace - limit).abs() > limit * 0.01)
+            {
                 self.pace = Some(limit);
                 self.pace_set_at = now;
             }
@@ -1002,6 +1008,58 @@ mod tests {
         c.grant(first);
         let second = c.ready_at();
         assert!(second - first >= 1.0 / c.pace().unwrap() - 1e-9);
+    }
+
+    /// Found at 50× a limit: after a 429, the requests that waited went two
+    /// or three at a time into a refusal that lasted, each drawing a 429.
+    #[test]
+    fn while_refused_one_request_at_a_time_looks_for_the_end() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let mut now = 0.0;
+        for _ in 0..5 {
+            now = c.ready_at().max(now);
+            let p = c.grant(now);
+            c.on_success(p, now + 0.002, None);
+        }
+        now = c.ready_at().max(now);
+        let refused = c.grant(now);
+        c.on_throttled(refused, now + 0.002, None, None);
+        let probe_at = c.ready_at();
+        let probe = c.grant(probe_at);
+        // Its answer not in: nothing more goes (but for a lost answer).
+        assert!(
+            c.ready_at() >= probe_at + PROBE_TIMEOUT - 1e-9,
+            "{}",
+            c.ready_at()
+        );
+        c.on_throttled(probe, probe_at + 0.002, None, None);
+        let next = c.ready_at();
+        assert!(next < probe_at + PROBE_TIMEOUT, "{next}");
+        let probe = c.grant(next);
+        c.on_success(probe, next + 0.002, None);
+        // The refusal is over: paced again, not one at a time.
+        assert!(c.ready_at() < next + 0.5, "{}", c.ready_at());
+    }
+
+    /// Found at 50× a bucket: the pace came down by halves, one episode and
+    /// one 429 at a time, though a request still refused 25 ms after the
+    /// first said the rate was below 40/s.
+    #[test]
+    fn a_refusal_that_lasts_bounds_a_bucket_s_rate() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let p = c.grant(0.0);
+        c.on_success(p, 0.002, None);
+        let first = c.grant(0.001);
+        c.on_throttled(first, 0.003, None, None);
+        let at = c.ready_at();
+        let probe = c.grant(at);
+        c.on_throttled(probe, at + 0.002, None, None);
+        let at = c.ready_at();
+        let probe = c.grant(at.max(0.026));
+        c.on_throttled(probe, probe.at + 0.002, None, None);
+        let (_, upper) = c.bounds();
+        assert!(upper <= 1.0 / (probe.at - 0.001) + 1e-6, "{upper}");
+        assert!(c.pace().unwrap() <= upper, "{:?}", c.pace());
     }
 
     #[test]

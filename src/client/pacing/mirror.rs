@@ -158,7 +158,9 @@ impl Mirror {
         let (min, max) = self
             .round_trips
             .iter()
-            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &t| {
+                (lo.min(t), hi.max(t))
+            });
         if min.is_finite() {
             (max - min) + 0.001
         } else {
@@ -218,7 +220,9 @@ impl Mirror {
     /// A request sent at `at`.
     pub fn record(&mut self, seq: u64, at: f64) {
         if self.in_force()
-            && self.probe.is_none_or(|(_, sent)| at - sent >= PROBE_TIMEOUT)
+            && self
+                .probe
+                .is_none_or(|(_, sent)| at - sent >= PROBE_TIMEOUT)
             && let Some(nth) = self.log.len().checked_sub(self.n).map(|i| self.log[i].at)
         {
             let (_, guess) = self.span();
