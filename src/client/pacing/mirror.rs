@@ -31,6 +31,9 @@ const CLOSE: f64 = 0.08;
 /// A guess below a proven span tries at most this much shorter: the proven
 /// one is seldom far off, and each wrong guess costs a 429.
 const SHORTER: f64 = 0.85;
+/// A fixed window's span, once refused past a span it had taken, is set
+/// this much past the refusal (and again, if refused again).
+const WINDOW_STEP: f64 = 0.02;
 /// Seconds without a refusal, once the bounds are close, before trying a
 /// little shorter (the limit may have been raised).
 const REPROBE_AFTER: f64 = 20.0;
@@ -328,7 +331,7 @@ impl Mirror {
             // the N-th latest. From now on the span only grows.
             self.windowed = true;
             self.lo = proven;
-            self.hi = proven * (1.0 + 2.0 * CLOSE);
+            self.hi = proven * (1.0 + WINDOW_STEP);
             return;
         }
         self.lo = self.lo.max(proven);

@@ -394,3 +394,34 @@ fn after_a_pause_permits_are_spaced() {
     // closer than the slowest pace the run used could allow at 100/s.
     assert!(gaps.iter().skip(1).all(|g| *g >= 0.01 - 1e-9), "{gaps:?}");
 }
+
+/// Every cell over ten seeds (jitter and retry waits differ): the worst
+/// ratio and 429s of each. `cargo test --lib across_seeds -- --ignored
+/// --nocapture` prints it; a tuning aid, not a check.
+#[test]
+#[ignore]
+fn across_seeds() {
+    for server in every_server() {
+        for asked in [100.0, 1000.0] {
+            let (mut worst, mut most, mut sum) = (0.0_f64, 0, 0.0);
+            for seed in 1..=10 {
+                let out = run(server, ROWS, Some(asked), 1, seed);
+                let ratio = (out.last_success - out.first_success)
+                    / server.shape.greedy_seconds(ROWS, Some(asked));
+                worst = worst.max(ratio);
+                sum += ratio;
+                most = most.max(out.throttles);
+            }
+            eprintln!(
+                "{:<16} retry-after {:<5} headers {:<15?} asked {:<5} mean {:.3} worst {:.3} most-429s {}",
+                server.shape.to_string(),
+                server.retry_after,
+                server.headers,
+                asked,
+                sum / 10.0,
+                worst,
+                most
+            );
+        }
+    }
+}
