@@ -507,6 +507,9 @@ step_g() {
         if [[ $where == nginx:* ]]; then
             url=${LIMITED_URLS[${where#nginx:}]}
             source=${LIMITED_LOGS[${where#nginx:}]}
+            # One run per log: nginx appends (O_APPEND), so emptying it
+            # leaves only this run's lines.
+            : >"$source"
         else
             # shellcheck disable=SC2086 # the options are words on purpose
             start_sim $where
