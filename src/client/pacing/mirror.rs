@@ -33,7 +33,7 @@ const CLOSE: f64 = 0.08;
 const SHORTER: f64 = 0.85;
 /// A fixed window's span, once refused past a span it had taken, is set
 /// this much past the refusal (and again, if refused again).
-const WINDOW_STEP: f64 = 0.02;
+const WINDOW_STEP: f64 = 0.05;
 /// Seconds without a refusal, once the bounds are close, before trying a
 /// little shorter (the limit may have been raised).
 const REPROBE_AFTER: f64 = 20.0;
@@ -78,11 +78,15 @@ pub struct Mirror {
     /// The latest refusal: its sequence number (everything before it ended
     /// the run it closed) and when it was sent.
     last_refused: Option<(u64, f64)>,
-    /// Requests taken in the run of acceptances that the latest refusal
-    /// ended.
-    last_run: usize,
+    /// The run of acceptances that the latest refusal ended, as sequence
+    /// numbers from ..= to (counted when needed: some of it may have been
+    /// refused since, its answers coming after).
+    last_run: Option<(u64, u64)>,
     /// When the bounds last changed or the latest refusal came.
     settled_at: f64,
+    /// The latest answer at the limit was a refusal: the next request goes
+    /// alone, so requests in flight do not draw the same refusal again.
+    refused_last: bool,
     /// Recent round trips, for the margin that latency jitter needs.
     round_trips: VecDeque<f64>,
 }
@@ -106,7 +110,7 @@ impl Mirror {
     /// limit takes per span. Returns false when that says nothing (too few,
     /// or more than is kept).
     pub fn take_over(&mut self, now: f64) -> bool {
-        let n = self.last_run;
+        let n = self.last_run_len();
         if !(2..=MAX_N).contains(&n) {
             return false;
         }
@@ -137,6 +141,13 @@ impl Mirror {
     /// Whether the span is known to within a few percent.
     pub fn settled(&self) -> bool {
         self.hi.is_finite() && self.hi - self.lo <= self.hi * CLOSE
+    }
+
+    /// Requests of the latest run of acceptances not refused since.
+    fn last_run_len(&self) -> usize {
+        self.last_run.map_or(0, |(from, to)| {
+            self.log.partition_point(|s| s.seq <= to) - self.log.partition_point(|s| s.seq < from)
+        })
     }
 
     fn sent_at(&self, seq: u64) -> Option<f64> {
@@ -182,8 +193,11 @@ impl Mirror {
         if !self.hi.is_finite() {
             return (self.trial(), true);
         }
-        if self.probe.is_some() || self.settled() || self.windowed {
+        if self.probe.is_some() {
             (self.hi, false)
+        } else if self.refused_last || self.settled() || self.windowed {
+            // After a refusal, the next request tries the span alone.
+            (self.hi, self.refused_last)
         } else {
             // One request tries shorter; the rest keep the proven span.
             (((self.lo + self.hi) / 2.0).max(self.hi * SHORTER), true)
@@ -199,7 +213,7 @@ impl Mirror {
         let Some(nth) = self.log.len().checked_sub(self.n).map(|i| self.log[i].at) else {
             return f64::NEG_INFINITY;
         };
-        let (span, guess) = self.span();
+        let (span, _) = self.span();
         let mut ready = nth + span + self.margin();
         if !self.hi.is_finite() && self.reopen_by.is_finite() {
             // The server's Retry-After, in whole seconds, places the
@@ -213,7 +227,9 @@ impl Mirror {
             };
             ready = ready.max(nth + self.lo);
         }
-        if guess && let Some((_, sent)) = self.probe {
+        if let Some((_, sent)) = self.probe
+            && (!self.hi.is_finite() || self.refused_last)
+        {
             // One guess at a time: the next waits for its answer.
             ready = ready.max(sent + PROBE_TIMEOUT);
         }
@@ -229,7 +245,7 @@ impl Mirror {
             && let Some(nth) = self.log.len().checked_sub(self.n).map(|i| self.log[i].at)
         {
             let (_, guess) = self.span();
-            if guess && at < nth + self.hi {
+            if guess && (self.refused_last || at < nth + self.hi) {
                 self.probe = Some((seq, at));
             }
         }
@@ -259,6 +275,7 @@ impl Mirror {
         self.reopen_after = f64::NEG_INFINITY;
         if self.probe.is_some_and(|(p, _)| p == seq) {
             self.probe = None;
+            self.refused_last = false;
         }
         let Some(i) = self.index_of(seq) else { return };
         self.log[i].fate = Fate::Accepted;
@@ -295,9 +312,10 @@ impl Mirror {
             let from = self
                 .last_refused
                 .map_or(0, |(last, _)| self.log.partition_point(|s| s.seq <= last));
-            let run = i.saturating_sub(from);
-            if run > 0 {
-                self.last_run = run;
+            // A run with nothing yet known taken (requests still in flight,
+            // overtaken by this refusal) is no run of acceptances.
+            if self.log.range(from..i).any(|s| s.fate == Fate::Accepted) {
+                self.last_run = Some((self.log[from].seq, self.log[i - 1].seq));
             }
             self.last_refused = Some((seq, at));
         }
@@ -310,14 +328,16 @@ impl Mirror {
             return;
         }
         self.settled_at = now;
+        self.refused_last = true;
         let Some(mut nth) = self.nth_before(seq) else {
             return;
         };
-        if at - nth >= self.hi && self.last_run >= 2 && self.last_run < self.n {
+        let last_run = self.last_run_len();
+        if at - nth >= self.hi && last_run >= 2 && last_run < self.n {
             // Refused past a span it took, after fewer than N: the limit
             // takes fewer per span than the first run showed (a first run
             // across a window's boundary takes from two windows).
-            self.n = self.last_run;
+            self.n = last_run;
             self.lo = 0.0;
             match self.nth_before(seq) {
                 Some(fewer) => nth = fewer,

@@ -425,3 +425,34 @@ fn across_seeds() {
         }
     }
 }
+
+/// One cell over ten seeds: `CELL="window:20:1 false 1000" cargo test
+/// --lib one_cell_by_seed -- --ignored --nocapture` (and `SEEDS=3` for one
+/// seed, with `PACING_TRACE` to follow it).
+#[test]
+#[ignore]
+fn one_cell_by_seed() {
+    let Ok(cell) = std::env::var("CELL") else {
+        return;
+    };
+    let words: Vec<&str> = cell.split_whitespace().collect();
+    let [shape, retry_after, asked] = words[..] else {
+        panic!("CELL=\"SHAPE RETRY-AFTER ASKED\"");
+    };
+    let server = Server {
+        shape: shape.parse().expect("a shape"),
+        retry_after: retry_after == "true",
+        headers: HeaderStyle::None,
+    };
+    let asked: f64 = asked.parse().expect("a rate");
+    let seeds = std::env::var("SEEDS").map_or(1..=10, |s| {
+        let n: u64 = s.parse().expect("a seed");
+        n..=n
+    });
+    for seed in seeds {
+        let out = run(server, ROWS, Some(asked), 1, seed);
+        let ratio =
+            (out.last_success - out.first_success) / server.shape.greedy_seconds(ROWS, Some(asked));
+        eprintln!("seed {seed} ratio {ratio:.3} 429s {}", out.throttles);
+    }
+}
