@@ -206,6 +206,8 @@ impl RunSummary {
                 },
                 learned_from_429s: l.throttles,
                 suggested_rate: l.suggested_rate(self.asked_rate),
+                requests_per_span: l.per_span.map(|(requests, _)| requests),
+                span_seconds: l.per_span.map(|(_, span)| round3(span)),
             }),
             elapsed_seconds: round3(elapsed),
             effective_rate: round3(s.rows_per_second()),
@@ -345,6 +347,11 @@ struct ServerLimitJson {
     source: &'static str,
     learned_from_429s: u64,
     suggested_rate: Option<String>,
+    /// For a limit that refuses in spells: what it takes per span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests_per_span: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_seconds: Option<f64>,
 }
 
 fn round3(x: f64) -> f64 {
@@ -428,6 +435,7 @@ mod tests {
             source: Source::Throttling,
             throttles: 6,
             firm: true,
+            per_span: None,
         });
         let text = s.text();
         assert!(
@@ -450,6 +458,20 @@ mod tests {
         s.learned = s.learned.map(|l| Learned { firm: false, ..l });
         assert!(!s.text().contains("next time"), "{}", s.text());
         assert!(summary().to_json().find("server_limit").is_none());
+        // A limit that refuses in spells says what it takes per span.
+        s.learned = s.learned.map(|l| Learned {
+            per_span: Some((20, 1.012)),
+            ..l
+        });
+        assert!(
+            s.text()
+                .contains("server limit ≈ 19.7/s (20 per 1.01 s, learned from 6 × 429)"),
+            "{}",
+            s.text()
+        );
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["server_limit"]["requests_per_span"], 20);
+        assert_eq!(json["server_limit"]["span_seconds"], 1.012);
     }
 
     #[test]

@@ -231,5 +231,11 @@ fn windows_and_sliding_logs_are_learned_end_to_end() {
         assert!(throttled <= 30, "{limit:?}: {throttled} × 429");
         let per_second = summary["server_limit"]["per_second"].as_f64().unwrap();
         assert!((10.0..=40.0).contains(&per_second), "{limit:?}: {summary}");
+        // Told from a bucket: what it takes per span.
+        let per_span = summary["server_limit"]["requests_per_span"].as_u64();
+        assert!(
+            per_span.is_some_and(|n| (15..=25).contains(&n)),
+            "{limit:?}: {summary}"
+        );
     }
 }

@@ -107,15 +107,21 @@ pub struct Learned {
     /// server, measured between bursts of 429s, or bounded closely from
     /// both sides. A lone 429 (a fault, not a limit) is not.
     pub firm: bool,
+    /// For a limit that refuses in spells: the requests it takes per span,
+    /// and the span in seconds (`20 per 1 s`).
+    pub per_span: Option<(u64, f64)>,
 }
 
 impl Learned {
     /// `server limit ≈ 19.7/s (learned from 6 × 429)`.
     pub fn describe(&self) -> String {
-        let how = match self.source {
+        let mut how = match self.source {
             Source::Headers => "from its rate-limit headers".to_string(),
             Source::Throttling => format!("learned from {} × 429", self.throttles),
         };
+        if let Some((requests, span)) = self.per_span {
+            how = format!("{requests} per {} s, {how}", round_span(span));
+        }
         format!("server limit ≈ {} ({how})", super::format_rate(self.limit))
     }
 
@@ -134,6 +140,16 @@ impl Learned {
             format!("{}/m", (pace * 60.0).floor().max(1.0))
         })
     }
+}
+
+/// A span in seconds as people write it: `1`, `1.02`, `60`.
+fn round_span(span: f64) -> String {
+    let rounded = if span >= 10.0 {
+        span.round()
+    } else {
+        (span * 100.0).round() / 100.0
+    };
+    format!("{rounded}")
 }
 
 /// A permit handed out: when, and its place in the sequence.
@@ -902,6 +918,7 @@ impl Controller {
                 source: Source::Throttling,
                 throttles: self.learning_throttles.max(1),
                 firm: self.mirror.settled(),
+                per_span: self.mirror.per_span(),
             });
         }
         if let Some(stated) = self.stated {
@@ -911,6 +928,7 @@ impl Controller {
                 source: Source::Headers,
                 throttles: self.learning_throttles,
                 firm: true,
+                per_span: None,
             });
         }
         if !self.upper.is_finite() {
@@ -931,6 +949,7 @@ impl Controller {
             source: Source::Throttling,
             throttles: self.learning_throttles,
             firm: self.converged() || self.lower_measured || self.learning_throttles >= 3,
+            per_span: None,
         })
     }
 }

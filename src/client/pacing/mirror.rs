@@ -138,6 +138,12 @@ impl Mirror {
         Some(self.n as f64 / span)
     }
 
+    /// The requests taken per span and the span, once an acceptance has
+    /// bounded it.
+    pub fn per_span(&self) -> Option<(u64, f64)> {
+        (self.in_force() && self.hi.is_finite()).then_some((self.n as u64, self.hi))
+    }
+
     /// Whether the span is known to within a few percent.
     pub fn settled(&self) -> bool {
         self.hi.is_finite() && self.hi - self.lo <= self.hi * CLOSE
