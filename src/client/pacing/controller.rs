@@ -526,6 +526,17 @@ impl Controller {
                 }
                 None => now + (episode.pause * 2.0).min(MAX_PAUSE),
             };
+            // Refused twice: the next look is no sooner than a spell after
+            // the first refusal, so a refusal that lasts is told from a
+            // bucket's at the cost of one more 429, not of a look at every
+            // doubling.
+            // (Only a spell measured from the successes before: without
+            // them it is the longest, and a bucket would wait it out.)
+            let until = if in_spells || episode.spell >= SPELL {
+                until
+            } else {
+                until.max(episode.started + episode.spell)
+            };
             episode.pause = until - now;
             episode.from_seq = self.next_seq;
             episode.probe = None;

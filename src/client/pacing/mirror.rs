@@ -188,10 +188,25 @@ impl Mirror {
         }
     }
 
-    /// The span to try while no acceptance bounds it: a step longer than
-    /// the longest refused.
+    /// The span to try while no acceptance bounds it: the next span people
+    /// write in a limit's configuration (DRF's `N/s`, `N/m`, `N/h`, nginx's
+    /// `r/s` and `r/m`, windows of 5, 10, 15, 30 seconds…) longer than the
+    /// longest refused, or else a step longer than it. A round span is hit
+    /// exactly, with no time lost past it; any other costs one more step.
     fn trial(&self) -> f64 {
-        (self.lo * GROW).max(0.01)
+        self.round_trial().unwrap_or((self.lo * GROW).max(0.01))
+    }
+
+    /// The round span to try next, if one is near enough.
+    fn round_trial(&self) -> Option<f64> {
+        const ROUND: [f64; 16] = [
+            0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            900.0, 3600.0,
+        ];
+        let past = self.lo * 1.05;
+        ROUND
+            .into_iter()
+            .find(|&span| span >= past && span <= self.lo * GROW * 2.0)
     }
 
     /// The span the next request waits for, and whether it is a guess.
@@ -293,6 +308,14 @@ impl Mirror {
         if before.clone().all(|s| s.fate == Fate::Accepted) {
             let span = self.log[i].at - self.log[i - self.n].at;
             if span < self.hi {
+                let round = self
+                    .round_trial()
+                    .is_some_and(|r| span >= r && span <= r * 1.05 + self.margin());
+                if !self.hi.is_finite() && round {
+                    // A round span taken at the first try: most likely the
+                    // limit's own. One look a little shorter will tell.
+                    self.lo = self.lo.max(span * (1.0 - 2.0 * CLOSE));
+                }
                 self.hi = span.max(self.lo);
                 self.settled_at = now;
             }

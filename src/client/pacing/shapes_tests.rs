@@ -315,8 +315,8 @@ fn every_shape_ends_with_every_row_updated() {
 /// without Retry-After and rate-limit headers, asked 5× the limit; asked
 /// 50×, for the limits that state themselves (but a bucket stating no
 /// window). The other cells asked 50× — limits that say nothing of
-/// themselves — are held to a looser bound here, and their figures are in
-/// BENCHMARKS.md as the work still open.
+/// themselves — are held to the time but a looser share of 429s here, and
+/// their figures are in BENCHMARKS.md as the work still open.
 #[test]
 fn meets_the_goal_where_the_limit_can_be_seen() {
     let mut missed = Vec::new();
@@ -336,9 +336,16 @@ fn meets_the_goal_where_the_limit_can_be_seen() {
         let met = if in_scope {
             cell.meets_the_goal(ROWS)
         } else {
+            // Asked 50×, a bucket whose X-RateLimit fields state no window
+            // takes up to 1.3×; a limit stating nothing, up to 7.5 % 429s.
             cell.out.updated == ROWS
-                && cell.ratio <= 2.0
-                && cell.out.throttles as f64 <= 0.2 * ROWS as f64
+                && cell.ratio
+                    <= if cell.server.headers == HeaderStyle::None {
+                        1.15
+                    } else {
+                        1.35
+                    }
+                && cell.out.throttles as f64 <= 0.075 * ROWS as f64
         };
         if !met {
             missed.push(cell.line());
