@@ -34,8 +34,10 @@
 //! - After the first 429 every permit is spaced (no burst), so a pause — a
 //!   `Retry-After`, or the gap after a 429 — never releases the requests that
 //!   waited together, and a change of pace never makes a permit due at once.
-//!   Only time spent sending counts as calm: a pause or an idle spell does
-//!   not.
+//!   (Against a limit that refuses in spells, the log mirror lets N go at
+//!   the asked rate once the N-th latest is a span old: what that limit
+//!   allows, and nothing released because a pause ended.) Only time spent
+//!   sending counts as calm: a pause or an idle spell does not.
 
 use std::collections::VecDeque;
 
@@ -463,8 +465,11 @@ impl Controller {
     ) -> f64 {
         self.throttles += 1;
         self.tolerance = 0.0;
-        self.mirror
-            .refused(permit.seq, now, retry_after.map(|asked| now + asked));
+        self.mirror.refused(
+            permit.seq,
+            now,
+            retry_after.map(|asked| now + asked.min(MAX_PAUSE)),
+        );
         if permit.at >= self.pace_set_at {
             self.refused_at_pace += 1;
         }
@@ -891,8 +896,11 @@ impl Controller {
     #[cfg(test)]
     pub fn debug_line(&self) -> String {
         format!(
-            "tat {:.4} next {} stated {:?}",
-            self.tat, self.next_seq, self.stated
+            "tat {:.4} next {} stated {:?} mirror {}",
+            self.tat,
+            self.next_seq,
+            self.stated,
+            self.mirror.debug()
         )
     }
 
@@ -1205,5 +1213,31 @@ mod tests {
         assert!(!learned.firm);
         assert_eq!(learned.suggested_rate(Some(100.0)), None);
         assert_eq!(learned.throttles, 1);
+    }
+
+    /// Found in review: with the first 429 (Retry-After: 2) coming back
+    /// while requests were still in flight, the mirror counted them as
+    /// taken: N = 29 against a limit of 20, and 29 permits at once.
+    #[test]
+    fn requests_in_flight_are_not_counted_as_taken() {
+        let mut c = Controller::new(None, 1);
+        let permits: Vec<Permit> = (0..30).map(|i| c.grant(f64::from(i) * 1e-5)).collect();
+        for p in &permits[..10] {
+            c.on_success(*p, 0.01, None);
+        }
+        c.on_throttled(permits[29], 0.0101, Some(2.0), None);
+        for p in &permits[10..20] {
+            c.on_success(*p, 0.011, None);
+        }
+        for p in &permits[20..29] {
+            c.on_throttled(*p, 0.012, Some(2.0), None);
+        }
+        let t = c.ready_at();
+        let mut at_once = 0;
+        while c.ready_at() <= t + 0.001 && at_once < 1000 {
+            c.grant(t);
+            at_once += 1;
+        }
+        assert!(at_once <= 20, "{at_once} at once against a limit of 20");
     }
 }
