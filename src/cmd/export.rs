@@ -273,7 +273,7 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let target = if args.connection.simulator {
         Target::simulator((1..=250).map(crate::sim::Account::generated).collect()).await?
     } else {
-        Target::api(&args.connection, true)?
+        Target::api(&args.connection, std::env::var("GCORE_API_KEY").ok(), true)?
     };
 
     let mut outputs = vec![("-o", args.output.as_path(), Role::Export)];

@@ -3,6 +3,7 @@
 //! the first change, and how a run ends (summary, report files, exit code).
 
 pub mod completions;
+pub mod config;
 pub mod export;
 pub mod man;
 pub mod plan;
@@ -40,13 +41,14 @@ pub struct Target {
 
 impl Target {
     /// The API named by `--api-url` with the token from `--api-key-file` or
-    /// `GCORE_API_KEY`, which must be there when `needs_token`.
-    pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
+    /// `api_key` (`GCORE_API_KEY`), which must be there when `needs_token`.
+    pub fn api(
+        connection: &ConnectionArgs,
+        api_key: Option<String>,
+        needs_token: bool,
+    ) -> Result<Target, Fatal> {
         crate::client::api::check_base_url(&connection.api_url)?;
-        let token = ApiToken::load(
-            connection.api_key_file.as_deref(),
-            std::env::var("GCORE_API_KEY").ok(),
-        )?;
+        let token = ApiToken::load(connection.api_key_file.as_deref(), api_key)?;
         if needs_token && token.is_none() {
             return Err(Fatal::Usage(
                 "no API token: set GCORE_API_KEY, or put the token on the first line of a \

@@ -18,40 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::client::call::Caller;
 use crate::fields::ClientPatch;
 use crate::input::reader::RowReader;
 use crate::outcome::Outcome;
 use crate::results::ledger::{Ledger, Resume};
 use crate::results::writer::{PackedRows, ResultSender};
-use crate::run::apply::{self, ApplyOptions, ValidRow};
+use crate::run::apply::{self, ValidRow};
+use crate::run::mode::{Connected, Mode};
 use crate::run::stats::Stats;
 use crate::run::stop::{StopReason, StopSignal};
-
-/// What the run does with each valid row, with what that needs.
-#[derive(Clone)]
-pub enum Mode {
-    /// `--dry-run`: nothing is sent; the reader finishes every row itself
-    /// and no worker starts.
-    DryRun,
-    /// `run`: PATCH each row (after reading the account when asked).
-    Apply {
-        caller: Arc<Caller>,
-        options: ApplyOptions,
-    },
-    /// `plan`: read each account and compare.
-    Plan { caller: Arc<Caller> },
-}
-
-impl Mode {
-    /// What sends the requests; `None` for a dry run.
-    pub fn caller(&self) -> Option<&Arc<Caller>> {
-        match self {
-            Mode::DryRun => None,
-            Mode::Apply { caller, .. } | Mode::Plan { caller } => Some(caller),
-        }
-    }
-}
 
 /// `--max-failures` and `--max-failure-rate`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,7 +169,7 @@ pub struct Judged {
 
 /// Everything the workers share.
 pub struct Pipeline {
-    pub mode: Mode,
+    pub mode: Connected,
     pub concurrency: usize,
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
@@ -388,8 +363,8 @@ impl Pipeline {
             let Some(row) = row else { return };
             let changed = row.changed_since_last_run;
             let result = match &self.mode {
-                Mode::Apply { caller, options } => apply::apply(caller, row, options).await,
-                Mode::Plan { caller } => apply::plan(caller, row).await,
+                Mode::Apply { api, options } => apply::apply(api, row, options).await,
+                Mode::Plan { api } => apply::plan(api, row).await,
                 // A dry run starts no worker (see `run`).
                 Mode::DryRun => return,
             };
