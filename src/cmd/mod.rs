@@ -23,7 +23,7 @@ use crate::client::network::Trust;
 use crate::client::pacing::Pacer;
 use crate::client::retry::{Reply, RetryPolicy};
 use crate::client::token::ApiToken;
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished, Unfinished};
 use crate::logging::{Console, Severity};
 use crate::run::stats::Stats;
 use crate::run::stop::StopSignal;
@@ -288,8 +288,9 @@ pub fn finish(
             summary.print(console);
             if let Some(verdict) = summary.verdict() {
                 let severity = match summary.ending {
-                    Ending::Finished { rows_failed: true }
-                    | Ending::Stopped(crate::error::Stop::Interrupted) => Severity::Warning,
+                    Ok(Finished { rows_failed: true }) | Err(Unfinished::Interrupted) => {
+                        Severity::Warning
+                    }
                     _ => Severity::Error,
                 };
                 crate::logging::always(console, severity, &verdict);
@@ -304,7 +305,7 @@ pub fn finish(
                 rate_changes: 0,
                 learned: None,
                 asked_rate: None,
-                ending: fatal.ending(),
+                ending: Err(fatal.unfinished()),
                 input: None,
                 output: output.display().to_string(),
                 started_at,
@@ -376,11 +377,11 @@ pub fn write_stdout(bytes: &[u8]) -> Ending {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ending::CLEAN,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
+        Ok(()) => Ok(Finished::CLEAN),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Finished::CLEAN),
         Err(e) => {
             eprintln!("error: cannot write to standard output: {e}");
-            Ending::Stopped(crate::error::Stop::Aborted)
+            Err(Unfinished::Aborted)
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::cli::{PacingArgs, RunArgs};
 use crate::client::call::Caller;
 use crate::cmd::config::{Config, Endpoint, Env, Flags, OutputFile, Results};
 use crate::cmd::{Target, check_token, finish};
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished};
 use crate::hint::{self, Again};
 use crate::input::reader::{ReadOptions, RowReader};
 use crate::input::source::{InputSource, count_rows};
@@ -280,7 +280,7 @@ fn watch_interrupts(stop: &Arc<StopSignal>, fresh: &Fresh) -> Arc<OnceLock<Flush
             // Interrupted before it started: no file left behind.
             None => files::remove_fresh(&fresh),
         }
-        Ending::exit_interrupted();
+        crate::error::exit_interrupted();
     });
     flusher
 }
@@ -347,7 +347,7 @@ async fn summarise(
     let stopped = stop.reason();
     let ending = stopped
         .as_ref()
-        .map_or_else(|| snapshot.ending(), |r| r.ending());
+        .map_or_else(|| Ok(snapshot.finished()), |r| Err(r.unfinished()));
     let invalid = snapshot.count(crate::outcome::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
         let results = match config.results {
@@ -366,7 +366,7 @@ async fn summarise(
         canary_end(config, input, read_options, limit).await;
     }
     let next = match &stopped {
-        _ if ending == Ending::CLEAN => None,
+        _ if ending == Ok(Finished::CLEAN) => None,
         Some(StopReason::Interrupted) => next_after_interrupt(config),
         Some(_) => next_after_abort(config),
         None => next_after_failed_rows(config),
