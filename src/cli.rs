@@ -1,5 +1,6 @@
 //! Command-line definitions (clap). Values are parsed into their real types
-//! here; `cmd::run::validate` checks them together before a job opens a file.
+//! here; `cmd::config::Config` checks those of `run` and `plan` together
+//! before a job opens a file.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,52 +1,56 @@
-//! What stops a run before or while it goes, and the exit code for each kind.
+//! How a command ends, and the exit code for each way; what stops a run
+//! before or while it goes.
 //!
 //! A row's failure is not here: it is data, written to the results. These are
 //! the conditions that end the whole run.
 
-/// How a command ended. The one place an exit code is decided: every
-/// command returns one of these, and `main` turns it into the process's
-/// exit code.
+/// How a command ended: it went to its end (`Ok`), or it was refused or
+/// stopped (`Err`). Every command returns one, so does `crate::run`, and
+/// `main` turns it into the process's exit code with [`exit_code`].
+pub type Ending = Result<Finished, Unfinished>;
+
+/// A command that went to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    /// Refused for its flags, files or input: nothing was sent (exit 2).
-    Refused,
-    /// Stopped before its end, by a signal or because it could not go on.
-    Stopped(Stop),
-    /// Went to the end; `rows_failed` when a row ended `failed`, `invalid`
-    /// or `mismatch` (exit 1), exit 0 otherwise.
-    Finished { rows_failed: bool },
+pub struct Finished {
+    /// A row ended `failed`, `invalid` or `mismatch` (exit 1; exit 0
+    /// otherwise).
+    pub rows_failed: bool,
 }
 
-/// Why a command stopped, as far as its exit code tells.
+/// Why a command did not go to its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGINT or SIGTERM (exit 130).
+pub enum Unfinished {
+    /// Refused for its flags, files or input: nothing was sent (exit 2).
+    Refused,
+    /// Stopped by SIGINT or SIGTERM (exit 130).
     Interrupted,
-    /// The API rejected the token, a threshold was crossed, or a file could
-    /// not be read or written (exit 3).
+    /// Stopped because it could not go on: the API rejected the token, a
+    /// threshold was crossed, or a file could not be read or written
+    /// (exit 3).
     Aborted,
 }
 
-impl Ending {
+impl Finished {
     /// Went to the end and every row succeeded.
-    pub const CLEAN: Ending = Ending::Finished { rows_failed: false };
+    pub const CLEAN: Finished = Finished { rows_failed: false };
+}
 
-    /// The process exit code, as the contract names them.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Ending::Finished { rows_failed: false } => 0,
-            Ending::Finished { rows_failed: true } => 1,
-            Ending::Refused => 2,
-            Ending::Stopped(Stop::Aborted) => 3,
-            Ending::Stopped(Stop::Interrupted) => 130,
-        }
+/// The process exit code, as the contract names them: the one place a
+/// number is chosen.
+pub fn exit_code(ending: Ending) -> u8 {
+    match ending {
+        Ok(Finished { rows_failed: false }) => 0,
+        Ok(Finished { rows_failed: true }) => 1,
+        Err(Unfinished::Refused) => 2,
+        Err(Unfinished::Aborted) => 3,
+        Err(Unfinished::Interrupted) => 130,
     }
+}
 
-    /// Leaves the process at once, as interrupted: a second signal, or one
-    /// before anything started.
-    pub fn exit_interrupted() -> ! {
-        std::process::exit(i32::from(Ending::Stopped(Stop::Interrupted).exit_code()))
-    }
+/// Leaves the process at once, as interrupted: a second signal, or one
+/// before anything started.
+pub fn exit_interrupted() -> ! {
+    std::process::exit(i32::from(exit_code(Err(Unfinished::Interrupted))))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +73,12 @@ pub enum Fatal {
 }
 
 impl Fatal {
-    /// How a command that met this ended.
-    pub fn ending(&self) -> Ending {
+    /// Why a command that met this did not go to its end.
+    pub fn unfinished(&self) -> Unfinished {
         match self {
-            Fatal::Usage(_) | Fatal::Input(_) => Ending::Refused,
-            Fatal::Unauthorized(_) | Fatal::Aborted(_) => Ending::Stopped(Stop::Aborted),
-            Fatal::Interrupted => Ending::Stopped(Stop::Interrupted),
+            Fatal::Usage(_) | Fatal::Input(_) => Unfinished::Refused,
+            Fatal::Unauthorized(_) | Fatal::Aborted(_) => Unfinished::Aborted,
+            Fatal::Interrupted => Unfinished::Interrupted,
         }
     }
 }
@@ -94,12 +98,13 @@ mod tests {
 
     #[test]
     fn each_ending_has_the_contract_s_exit_code() {
-        assert_eq!(Ending::CLEAN.exit_code(), 0);
-        assert_eq!(Ending::Finished { rows_failed: true }.exit_code(), 1);
-        assert_eq!(Fatal::Usage(String::new()).ending().exit_code(), 2);
-        assert_eq!(Fatal::Input(String::new()).ending().exit_code(), 2);
-        assert_eq!(Fatal::Unauthorized(String::new()).ending().exit_code(), 3);
-        assert_eq!(Fatal::Aborted(String::new()).ending().exit_code(), 3);
-        assert_eq!(Fatal::Interrupted.ending().exit_code(), 130);
+        assert_eq!(exit_code(Ok(Finished::CLEAN)), 0);
+        assert_eq!(exit_code(Ok(Finished { rows_failed: true })), 1);
+        let code = |fatal: Fatal| exit_code(Err(fatal.unfinished()));
+        assert_eq!(code(Fatal::Usage(String::new())), 2);
+        assert_eq!(code(Fatal::Input(String::new())), 2);
+        assert_eq!(code(Fatal::Unauthorized(String::new())), 3);
+        assert_eq!(code(Fatal::Aborted(String::new())), 3);
+        assert_eq!(code(Fatal::Interrupted), 130);
     }
 }

@@ -21,7 +21,7 @@ pub mod run;
 pub mod sim;
 
 use crate::cli::{Cli, Command};
-use crate::error::{Ending, Stop};
+use crate::error::{Ending, Finished, Unfinished};
 
 /// Prints what clap answered instead of running a command (a usage error,
 /// `--help`, `--version`) and says how that ended. A usage error is one JSON
@@ -29,9 +29,9 @@ use crate::error::{Ending, Stop};
 /// reading stderr sees nothing but JSON.
 pub fn usage(answer: clap::Error) -> Ending {
     let ending = if answer.use_stderr() {
-        Ending::Refused
+        Err(Unfinished::Refused)
     } else {
-        Ending::CLEAN
+        Ok(Finished::CLEAN)
     };
     if answer.use_stderr() && cli::json_logs_asked(std::env::args()) {
         eprintln!("{}", logging::json_line("ERROR", answer.to_string().trim()));
@@ -43,9 +43,10 @@ pub fn usage(answer: clap::Error) -> Ending {
     ending
 }
 
-/// Runs the command line and says how it ended (`main` turns that into the
-/// exit code).
-pub fn run(cli: Cli) -> Ending {
+/// Runs the command line: `Ok` when the command went to its end (some rows
+/// may have failed), `Err` when it was refused or stopped. What went wrong
+/// has been said by then; `main` turns the answer into the exit code.
+pub fn run(cli: Cli) -> Result<Finished, Unfinished> {
     let console = logging::init(&cli.log);
     match cli.command {
         Command::Completions { shell } => cmd::completions::completions(shell),
@@ -76,7 +77,7 @@ fn block_on(command: impl std::future::Future<Output = Ending>) -> Ending {
         }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            Ending::Stopped(Stop::Aborted)
+            Err(Unfinished::Aborted)
         }
     }
 }

@@ -5,5 +5,5 @@ fn main() -> ExitCode {
         Ok(cli) => gcore_iam_bulk::run(cli),
         Err(answer) => gcore_iam_bulk::usage(answer),
     };
-    ExitCode::from(ending.exit_code())
+    ExitCode::from(gcore_iam_bulk::error::exit_code(ending))
 }

@@ -11,13 +11,13 @@ use crate::cli::ExportArgs;
 use crate::client::api::Request;
 use crate::client::call::CallEnd;
 use crate::cmd::{Target, check_token, finish};
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished};
 use crate::fields::{AccountView, Field, Value, unrepresentable};
 use crate::hint::{self, Again};
 use crate::logging::Console;
 use crate::results::files::{self, Role};
 use crate::run::stats::Stats;
-use crate::run::stop::{StopReason, StopSignal, watch_signals};
+use crate::run::stop::{StopSignal, watch_signals};
 use crate::run::summary::RunSummary;
 
 pub async fn export(args: ExportArgs, console: Console) -> Ending {
@@ -266,14 +266,14 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
             if let Some(path) = temp_path.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = std::fs::remove_file(path);
             }
-            Ending::exit_interrupted();
+            crate::error::exit_interrupted();
         });
     }
 
     let target = if args.connection.simulator {
         Target::simulator((1..=250).map(crate::sim::Account::generated).collect()).await?
     } else {
-        Target::api(&args.connection, true)?
+        Target::api(&args.connection, std::env::var("GCORE_API_KEY").ok(), true)?
     };
 
     let mut outputs = vec![("-o", args.output.as_path(), Role::Export)];
@@ -463,7 +463,9 @@ async fn execute(args: &ExportArgs, started_at: SystemTime) -> Result<RunSummary
     let snapshot = stats.snapshot();
     Ok(RunSummary {
         command: "export",
-        ending: stopped.as_ref().map_or(Ending::CLEAN, StopReason::ending),
+        ending: stopped
+            .as_ref()
+            .map_or(Ok(Finished::CLEAN), |r| Err(r.unfinished())),
         next: stopped.is_some().then(|| {
             format!(
                 "nothing was written to {}; to export again: {}",

@@ -7,7 +7,7 @@ use clap_mangen::roff::{Roff, bold, italic, roman};
 
 use crate::cli::Cli;
 use crate::cmd::write_stdout;
-use crate::error::{Ending, Stop};
+use crate::error::{Ending, Finished, Unfinished};
 
 /// One manual page: its file name (`gcore-iam-bulk-run.1`) and roff text.
 pub struct Page {
@@ -21,13 +21,13 @@ pub fn man(dir: Option<&std::path::Path>) -> Ending {
         return write_stdout(&main_page().roff);
     };
     match write_manual(dir) {
-        Ok(()) => Ending::CLEAN,
+        Ok(()) => Ok(Finished::CLEAN),
         Err(e) => {
             eprintln!(
                 "error: cannot write the manual pages into {}: {e}",
                 dir.display()
             );
-            Ending::Stopped(Stop::Aborted)
+            Err(Unfinished::Aborted)
         }
     }
 }
@@ -41,7 +41,9 @@ fn write_manual(dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::write(&path, &page.roff)?;
         written.push_str(&format!("{}\n", path.display()));
     }
-    write_stdout(written.as_bytes());
+    // The pages are written; a list that cannot be shown is said on stderr
+    // (by `write_stdout`) but does not change how `man` ended.
+    let _ = write_stdout(written.as_bytes());
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! the first change, and how a run ends (summary, report files, exit code).
 
 pub mod completions;
+pub mod config;
 pub mod export;
 pub mod man;
 pub mod plan;
@@ -22,7 +23,7 @@ use crate::client::network::Trust;
 use crate::client::pacing::Pacer;
 use crate::client::retry::{Reply, RetryPolicy};
 use crate::client::token::ApiToken;
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished, Unfinished};
 use crate::logging::{Console, Severity};
 use crate::run::stats::Stats;
 use crate::run::stop::StopSignal;
@@ -40,13 +41,14 @@ pub struct Target {
 
 impl Target {
     /// The API named by `--api-url` with the token from `--api-key-file` or
-    /// `GCORE_API_KEY`, which must be there when `needs_token`.
-    pub fn api(connection: &ConnectionArgs, needs_token: bool) -> Result<Target, Fatal> {
+    /// `api_key` (`GCORE_API_KEY`), which must be there when `needs_token`.
+    pub fn api(
+        connection: &ConnectionArgs,
+        api_key: Option<String>,
+        needs_token: bool,
+    ) -> Result<Target, Fatal> {
         crate::client::api::check_base_url(&connection.api_url)?;
-        let token = ApiToken::load(
-            connection.api_key_file.as_deref(),
-            std::env::var("GCORE_API_KEY").ok(),
-        )?;
+        let token = ApiToken::load(connection.api_key_file.as_deref(), api_key)?;
         if needs_token && token.is_none() {
             return Err(Fatal::Usage(
                 "no API token: set GCORE_API_KEY, or put the token on the first line of a \
@@ -286,8 +288,9 @@ pub fn finish(
             summary.print(console);
             if let Some(verdict) = summary.verdict() {
                 let severity = match summary.ending {
-                    Ending::Finished { rows_failed: true }
-                    | Ending::Stopped(crate::error::Stop::Interrupted) => Severity::Warning,
+                    Ok(Finished { rows_failed: true }) | Err(Unfinished::Interrupted) => {
+                        Severity::Warning
+                    }
                     _ => Severity::Error,
                 };
                 crate::logging::always(console, severity, &verdict);
@@ -302,7 +305,7 @@ pub fn finish(
                 rate_changes: 0,
                 learned: None,
                 asked_rate: None,
-                ending: fatal.ending(),
+                ending: Err(fatal.unfinished()),
                 input: None,
                 output: output.display().to_string(),
                 started_at,
@@ -374,11 +377,11 @@ pub fn write_stdout(bytes: &[u8]) -> Ending {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ending::CLEAN,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ending::CLEAN,
+        Ok(()) => Ok(Finished::CLEAN),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Finished::CLEAN),
         Err(e) => {
             eprintln!("error: cannot write to standard output: {e}");
-            Ending::Stopped(crate::error::Stop::Aborted)
+            Err(Unfinished::Aborted)
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cli::HtmlReportArgs;
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished};
 use crate::html_report::{self, RunFacts};
 use crate::logging::Console;
 use crate::results::files::{self, Role};
@@ -21,7 +21,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> Ending {
                     args.output.display()
                 );
             }
-            Ending::CLEAN
+            Ok(Finished::CLEAN)
         }
         Err(fatal) => {
             if console.json() {
@@ -29,7 +29,7 @@ pub fn report(args: &HtmlReportArgs, console: Console) -> Ending {
             } else {
                 eprintln!("error: {fatal}");
             }
-            fatal.ending()
+            Err(fatal.unfinished())
         }
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use csv::ByteRecord;
 
 use crate::cli::ResultsArgs;
-use crate::error::{Ending, Fatal, Stop};
+use crate::error::{Ending, Fatal, Finished, Unfinished};
 use crate::input::record_limit::{Overlong, RecordLimit};
 use crate::logging::Console;
 use crate::outcome::Outcome;
@@ -129,12 +129,12 @@ impl FinalAnswers {
 
     /// `run`'s rule: rows failed when any line ended `failed`, `invalid` or
     /// `mismatch`.
-    pub fn ending(&self) -> Ending {
+    pub fn finished(&self) -> Finished {
         let bad = self
             .lines
             .values()
             .any(|(r, _)| matches!(&r[2], b"failed" | b"invalid" | b"mismatch"));
-        Ending::Finished { rows_failed: bad }
+        Finished { rows_failed: bad }
     }
 
     /// Writes the header and one row per line, in line order, each with the
@@ -190,17 +190,17 @@ pub async fn results(args: ResultsArgs, console: Console) -> Ending {
                     crate::hint::command(crate::hint::Again::Same, false)
                 ),
             );
-            Ending::exit_interrupted();
+            crate::error::exit_interrupted();
         });
     }
     tokio::task::spawn_blocking(move || report(&args, console, &temp))
         .await
-        .unwrap_or(Ending::Stopped(Stop::Aborted))
+        .unwrap_or(Err(Unfinished::Aborted))
 }
 
 fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> Ending {
     match execute(args, temp) {
-        Ok((answers, code)) => {
+        Ok((answers, finished)) => {
             if !console.quiet {
                 let counts: Vec<String> = answers
                     .counts()
@@ -214,7 +214,7 @@ fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> Ending {
                     args.output.display()
                 );
             }
-            if code != Ending::CLEAN {
+            if finished != Finished::CLEAN {
                 // Whatever -q: a non-zero exit says why.
                 let bad: Vec<String> = answers
                     .counts()
@@ -236,16 +236,16 @@ fn report(args: &ResultsArgs, console: Console, temp: &TempSlot) -> Ending {
                     ),
                 );
             }
-            code
+            Ok(finished)
         }
         Err(fatal) => {
             crate::logging::always(console, crate::logging::Severity::Error, &fatal.to_string());
-            fatal.ending()
+            Err(fatal.unfinished())
         }
     }
 }
 
-fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, Ending), Fatal> {
+fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, Finished), Fatal> {
     let outputs_list = [("-o", args.output.as_path(), Role::Final)];
     for ledger in &args.ledgers {
         if args.output.as_os_str() != "-" && files::same_path(ledger, &args.output) {
@@ -285,8 +285,8 @@ fn execute(args: &ResultsArgs, temp: &TempSlot) -> Result<(FinalAnswers, Ending)
             temp,
         )?;
     }
-    let code = answers.ending();
-    Ok((answers, code))
+    let finished = answers.finished();
+    Ok((answers, finished))
 }
 
 /// Written beside the destination (private) and renamed over it.
@@ -337,7 +337,7 @@ mod tests {
             .read(0, format!("{resumed}4,7,upd").as_bytes())
             .unwrap_or(());
         assert_eq!(answers.lines.len(), 2);
-        assert_eq!(answers.ending(), Ending::CLEAN);
+        assert_eq!(answers.finished(), Finished::CLEAN);
         let mut out = Vec::new();
         answers.write(&mut out, &["r.csv".into()], false).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -359,7 +359,7 @@ mod tests {
                 ledger(&["2,5,failed,503,5,,x,{},3,,{},,,0,0"]).as_bytes(),
             )
             .unwrap();
-        assert_eq!(answers.ending(), Ending::Finished { rows_failed: true });
+        assert_eq!(answers.finished(), Finished { rows_failed: true });
         assert!(answers.read(1, "client_id,name\n1,A\n".as_bytes()).is_err());
     }
 

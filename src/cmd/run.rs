@@ -1,137 +1,154 @@
 //! `run`: every row of an input file through the pipeline. `plan` (see
 //! `plan.rs`) is the same job with a read in place of each PATCH.
 //!
-//! The order matters: everything that can refuse the run (flags, the output
-//! paths, the input's header, the token's presence, the results file, its
-//! lock and its ledger, the undo file, room on the disk, the confirmation,
-//! the token check) happens before the first PATCH, and a refusal removes
-//! the files it created.
+//! The flags are checked first, all together, into a `Config` (see
+//! `config.rs`); `execute` then takes it through short named steps. The
+//! order matters: everything that can still refuse the run (the input's
+//! header, the results file, its lock and its ledger, the undo file, room on
+//! the disk, the confirmation, the token check) happens before the first
+//! PATCH, and a refusal removes the files it created.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::cli::{ConnectionArgs, PacingArgs, ReportArgs, RunArgs, SelectionArgs};
+use crate::cli::{PacingArgs, RunArgs};
 use crate::client::call::Caller;
+use crate::cmd::config::{Config, Endpoint, Env, Flags, OutputFile, Results};
 use crate::cmd::{Target, check_token, finish};
-use crate::error::{Ending, Fatal};
+use crate::error::{Ending, Fatal, Finished};
 use crate::hint::{self, Again};
 use crate::input::reader::{ReadOptions, RowReader};
 use crate::input::source::{InputSource, count_rows};
 use crate::logging::Console;
-use crate::results::files::{self, Fresh, Role};
+use crate::results::files::{self, Fresh};
 use crate::results::format::RESULT_HEADER;
-use crate::results::ledger::{self, Existing, Ledger};
+use crate::results::ledger::{self, Ledger};
 use crate::results::undo::UndoWriter;
 use crate::results::writer::{Destination, Flusher, ResultsSink};
 use crate::run::apply::ApplyOptions;
-use crate::run::pipeline::{Mode, Pipeline, Thresholds};
+use crate::run::mode::{Connected, Mode};
+use crate::run::pipeline::Pipeline;
 use crate::run::progress::{Pace, Progress, RateProbe};
 use crate::run::stats::Stats;
-use crate::run::stop::{StopSignal, watch_signals};
+use crate::run::stop::{StopReason, StopSignal, watch_signals};
 use crate::run::summary::RunSummary;
 
-/// The choices that differ between `run`, `run --dry-run` and `plan`.
-pub(super) struct Job<'a> {
-    pub command: &'static str,
-    pub kind: Kind,
-    pub input: &'a Path,
-    pub output: &'a Path,
-    pub resume: bool,
-    pub force: bool,
-    pub skip_unchanged: bool,
-    pub undo_file: Option<&'a Path>,
-    pub thresholds: Thresholds,
-    pub confirm: Option<u64>,
-    pub selection: &'a SelectionArgs,
-    pub connection: &'a ConnectionArgs,
-    pub pacing: &'a PacingArgs,
-    pub report: &'a ReportArgs,
-    /// `--report`: the HTML report written at the end.
-    pub html_report: Option<&'a Path>,
-    /// `--excel`: a byte-order mark before the header.
-    pub excel: bool,
-}
-
-/// What the job does with each row, as the user asked; the pipeline's
-/// `Mode` adds what each needs once connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    DryRun,
-    Apply,
-    Plan,
-}
-
 pub async fn run(args: RunArgs, console: Console) -> Ending {
-    Job {
-        command: "run",
-        kind: if args.dry_run {
-            Kind::DryRun
-        } else {
-            Kind::Apply
-        },
-        input: &args.input,
-        output: &args.output,
-        resume: args.resume,
-        force: args.force,
-        skip_unchanged: args.skip_unchanged,
-        undo_file: args.undo_file.as_deref(),
-        thresholds: Thresholds {
-            max_failures: args.max_failures,
-            max_failure_rate: args.max_failure_rate,
-        },
-        confirm: (!args.yes).then_some(args.confirm_above),
-        selection: &args.selection,
-        connection: &args.connection,
-        pacing: &args.pacing,
-        report: &args.report,
-        html_report: args.html_report.as_deref(),
-        excel: args.spreadsheet.excel,
-    }
-    .go(console)
-    .await
+    job(Flags::of_run(&args), console).await
 }
 
-impl Job<'_> {
-    /// Runs the job and ends it: summary, report files, exit code.
-    pub(super) async fn go(self, console: Console) -> Ending {
-        let started_at = SystemTime::now();
-        let result = execute(&self, console, started_at).await;
-        finish(
-            result,
-            self.command,
-            self.report,
-            console,
-            started_at,
-            Some(self.input),
-            self.output,
-            crate::cmd::HtmlReport {
-                path: self.html_report,
-                results: Some(self.output),
-            },
-        )
-    }
+/// Runs `run` or `plan` and ends it: summary, report files, exit code. A
+/// refusal of its flags ends it too, with the same summary files.
+pub(super) async fn job(flags: Flags<'_>, console: Console) -> Ending {
+    let started_at = SystemTime::now();
+    let result = match Config::new(&flags, &Env::of_process()) {
+        Ok(config) => execute(&config, console, started_at).await,
+        Err(refused) => Err(refused),
+    };
+    finish(
+        result,
+        flags.mode.command(),
+        flags.report,
+        console,
+        started_at,
+        Some(flags.input),
+        flags.output,
+        crate::cmd::HtmlReport {
+            path: flags.html_report,
+            results: Some(flags.output),
+        },
+    )
 }
 
+/// The job, in the order that keeps its promises: everything that can
+/// still refuse it (the input's header, the ledger, the undo file, room on
+/// the disk, the confirmation, the token check) comes before the first
+/// request that changes anything, and a refusal removes the files it
+/// created.
 async fn execute(
-    job: &Job<'_>,
+    config: &Config,
     console: Console,
     started_at: SystemTime,
 ) -> Result<RunSummary, Fatal> {
-    let sends = job.kind != Kind::DryRun;
-    let Checked {
-        mut read_options,
-        to_stdout,
-    } = validate(job)?;
+    let (input, reader, read_options) = open_input(config)?;
+    let simulator = start_simulator(config, &input, &read_options).await?;
+    let target = match config.mode.api() {
+        None => None,
+        Some(Endpoint::Api(target)) => Some(target),
+        Some(Endpoint::Simulator) => simulator.as_ref(),
+    };
 
-    let mut input = InputSource::new(job.input);
-    if job.resume || job.connection.simulator {
+    // Files this command creates are removed again if it is refused before
+    // it starts.
+    let mut fresh = Fresh::default();
+    let files = open_files(config, &input, &read_options, &reader, &mut fresh)?;
+    if let (Some(above), Some(target)) = (config.confirm_above, target) {
+        confirm(&input, &read_options, above, target, &config.pacing).await?;
+    }
+
+    let stats = Arc::new(Stats::new());
+    let stop = StopSignal::new();
+    let flusher = watch_interrupts(&stop, &fresh);
+    let mode = connect(config, target, &stats, &stop, files.undo).await?;
+    // Nothing refused the command: from here on its files stay.
+    fresh.keep();
+
+    if mode.api().is_some() && input.rereadable() {
+        count_rows_aside(&input, &read_options, &stats)?;
+    }
+    let sink = start_results(config, files.destination, files.write_header, &stop, &stats)?;
+    let _ = flusher.set(sink.flusher());
+    let caller = mode.api().cloned();
+    let undo = mode.undo().cloned();
+    let progress = Progress::start(
+        console,
+        config.status_interval,
+        Arc::clone(&stats),
+        rate_probe(caller.as_ref()),
+    );
+    let pipeline = Pipeline {
+        mode,
+        concurrency: config.pacing.concurrency as usize,
+        stats: Arc::clone(&stats),
+        stop: Arc::clone(&stop),
+        thresholds: config.thresholds,
+        ledger: files.ledger,
+        judged: Default::default(),
+        hand_over_each: input.may_block(),
+    };
+    pipeline.run(reader, sink.sender()).await;
+    progress.finish().await;
+    close_files(sink, undo.as_ref(), &stop).await;
+
+    drop(simulator);
+    Ok(summarise(
+        config,
+        &input,
+        &read_options,
+        caller.as_deref(),
+        &stats,
+        &stop,
+        started_at,
+    )
+    .await)
+}
+
+/// The input a job reads: spooled when it must be read more than once, its
+/// encoding and delimiter found, its header checked. Returns the reader of
+/// its rows and the options every later reading of it takes.
+fn open_input(config: &Config) -> Result<(InputSource, RowReader<Input>, ReadOptions), Fatal> {
+    let mut input = InputSource::new(&config.input);
+    if config.spool_input {
         input.spool()?;
     }
-    let dialect = input.detect(job.selection.delimiter)?;
+    let dialect = input.detect(config.delimiter)?;
     tracing::info!("{}", dialect.describe(input.label()));
-    read_options.delimiter = dialect.delimiter;
+    let read_options = ReadOptions {
+        delimiter: dialect.delimiter,
+        ..config.read_options.clone()
+    };
     let reader = RowReader::new(input.open()?, read_options.clone()).map_err(|e| match e {
         // The header's problem, with the file it is in.
         Fatal::Input(why) => Fatal::Input(format!(
@@ -143,157 +160,199 @@ async fn execute(
         )),
         other => other,
     })?;
+    Ok((input, reader, read_options))
+}
 
-    let mut target = if !sends {
-        None
-    } else if job.connection.simulator {
-        Some(Target::simulator(accounts_in(&input, &read_options)?).await?)
-    } else {
-        Some(Target::api(job.connection, true)?)
-    };
+/// The rows as `InputSource::open` gives them.
+type Input = Box<dyn std::io::Read + Send>;
 
-    // Files this command creates are removed again if it is refused before
-    // it starts.
-    let mut fresh = Fresh::default();
+/// `--simulator`: the built-in simulator, holding the input's accounts,
+/// for a job that sends.
+async fn start_simulator(
+    config: &Config,
+    input: &InputSource,
+    read_options: &ReadOptions,
+) -> Result<Option<Target>, Fatal> {
+    Ok(match config.mode.api() {
+        Some(Endpoint::Simulator) => {
+            Some(Target::simulator(accounts_in(input, read_options)?).await?)
+        }
+        _ => None,
+    })
+}
 
-    // The results file: locked for the whole run, never overwritten by
-    // mistake. With --resume, its ledger is read first: it says which undo
-    // file the run it records kept.
-    let mut results_file = if to_stdout {
-        None
-    } else {
-        fresh.note(job.output);
-        Some(ledger::open_locked(job.output)?)
+/// The files a job writes, open and checked.
+struct OpenFiles {
+    destination: Destination,
+    /// The results file has no header yet.
+    write_header: bool,
+    /// What earlier runs recorded (`--resume`).
+    ledger: Ledger,
+    undo: Option<Arc<UndoWriter>>,
+}
+
+/// Opens the results file (locked for the whole run, never overwritten by
+/// mistake) and the undo file. With `--resume`, the ledger is read first:
+/// it says which undo file the run it records kept.
+fn open_files(
+    config: &Config,
+    input: &InputSource,
+    read_options: &ReadOptions,
+    reader: &RowReader<Input>,
+    fresh: &mut Fresh,
+) -> Result<OpenFiles, Fatal> {
+    let mut results = match &config.results {
+        Results::Stdout => None,
+        Results::File(out) => {
+            fresh.note(&out.path);
+            Some((ledger::open_locked(&out.path)?, out))
+        }
     };
     let mut ledger = Ledger::default();
     let mut has_header = false;
-    if job.resume
-        && let Some(file) = results_file.as_mut()
+    if config.resume
+        && let Some((file, out)) = results.as_mut()
     {
-        has_header = ledger::prepare(file, job.output, &RESULT_HEADER, LEDGER_APPEND, |r| {
-            ledger.add(r)
-        })?;
-        let all_rows = ReadOptions {
-            null_token: read_options.null_token.clone(),
-            delimiter: read_options.delimiter,
-            ..ReadOptions::default()
-        };
-        let keys = RowReader::new(input.open()?, all_rows)?
-            .map_while(Result::ok)
-            .map(|row| row.key);
-        ledger.check_against(keys, job.output)?;
-        check_undo_of_ledger(&ledger, job.undo_file, job.output)?;
+        has_header = read_ledger(config, input, read_options, file, out, &mut ledger)?;
     }
-
-    // The undo file before the results file is touched: a refusal must leave
-    // both as they were. `--force` never empties an undo file: it holds the
-    // only copy of the values the accounts had before the first run changed
-    // them.
-    let undo = open_undo(job, reader.header().fields(), &mut fresh)?;
-    let undo_recorded = job
-        .undo_file
-        .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
-        .map(|path| path.display().to_string());
-
-    let existing = results_policy(job);
-    let (destination, write_header) = match results_file.take() {
+    // The undo file before the results file is touched: a refusal must
+    // leave both as they were.
+    let undo = open_undo(config.mode.undo(), reader.header().fields(), fresh)?;
+    let (destination, write_header) = match results {
         None => (Destination::Stdout, true),
-        Some(mut file) => {
-            if !job.resume {
+        Some((mut file, out)) => {
+            if !config.resume {
                 has_header =
-                    ledger::prepare(&mut file, job.output, &RESULT_HEADER, existing, |_| {})?;
+                    ledger::prepare(&mut file, &out.path, &RESULT_HEADER, out.existing, |_| {})?;
             }
-            ledger::check_room(&mut file, job.output)?;
+            ledger::check_room(&mut file, &out.path)?;
             (Destination::File(file), !has_header)
         }
     };
-
-    if let (Some(above), Some(target)) = (job.confirm, &target) {
-        confirm(&input, &read_options, above, target, job.pacing).await?;
-    }
-
-    let stats = Arc::new(Stats::new());
-    let stop = StopSignal::new();
-    // Watched from here on, so that an interrupt during the token check ends
-    // the run cleanly too; the results writer's flush joins once it exists.
-    let flusher: Arc<OnceLock<Flusher>> = Arc::new(OnceLock::new());
-    {
-        let flusher = Arc::clone(&flusher);
-        let fresh = fresh.files();
-        watch_signals(Arc::clone(&stop), move || {
-            match flusher.get() {
-                Some(flusher) => flusher.flush_now(),
-                // Interrupted before it started: no file left behind.
-                None => files::remove_fresh(&fresh),
-            }
-            Ending::exit_interrupted();
-        });
-    }
-    let mode = connect(job, target.as_ref(), &stats, &stop, undo.as_ref()).await?;
-    let caller = mode.caller().cloned();
-    // Nothing refused the command: from here on its files stay.
-    fresh.keep();
-
-    if sends && input.rereadable() {
-        let (input_for_count, options, stats) =
-            (input.open()?, read_options.clone(), Arc::clone(&stats));
-        std::thread::spawn(move || {
-            if let Ok(total) = count_rows(input_for_count, &options) {
-                stats.set_total(total);
-            }
-        });
-    }
-
-    let sink = ResultsSink::start(
+    Ok(OpenFiles {
         destination,
         write_header,
-        job.excel,
-        Arc::clone(&stop),
-        Arc::clone(&stats),
+        ledger,
+        undo,
+    })
+}
+
+/// `--resume`: reads the ledger, checks it against the input's keys and the
+/// undo file it recorded. Returns whether the file holds a header.
+fn read_ledger(
+    config: &Config,
+    input: &InputSource,
+    read_options: &ReadOptions,
+    file: &mut std::fs::File,
+    out: &OutputFile,
+    ledger: &mut Ledger,
+) -> Result<bool, Fatal> {
+    let has_header = ledger::prepare(file, &out.path, &RESULT_HEADER, out.existing, |r| {
+        ledger.add(r)
+    })?;
+    let all_rows = ReadOptions {
+        null_token: read_options.null_token.clone(),
+        delimiter: read_options.delimiter,
+        ..ReadOptions::default()
+    };
+    let keys = RowReader::new(input.open()?, all_rows)?
+        .map_while(Result::ok)
+        .map(|row| row.key);
+    ledger.check_against(keys, &out.path)?;
+    check_undo_of_ledger(
+        ledger,
+        config.mode.undo().map(|undo| undo.path.as_path()),
+        &out.path,
+    )?;
+    Ok(has_header)
+}
+
+/// Watches for interrupts from here on, so that one during the token check
+/// ends the run cleanly too: before the results writer exists, no file is
+/// left behind; after, its flush joins (set it in the returned cell).
+fn watch_interrupts(stop: &Arc<StopSignal>, fresh: &Fresh) -> Arc<OnceLock<Flusher>> {
+    let flusher: Arc<OnceLock<Flusher>> = Arc::new(OnceLock::new());
+    let watched = Arc::clone(&flusher);
+    let fresh = fresh.files();
+    watch_signals(Arc::clone(stop), move || {
+        match watched.get() {
+            Some(flusher) => flusher.flush_now(),
+            // Interrupted before it started: no file left behind.
+            None => files::remove_fresh(&fresh),
+        }
+        crate::error::exit_interrupted();
+    });
+    flusher
+}
+
+/// Counts the input's rows on a thread of their own, for the progress
+/// bar's total.
+fn count_rows_aside(
+    input: &InputSource,
+    read_options: &ReadOptions,
+    stats: &Arc<Stats>,
+) -> Result<(), Fatal> {
+    let (source, options, stats) = (input.open()?, read_options.clone(), Arc::clone(stats));
+    std::thread::spawn(move || {
+        if let Ok(total) = count_rows(source, &options) {
+            stats.set_total(total);
+        }
+    });
+    Ok(())
+}
+
+/// Starts the results writer thread.
+fn start_results(
+    config: &Config,
+    destination: Destination,
+    write_header: bool,
+    stop: &Arc<StopSignal>,
+    stats: &Arc<Stats>,
+) -> Result<ResultsSink, Fatal> {
+    // The ledger remembers the undo file, for `--resume`.
+    let undo_recorded = config
+        .mode
+        .undo()
+        .map(|undo| std::path::absolute(&undo.path).unwrap_or_else(|_| undo.path.clone()))
+        .map(|path| path.display().to_string());
+    ResultsSink::start(
+        destination,
+        write_header,
+        config.excel,
+        Arc::clone(stop),
+        Arc::clone(stats),
         undo_recorded.as_deref(),
     )
     .map_err(|e| {
         Fatal::Aborted(format!(
             "cannot write {}: {}",
-            job.output.display(),
+            config.output().display(),
             crate::error::describe_write_error(&e)
         ))
-    })?;
-    let _ = flusher.set(sink.flusher());
-    let rate_probe = rate_probe(caller.as_ref());
-    let progress = Progress::start(
-        console,
-        job.report.status_interval,
-        Arc::clone(&stats),
-        rate_probe,
-    );
+    })
+}
 
-    let pipeline = Pipeline {
-        mode,
-        concurrency: job.pacing.concurrency as usize,
-        stats: Arc::clone(&stats),
-        stop: Arc::clone(&stop),
-        thresholds: job.thresholds,
-        ledger,
-        judged: Default::default(),
-        hand_over_each: input.may_block(),
-    };
-    pipeline.run(reader, sink.sender()).await;
-    progress.finish().await;
-
-    close_files(sink, undo.as_ref(), &stop).await;
-
+/// What the job did, once its rows are done: the summary, the invalid rows
+/// not shown, what a canary left.
+async fn summarise(
+    config: &Config,
+    input: &InputSource,
+    read_options: &ReadOptions,
+    caller: Option<&Caller>,
+    stats: &Stats,
+    stop: &StopSignal,
+    started_at: SystemTime,
+) -> RunSummary {
     let snapshot = stats.snapshot();
     let stopped = stop.reason();
     let ending = stopped
         .as_ref()
-        .map_or_else(|| snapshot.ending(), |r| r.ending());
+        .map_or_else(|| Ok(snapshot.finished()), |r| Err(r.unfinished()));
     let invalid = snapshot.count(crate::outcome::Outcome::Invalid);
     if invalid > INVALID_SHOWN {
-        let results = if to_stdout {
-            "the results on standard output".to_string()
-        } else {
-            job.output.display().to_string()
+        let results = match config.results {
+            Results::Stdout => "the results on standard output".to_string(),
+            Results::File(ref out) => out.path.display().to_string(),
         };
         tracing::warn!(
             "… and {} more invalid rows: see the error column of {results}",
@@ -301,78 +360,72 @@ async fn execute(
         );
     }
     if stopped.is_none()
-        && let Some(limit) = job.selection.limit
+        && let Some(limit) = read_options.limit
         && snapshot.rows_read >= limit
     {
-        canary_end(job, &input, &read_options, limit).await;
+        canary_end(config, input, read_options, limit).await;
     }
     let next = match &stopped {
-        _ if ending == Ending::CLEAN => None,
-        Some(crate::run::stop::StopReason::Interrupted) => job.next_after_interrupt(),
-        Some(_) => job.next_after_abort(),
-        None => job.next_after_failed_rows(),
+        _ if ending == Ok(Finished::CLEAN) => None,
+        Some(StopReason::Interrupted) => next_after_interrupt(config),
+        Some(_) => next_after_abort(config),
+        None => next_after_failed_rows(config),
     };
-    drop(target.take());
-    Ok(RunSummary {
-        command: job.command,
+    RunSummary {
+        command: config.mode.command(),
         snapshot,
-        rate_changes: caller.as_ref().map_or(0, |c| c.pacer.rate_changes()),
-        learned: caller.as_ref().and_then(|c| c.pacer.learned()),
-        asked_rate: job.pacing.rate.per_second(),
+        rate_changes: caller.map_or(0, |c| c.pacer.rate_changes()),
+        learned: caller.and_then(|c| c.pacer.learned()),
+        asked_rate: config.pacing.rate.per_second(),
         ending,
         input: Some(input.label().to_string()),
-        output: job.output.display().to_string(),
+        output: config.output().display().to_string(),
         started_at,
         ended_at: SystemTime::now(),
         stopped: stopped.as_ref().map(|r| r.describe()),
         next,
         exported: None,
         command_line: Some(crate::cmd::command_line()),
-    })
+    }
 }
-
-/// A results file `--resume` appends to.
-const LEDGER_APPEND: Existing = Existing::Append {
-    other_header: "it is not a results file of this version of the tool; name another \
-                   results file with -o (a new one starts this job's ledger afresh)",
-};
 
 /// Invalid rows shown on stderr as they are read; the rest are counted.
 const INVALID_SHOWN: u64 = crate::run::pipeline::INVALID_SHOWN;
 
-/// Connects for a job that sends (the token is checked before anything
-/// else goes) and says what the pipeline does with each row; a dry run
-/// connects to nothing.
+/// Connects a job that sends (the token is checked before anything else
+/// goes) and gives the mode the pipeline runs, with what it needs: the one
+/// place a `Mode` gets its caller and its undo writer. A dry run connects
+/// to nothing.
 async fn connect(
-    job: &Job<'_>,
+    config: &Config,
     target: Option<&Target>,
     stats: &Arc<Stats>,
     stop: &Arc<StopSignal>,
-    undo: Option<&Arc<UndoWriter>>,
-) -> Result<Mode, Fatal> {
-    Ok(match target {
-        None => Mode::DryRun,
+    undo: Option<Arc<UndoWriter>>,
+) -> Result<Connected, Fatal> {
+    let caller = match target {
+        None => return Ok(Mode::DryRun),
         Some(target) => {
             let caller = target.caller(
-                job.pacing,
-                job.pacing.rate,
+                &config.pacing,
+                config.pacing.rate,
                 Arc::clone(stats),
                 Arc::clone(stop),
             )?;
             check_token(&caller, &target.base_url).await?;
-            let caller = Arc::new(caller);
-            if job.kind == Kind::Plan {
-                Mode::Plan { caller }
-            } else {
-                Mode::Apply {
-                    caller,
-                    options: ApplyOptions {
-                        skip_unchanged: job.skip_unchanged,
-                        undo: undo.cloned(),
-                    },
-                }
-            }
+            Arc::new(caller)
         }
+    };
+    Ok(match &config.mode {
+        Mode::DryRun => Mode::DryRun,
+        Mode::Plan { .. } => Mode::Plan { api: caller },
+        Mode::Apply { options, .. } => Mode::Apply {
+            api: caller,
+            options: ApplyOptions {
+                skip_unchanged: options.skip_unchanged,
+                undo,
+            },
+        },
     })
 }
 
@@ -404,202 +457,81 @@ async fn close_files(sink: ResultsSink, undo: Option<&Arc<UndoWriter>>, stop: &S
     if let Some(undo) = undo
         && let Err(e) = undo.finish()
     {
-        stop.stop(crate::run::stop::StopReason::Failed(format!(
+        stop.stop(StopReason::Failed(format!(
             "cannot write the undo file: {}",
             crate::error::describe_write_error(&e)
         )));
     }
     if let Some(e) = write_error {
-        stop.stop(crate::run::stop::StopReason::Failed(e));
+        stop.stop(StopReason::Failed(e));
     }
 }
 
-/// What a job's flags come to once checked, before any file is opened.
-struct Checked {
-    /// How the reader reads (the delimiter is filled in once the input is
-    /// seen).
-    read_options: ReadOptions,
-    /// `-o -`: results go to standard output.
-    to_stdout: bool,
-}
-
-/// Checks the flags and the output paths: anything wrong here refuses the
-/// job before a file is opened (exit 2).
-fn validate(job: &Job<'_>) -> Result<Checked, Fatal> {
-    if job.selection.null_token.trim().is_empty() {
-        return Err(Fatal::Usage(
-            "--null-token cannot be empty: an empty cell already means \"leave unchanged\"; \
-             give a text such as null or -"
-                .into(),
-        ));
-    }
-    let shard = job
-        .selection
-        .shard
-        .map(|spec| spec.resolve(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref()))
-        .transpose()
-        .map_err(Fatal::Usage)?;
-    let read_options = ReadOptions {
-        null_token: job.selection.null_token.trim().to_string(),
-        shard,
-        limit: job.selection.limit,
-        delimiter: Default::default(),
-    };
-    let to_stdout = job.output.as_os_str() == "-";
-    if job.resume && to_stdout {
-        return Err(Fatal::Usage(
-            "--resume needs -o to name a results file (not standard output)".into(),
-        ));
-    }
-    if job.html_report.is_some() && to_stdout {
-        return Err(Fatal::Usage(
-            "--report needs -o to name a results file (the report is built from it), not \
-             standard output"
-                .into(),
-        ));
-    }
-
-    let mut outputs = vec![(
-        "-o",
-        job.output,
-        if job.kind == Kind::Plan {
-            Role::Plan
-        } else {
-            Role::RunResults
-        },
-    )];
-    if let Some(undo) = job.undo_file {
-        outputs.push(("--undo-file", undo, Role::Undo));
-    }
-    for (flag, path) in [
-        ("--summary-json", job.report.summary_json.as_deref()),
-        ("--metrics-file", job.report.metrics_file.as_deref()),
-        ("--report", job.html_report),
-    ] {
-        if let Some(path) = path {
-            outputs.push((flag, path, Role::Report));
-        }
-    }
-    files::check(Some(job.input), &outputs)?;
-    for path in [
-        job.report.summary_json.as_deref(),
-        job.report.metrics_file.as_deref(),
-        job.html_report,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        ledger::check_room_beside(path)?;
-    }
-    Ok(Checked {
-        read_options,
-        to_stdout,
-    })
-}
-
-/// Opens the undo file (`--undo-file`): appended to with `--resume`,
-/// refused when it holds rows otherwise.
+/// Opens the undo file (`--undo-file`) by its policy: appended to with
+/// `--resume`, refused when it holds rows otherwise.
 fn open_undo(
-    job: &Job<'_>,
+    undo: Option<&OutputFile>,
     columns: Vec<crate::fields::Field>,
     fresh: &mut Fresh,
 ) -> Result<Option<Arc<UndoWriter>>, Fatal> {
-    Ok(match job.undo_file {
-        Some(path) => {
-            fresh.note(path);
-            Some(Arc::new(UndoWriter::open(
-                path,
-                columns,
-                if job.resume {
-                    Existing::Append {
-                        other_header: "the input now sets other columns than this undo file \
-                                       records, so --resume cannot go on with it: give the input \
-                                       its earlier columns, or start a new job with another -o \
-                                       and another --undo-file (keep this one: it holds the \
-                                       previous values of the run that wrote it)",
-                    }
-                } else {
-                    Existing::Refuse {
-                        advice: "add --resume to go on with the run that wrote it, or choose \
-                                 another --undo-file (delete it only once you are sure that run \
-                                 need not be undone)",
-                    }
-                },
-            )?))
-        }
-        None => None,
+    let Some(undo) = undo else { return Ok(None) };
+    fresh.note(&undo.path);
+    Ok(Some(Arc::new(UndoWriter::open(
+        &undo.path,
+        columns,
+        undo.existing,
+    )?)))
+}
+
+/// How this job goes on from where it is: `--resume` for a run that sends
+/// (rows already updated are skipped), again from the start for a plan or a
+/// dry run (which change nothing).
+fn again(config: &Config) -> Option<Again> {
+    match (&config.mode, &config.results) {
+        // --resume needs a results file to read.
+        (Mode::Apply { .. }, Results::Stdout) => None,
+        (Mode::Apply { .. }, Results::File(_)) => Some(Again::Resume),
+        (_, Results::Stdout) => Some(Again::Same),
+        (_, Results::File(_)) => Some(Again::Restart),
+    }
+}
+
+fn next_after_interrupt(config: &Config) -> Option<String> {
+    let command = hint::command(again(config)?, false);
+    Some(match config.mode {
+        Mode::Apply { .. } => format!("to resume: {command}"),
+        Mode::Plan { .. } => format!("to plan again: {command}"),
+        Mode::DryRun => format!("to check again: {command}"),
     })
 }
 
-/// What to do with a results file that already holds rows.
-fn results_policy(job: &Job<'_>) -> Existing {
-    match (job.resume, job.force) {
-        (true, _) => LEDGER_APPEND,
-        (false, true) => Existing::Overwrite,
-        (false, false) if job.kind == Kind::Plan => Existing::Refuse {
-            advice: "add --force to overwrite it",
-        },
-        (false, false) => Existing::Refuse {
-            advice: "add --resume to continue the run it records, or --force to overwrite it",
-        },
-    }
+fn next_after_abort(config: &Config) -> Option<String> {
+    let command = hint::command(again(config)?, false);
+    Some(match config.mode {
+        Mode::Apply { .. } => format!(
+            "see the error column of {}; once the cause is fixed, resume: {command}",
+            config.output().display()
+        ),
+        Mode::Plan { .. } => format!("once the cause is fixed, plan again: {command}"),
+        Mode::DryRun => format!("once the cause is fixed, check again: {command}"),
+    })
 }
 
-impl Job<'_> {
-    fn to_stdout(&self) -> bool {
-        self.output.as_os_str() == "-"
-    }
-
-    /// How this job goes on from where it is: `--resume` for a run that
-    /// sends (rows already updated are skipped), again from the start for a
-    /// plan or a dry run (which change nothing).
-    fn again(&self) -> Option<Again> {
-        match (self.kind, self.to_stdout()) {
-            // --resume needs a results file to read.
-            (Kind::Apply, true) => None,
-            (Kind::Apply, false) => Some(Again::Resume),
-            (_, true) => Some(Again::Same),
-            (_, false) => Some(Again::Restart),
-        }
-    }
-
-    fn next_after_interrupt(&self) -> Option<String> {
-        let command = hint::command(self.again()?, false);
-        Some(match self.kind {
-            Kind::Apply => format!("to resume: {command}"),
-            Kind::Plan => format!("to plan again: {command}"),
-            Kind::DryRun => format!("to check again: {command}"),
-        })
-    }
-
-    fn next_after_abort(&self) -> Option<String> {
-        let command = hint::command(self.again()?, false);
-        Some(match self.kind {
-            Kind::Apply => format!(
-                "see the error column of {}; once the cause is fixed, resume: {command}",
-                self.output.display()
-            ),
-            Kind::Plan => format!("once the cause is fixed, plan again: {command}"),
-            Kind::DryRun => format!("once the cause is fixed, check again: {command}"),
-        })
-    }
-
-    fn next_after_failed_rows(&self) -> Option<String> {
-        let command = hint::command(self.again()?, false);
-        Some(match self.kind {
-            Kind::Apply => format!(
-                "after fixing the input or the cause, send the rows that did not succeed \
-                 again: {command}"
-            ),
-            Kind::Plan => format!("to plan again: {command}"),
-            Kind::DryRun => format!("after fixing the input, check again: {command}"),
-        })
-    }
+fn next_after_failed_rows(config: &Config) -> Option<String> {
+    let command = hint::command(again(config)?, false);
+    Some(match config.mode {
+        Mode::Apply { .. } => format!(
+            "after fixing the input or the cause, send the rows that did not succeed \
+             again: {command}"
+        ),
+        Mode::Plan { .. } => format!("to plan again: {command}"),
+        Mode::DryRun => format!("after fixing the input, check again: {command}"),
+    })
 }
 
 /// A canary (`--limit N`) that left rows unread says how many, and the
 /// command that goes on with them.
-async fn canary_end(job: &Job<'_>, input: &InputSource, options: &ReadOptions, limit: u64) {
+async fn canary_end(config: &Config, input: &InputSource, options: &ReadOptions, limit: u64) {
     let all = ReadOptions {
         limit: None,
         ..options.clone()
@@ -614,7 +546,7 @@ async fn canary_end(job: &Job<'_>, input: &InputSource, options: &ReadOptions, l
     } else {
         "the rows (standard input cannot be read again to count them)".to_string()
     };
-    let Some(again) = job.again() else {
+    let Some(again) = again(config) else {
         tracing::info!(
             "--limit {limit}: {limit} rows done; {rest} after them were not read; to go on \
              with them, name a results file with -o and add --resume"

@@ -1,14 +1,14 @@
 //! `simulate`: serves the local IAM API simulator until interrupted.
 
-use crate::error::Ending;
+use crate::error::{Ending, Finished, Unfinished};
 use crate::sim::SimulateArgs;
 
 pub async fn simulate(args: SimulateArgs) -> Ending {
     match crate::sim::serve_cli(args).await {
-        Ok(()) => Ending::CLEAN,
+        Ok(()) => Ok(Finished::CLEAN),
         Err(e) => {
             eprintln!("error: {e:#}");
-            Ending::Refused
+            Err(Unfinished::Refused)
         }
     }
 }

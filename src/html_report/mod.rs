@@ -55,7 +55,7 @@ impl RunFacts {
         let s = &summary.snapshot;
         RunFacts {
             command: Some(summary.command.to_string()),
-            exit_code: Some(summary.ending.exit_code()),
+            exit_code: Some(crate::error::exit_code(summary.ending)),
             command_line: summary.command_line.clone(),
             asked_rate: summary.asked_rate,
             asked_rate_known: true,

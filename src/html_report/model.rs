@@ -283,7 +283,7 @@ impl Tally {
                 Outcome::Failed | Outcome::Invalid | Outcome::Mismatch
             )
         });
-        crate::error::Ending::Finished { rows_failed: bad }.exit_code()
+        crate::error::exit_code(Ok(crate::error::Finished { rows_failed: bad }))
     }
 
     /// Whether the rows are a plan's (read, not changed).

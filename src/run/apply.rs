@@ -23,16 +23,26 @@ pub struct ValidRow {
     pub changed_since_last_run: bool,
 }
 
-/// How `run` treats each row.
-#[derive(Default, Clone)]
-pub struct ApplyOptions {
+/// How `run` treats each row. `U` is the undo file: its path and policy
+/// while the run is configured, its writer once open (see `run::mode`).
+#[derive(Debug, Clone)]
+pub struct ApplyOptions<U = Arc<UndoWriter>> {
     /// Read the account first and send only the fields that differ.
     pub skip_unchanged: bool,
     /// Read the account first and record its previous values here.
-    pub undo: Option<Arc<UndoWriter>>,
+    pub undo: Option<U>,
 }
 
-impl ApplyOptions {
+impl<U> Default for ApplyOptions<U> {
+    fn default() -> Self {
+        ApplyOptions {
+            skip_unchanged: false,
+            undo: None,
+        }
+    }
+}
+
+impl<U> ApplyOptions<U> {
     fn reads_first(&self) -> bool {
         self.skip_unchanged || self.undo.is_some()
     }

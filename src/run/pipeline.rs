@@ -12,46 +12,22 @@
 //! woken for every row; at most a few chunks are read ahead.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
-use crate::client::call::Caller;
 use crate::fields::ClientPatch;
 use crate::input::reader::RowReader;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, RowResult};
 use crate::results::ledger::{Ledger, Resume};
 use crate::results::writer::{PackedRows, ResultSender};
-use crate::run::apply::{self, ApplyOptions, ValidRow};
+use crate::run::apply::{self, ValidRow};
+use crate::run::mode::{Connected, Mode};
 use crate::run::stats::Stats;
 use crate::run::stop::{StopReason, StopSignal};
-
-/// What the run does with each valid row, with what that needs.
-#[derive(Clone)]
-pub enum Mode {
-    /// `--dry-run`: nothing is sent; the reader finishes every row itself
-    /// and no worker starts.
-    DryRun,
-    /// `run`: PATCH each row (after reading the account when asked).
-    Apply {
-        caller: Arc<Caller>,
-        options: ApplyOptions,
-    },
-    /// `plan`: read each account and compare.
-    Plan { caller: Arc<Caller> },
-}
-
-impl Mode {
-    /// What sends the requests; `None` for a dry run.
-    pub fn caller(&self) -> Option<&Arc<Caller>> {
-        match self {
-            Mode::DryRun => None,
-            Mode::Apply { caller, .. } | Mode::Plan { caller } => Some(caller),
-        }
-    }
-}
 
 /// `--max-failures` and `--max-failure-rate`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,7 +170,7 @@ pub struct Judged {
 
 /// Everything the workers share.
 pub struct Pipeline {
-    pub mode: Mode,
+    pub mode: Connected,
     pub concurrency: usize,
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
@@ -215,9 +191,27 @@ impl Pipeline {
     /// are done or the run stopped and its in-flight rows are recorded.
     pub async fn run<R: Read + Send + 'static>(self, reader: RowReader<R>, results: ResultSender) {
         let shared = Arc::new(self);
-        let dry_run = matches!(shared.mode, Mode::DryRun);
         let (chunks_tx, chunks_rx) = mpsc::channel::<Vec<ValidRow>>(CHUNKS_AHEAD);
-        let chunks_tx = (!dry_run).then_some(chunks_tx);
+        let queue = Arc::new(Mutex::new(WorkQueue {
+            rows: VecDeque::with_capacity(CHUNK),
+            chunks: chunks_rx,
+        }));
+
+        // What the workers do with each row, with what that needs. A dry run
+        // sends nothing: no worker starts and the reader finishes every row.
+        let workers = match &shared.mode {
+            Mode::DryRun => Vec::new(),
+            Mode::Apply { api, options } => shared.start_workers(&queue, &results, |worker| {
+                let (api, options) = (Arc::clone(api), options.clone());
+                async move { worker.work(|row| apply::apply(&api, row, &options)).await }
+            }),
+            Mode::Plan { api } => shared.start_workers(&queue, &results, |worker| {
+                let api = Arc::clone(api);
+                async move { worker.work(|row| apply::plan(&api, row)).await }
+            }),
+        };
+        // Without workers the reader keeps every row.
+        let chunks_tx = (!workers.is_empty()).then_some(chunks_tx);
 
         let reading = {
             let shared = Arc::clone(&shared);
@@ -225,31 +219,16 @@ impl Pipeline {
             tokio::task::spawn_blocking(move || shared.read_rows(reader, chunks_tx, &results))
         };
 
-        if !dry_run {
-            let queue = Arc::new(Mutex::new(WorkQueue {
-                rows: VecDeque::with_capacity(CHUNK),
-                chunks: chunks_rx,
-            }));
-            let mut workers = Vec::with_capacity(shared.concurrency);
-            for _ in 0..shared.concurrency.max(1) {
-                let shared = Arc::clone(&shared);
-                let queue = Arc::clone(&queue);
-                let results = results.clone();
-                workers.push(tokio::spawn(async move {
-                    shared.work(&queue, &results).await;
-                }));
+        for worker in workers {
+            if let Err(e) = worker.await {
+                shared
+                    .stop
+                    .stop(StopReason::Failed(format!("a worker failed: {e}")));
             }
-            for worker in workers {
-                if let Err(e) = worker.await {
-                    shared
-                        .stop
-                        .stop(StopReason::Failed(format!("a worker failed: {e}")));
-                }
-            }
-            // Rows still queued were never started: they get no result, and
-            // closing the channel tells the reader to stop.
-            queue.lock().await.chunks.close();
         }
+        // Rows still queued were never started: they get no result, and
+        // closing the channel tells the reader to stop.
+        queue.lock().await.chunks.close();
         // After a stop the reader may be blocked on its input (a pipe whose
         // writer went quiet): it gets a moment to hand over the rows it
         // finished, then is left behind rather than waited for.
@@ -363,56 +342,27 @@ impl Pipeline {
         }
     }
 
-    /// A worker: takes rows until the input ends or the run stops.
-    async fn work(&self, queue: &Mutex<WorkQueue>, results: &ResultSender) {
-        loop {
-            if self.stop.is_stopped() {
-                return;
-            }
-            let row = {
-                let mut queue = queue.lock().await;
-                match queue.rows.pop_front() {
-                    Some(row) => Some(row),
-                    None => {
-                        let chunk = tokio::select! {
-                            chunk = queue.chunks.recv() => chunk,
-                            _ = self.stop.token().cancelled() => None,
-                        };
-                        chunk.and_then(|chunk| {
-                            queue.rows.extend(chunk);
-                            queue.rows.pop_front()
-                        })
-                    }
-                }
-            };
-            let Some(row) = row else { return };
-            let changed = row.changed_since_last_run;
-            let result = match &self.mode {
-                Mode::Apply { caller, options } => apply::apply(caller, row, options).await,
-                Mode::Plan { caller } => apply::plan(caller, row).await,
-                // A dry run starts no worker (see `run`).
-                Mode::DryRun => return,
-            };
-            if let Some(result) = result {
-                // Counted only for a row that ended: one never sent was not
-                // sent again either.
-                if changed {
-                    tracing::info!(
-                        line = result.line,
-                        client_id = result.client_id,
-                        "changed since the last run: sent again"
-                    );
-                    self.stats.changed_since_last_run(1);
-                }
-                self.tally(
-                    result.outcome,
-                    result.line,
-                    &result.client_id,
-                    &result.error,
-                );
-                results.send(result).await;
-            }
-        }
+    /// Starts `concurrency` workers (one at least), each running what
+    /// `worker` makes of its handles.
+    fn start_workers<W, Fut>(
+        self: &Arc<Self>,
+        queue: &Arc<Mutex<WorkQueue>>,
+        results: &ResultSender,
+        worker: W,
+    ) -> Vec<tokio::task::JoinHandle<()>>
+    where
+        W: Fn(Worker) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        (0..self.concurrency.max(1))
+            .map(|_| {
+                tokio::spawn(worker(Worker {
+                    pipeline: Arc::clone(self),
+                    queue: Arc::clone(queue),
+                    results: results.clone(),
+                }))
+            })
+            .collect()
     }
 
     /// Counts a finished row and stops the run when a failure threshold is
@@ -424,6 +374,68 @@ impl Pipeline {
             let failures = self.judged.failures.fetch_add(1, Ordering::Relaxed) + 1;
             if let Some(why) = self.thresholds.crossed(failures, sent) {
                 self.stop.stop(StopReason::Threshold(why));
+            }
+        }
+    }
+}
+
+/// One worker's handles: the pipeline it works for, the queue it takes
+/// rows from and where their results go.
+struct Worker {
+    pipeline: Arc<Pipeline>,
+    queue: Arc<Mutex<WorkQueue>>,
+    results: ResultSender,
+}
+
+impl Worker {
+    /// Takes rows until the input ends or the run stops, and does
+    /// `row_work` with each: `run`'s or `plan`'s, chosen in `Pipeline::run`.
+    async fn work<F, Fut>(self, row_work: F)
+    where
+        F: Fn(ValidRow) -> Fut,
+        Fut: Future<Output = Option<RowResult>>,
+    {
+        let pipeline = &*self.pipeline;
+        loop {
+            if pipeline.stop.is_stopped() {
+                return;
+            }
+            let row = {
+                let mut queue = self.queue.lock().await;
+                match queue.rows.pop_front() {
+                    Some(row) => Some(row),
+                    None => {
+                        let chunk = tokio::select! {
+                            chunk = queue.chunks.recv() => chunk,
+                            _ = pipeline.stop.token().cancelled() => None,
+                        };
+                        chunk.and_then(|chunk| {
+                            queue.rows.extend(chunk);
+                            queue.rows.pop_front()
+                        })
+                    }
+                }
+            };
+            let Some(row) = row else { return };
+            let changed = row.changed_since_last_run;
+            if let Some(result) = row_work(row).await {
+                // Counted only for a row that ended: one never sent was not
+                // sent again either.
+                if changed {
+                    tracing::info!(
+                        line = result.line,
+                        client_id = result.client_id,
+                        "changed since the last run: sent again"
+                    );
+                    pipeline.stats.changed_since_last_run(1);
+                }
+                pipeline.tally(
+                    result.outcome,
+                    result.line,
+                    &result.client_id,
+                    &result.error,
+                );
+                self.results.send(result).await;
             }
         }
     }

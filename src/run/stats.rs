@@ -154,8 +154,8 @@ impl Snapshot {
     }
 
     /// How a run that went to the end ended, by these counts.
-    pub fn ending(&self) -> crate::error::Ending {
-        crate::error::Ending::Finished {
+    pub fn finished(&self) -> crate::error::Finished {
+        crate::error::Finished {
             rows_failed: self.count(Outcome::Failed)
                 + self.count(Outcome::Invalid)
                 + self.count(Outcome::Mismatch)
@@ -167,7 +167,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Ending;
+    use crate::error::Finished;
 
     #[test]
     fn counts_say_which_rows_failed_were_sent_and_remain() {
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(s.failures(), 2, "failed and mismatch; invalid is not sent");
         assert_eq!(s.sent_rows(), 5);
         assert_eq!(s.remaining(), Some(2));
-        assert_eq!(s.ending(), Ending::Finished { rows_failed: true });
+        assert_eq!(s.finished(), Finished { rows_failed: true });
     }
 
     #[test]
@@ -197,13 +197,10 @@ mod tests {
         ] {
             stats.finished(outcome);
         }
-        assert_eq!(stats.snapshot().ending(), Ending::CLEAN);
+        assert_eq!(stats.snapshot().finished(), Finished::CLEAN);
         assert_eq!(stats.snapshot().total, None, "unknown until set");
         stats.finished(Outcome::Invalid);
-        assert_eq!(
-            stats.snapshot().ending(),
-            Ending::Finished { rows_failed: true }
-        );
+        assert_eq!(stats.snapshot().finished(), Finished { rows_failed: true });
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Ending, Stop};
+use crate::error::Unfinished;
 
 /// Why a run stopped before reading all its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,11 +22,11 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// How a run stopped for this reason ended.
-    pub fn ending(&self) -> Ending {
+    /// Why a run stopped for this reason did not go to its end.
+    pub fn unfinished(&self) -> Unfinished {
         match self {
-            StopReason::Interrupted => Ending::Stopped(Stop::Interrupted),
-            _ => Ending::Stopped(Stop::Aborted),
+            StopReason::Interrupted => Unfinished::Interrupted,
+            _ => Unfinished::Aborted,
         }
     }
 
@@ -118,7 +118,7 @@ pub fn watch_signals(stop: Arc<StopSignal>, hard_exit: impl Fn() + Send + 'stati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Ending;
+    use crate::error::exit_code;
 
     #[test]
     fn the_first_reason_wins_and_every_watcher_sees_the_stop() {
@@ -138,16 +138,13 @@ mod tests {
 
     #[test]
     fn an_interrupt_exits_130_and_every_other_stop_3() {
-        assert_eq!(StopReason::Interrupted.ending().exit_code(), 130);
+        assert_eq!(exit_code(Err(StopReason::Interrupted.unfinished())), 130);
         for reason in [
             StopReason::Unauthorized("HTTP 401".into()),
             StopReason::Threshold("x".into()),
             StopReason::Failed("y".into()),
         ] {
-            assert_eq!(
-                reason.ending(),
-                Ending::Stopped(crate::error::Stop::Aborted)
-            );
+            assert_eq!(exit_code(Err(reason.unfinished())), 3);
         }
     }
 

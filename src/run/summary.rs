@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::client::pacing::{Learned, Source};
-use crate::error::Ending;
+use crate::error::{Ending, Finished, exit_code};
 use crate::logging::Console;
 use crate::outcome::Outcome;
 use crate::run::stats::Snapshot;
@@ -112,7 +112,7 @@ impl RunSummary {
     /// Why the command did not end with exit 0, in one line, and what to do
     /// next: printed whatever `-q` (see `cmd::finish`).
     pub fn verdict(&self) -> Option<String> {
-        if self.ending == Ending::CLEAN {
+        if self.ending == Ok(Finished::CLEAN) {
             return None;
         }
         let why = match &self.stopped {
@@ -170,7 +170,7 @@ impl RunSummary {
                 retries = s.retries,
                 throttled = s.throttled,
                 elapsed_seconds = s.elapsed.as_secs_f64(),
-                exit_code = self.ending.exit_code(),
+                exit_code = exit_code(self.ending),
                 stopped = stopped.as_deref(),
                 "summary"
             );
@@ -184,7 +184,7 @@ impl RunSummary {
         let elapsed = s.elapsed.as_secs_f64();
         let doc = SummaryJson {
             command: self.command,
-            exit_code: self.ending.exit_code(),
+            exit_code: exit_code(self.ending),
             outcomes: Outcome::ALL
                 .into_iter()
                 .map(|o| (o.as_str(), s.count(o)))
@@ -302,7 +302,7 @@ impl RunSummary {
         gauge(
             "last_run_exit_code",
             "The last run's exit code (0 all done, 1 some rows failed, 2 usage, 3 aborted, 130 interrupted).",
-            &one(f64::from(self.ending.exit_code())),
+            &one(f64::from(exit_code(self.ending))),
         );
         out
     }
@@ -413,7 +413,7 @@ mod tests {
             rate_changes: 1,
             learned: None,
             asked_rate: Some(50.0),
-            ending: Ending::Finished { rows_failed: true },
+            ending: Ok(Finished { rows_failed: true }),
             input: Some("in.csv".into()),
             output: "out.csv".into(),
             started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -483,7 +483,7 @@ mod tests {
             "1 invalid (see the error column of out.csv); to retry: gcore-iam-bulk run in.csv \
              -o out.csv --resume"
         );
-        s.ending = Ending::Stopped(crate::error::Stop::Aborted);
+        s.ending = Err(crate::error::Unfinished::Aborted);
         s.stopped = Some("aborted: --max-failures 2 reached: 2 rows failed".into());
         let verdict = s.verdict().unwrap();
         assert!(
@@ -494,7 +494,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["stopped"], verdict.as_str());
         assert!(!s.text().contains("aborted"), "said once, by the verdict");
-        s.ending = Ending::CLEAN;
+        s.ending = Ok(Finished::CLEAN);
         assert_eq!(s.verdict(), None);
     }
 

@@ -97,7 +97,7 @@ async fn answer_iam(
         client_id: target.client_id(),
         body: serde_json::from_slice(&raw_body).ok(),
         raw_body: raw_body.to_vec(),
-        at: sim.started.elapsed(),
+        at: std::time::Duration::ZERO, // stamped by `record`
         status: None,
         authorized: check_authorization(parts.headers.get(AUTHORIZATION), &sim.token).is_ok(),
     });

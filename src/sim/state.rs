@@ -51,8 +51,13 @@ impl SimState {
         }
     }
 
-    pub fn record(&self, request: RecordedRequest) -> u64 {
-        lock(&self.log).push(request)
+    /// Logs a request, stamped with when it arrived. The stamp is taken
+    /// under the log's lock, so that the log is in arrival order even when
+    /// requests arrive together on several threads.
+    pub fn record(&self, mut request: RecordedRequest) -> u64 {
+        let mut log = lock(&self.log);
+        request.at = self.started.elapsed();
+        log.push(request)
     }
 
     /// Notes the status of `response` on record `seq` and passes it on.

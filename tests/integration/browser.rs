@@ -106,6 +106,8 @@ impl Tripwire {
                             if stop.load(Ordering::SeqCst) {
                                 return;
                             }
+                            // The tripwire's own accept loop, polled so
+                            // that it can be stopped: no test waits on it.
                             std::thread::sleep(Duration::from_millis(10));
                         }
                         Err(_) => return,

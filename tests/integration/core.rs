@@ -116,6 +116,10 @@ fn a_real_run_without_a_token_says_where_to_put_it() {
         "{}",
         ran.stderr
     );
+    assert!(
+        !work.path("out.csv").exists(),
+        "refused with the flags, before any file is created"
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! input can make it hold more than a bounded amount, signals mean the same
 //! in every command, and the messages name what is at fault.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -18,79 +18,6 @@ fn run_with(work: &Work, args: &[&str], env: &[(&str, &str)]) -> Ran {
         cmd.env(name, value);
     }
     wait(cmd.spawn().expect("the binary starts"))
-}
-
-/// The stderr of a running child, line by line as it comes.
-struct Stderr {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Stderr {
-    fn watch(child: &mut std::process::Child) -> Stderr {
-        let stderr = child.stderr.take().expect("piped");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let reader = {
-            let lines = std::sync::Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-                    let Ok(line) = line else { break };
-                    lines.lock().unwrap().push(line);
-                }
-            })
-        };
-        Stderr { lines, reader }
-    }
-
-    /// Waits until a line holds `needle` and returns it; fails the test
-    /// after `within`.
-    fn wait_for(&self, needle: &str, within: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            assert!(
-                start.elapsed() < within,
-                "no line with `{needle}` within {within:?}; stderr so far:\n{}",
-                self.lines.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the child to end (within [`DEADLINE`]) and collects the rest.
-    fn finish(self, mut child: std::process::Child) -> Ran {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the binary") {
-                break status;
-            }
-            if start.elapsed() > DEADLINE {
-                let _ = child.kill();
-                panic!("the run took longer than {DEADLINE:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = self.reader.join();
-        let mut stdout = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut out, &mut stdout);
-        }
-        let stderr = self.lines.lock().unwrap().join("\n");
-        Ran {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-            elapsed: start.elapsed(),
-        }
-    }
 }
 
 /// The command lines the tool printed for the user to type: every line that
@@ -897,21 +824,19 @@ fn results_stopped_by_a_signal_exits_130_and_leaves_no_file() {
     // opened it to read (before, it fails with ENXIO); `results` then waits
     // for lines that never come.
     const O_NONBLOCK: i32 = 0o4000; // Linux's value
-    let start = Instant::now();
-    let writer = loop {
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(O_NONBLOCK)
-            .open(&fifo);
-        if let Ok(writer) = opened {
-            break writer;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "results never opened the FIFO"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let mut writer = None;
+    wait_until(
+        "`results` opening the FIFO",
+        Duration::from_secs(30),
+        || {
+            writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(O_NONBLOCK)
+                .open(&fifo)
+                .ok();
+            writer.is_some()
+        },
+    );
     signal(&child, "TERM");
     let ran = wait(child);
     drop(writer);
@@ -935,21 +860,20 @@ fn a_long_retry_after_pause_is_announced_shown_and_ended_by_a_signal() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=5, 9));
-    let mut child = work.spawn_against(
+    let run = Running::watch(work.spawn_against(
         &sim,
         &["run", "in.csv", "-o", "out.csv", "--status-interval", "1s"],
-    );
-    let stderr = Stderr::watch(&mut child);
-    let announced = stderr.wait_for("HTTP 429: the server asks to wait", Duration::from_secs(30));
+    ));
+    let announced = run.wait_for("HTTP 429: the server asks to wait", Duration::from_secs(30));
     assert!(
         announced.contains("wait 10m; pausing until ") && announced.ends_with(" UTC"),
         "{announced}"
     );
-    let status = stderr.wait_for("paused", Duration::from_secs(30));
+    let status = run.wait_for("paused", Duration::from_secs(30));
     assert!(status.starts_with("status:"), "{status}");
     assert!(status.contains("left"), "{status}");
-    signal(&child, "TERM");
-    let ran = stderr.finish(child);
+    run.signal("TERM");
+    let ran = run.finish();
     assert_exit(&ran, 130);
 }
 

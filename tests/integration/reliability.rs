@@ -386,7 +386,7 @@ fn a_second_sigint_stops_at_once_and_leaves_valid_csv() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=40, 9));
-    let mut child = work.spawn_against(
+    let mut run = Running::watch(work.spawn_against(
         &sim,
         &[
             "run",
@@ -397,18 +397,26 @@ fn a_second_sigint_stops_at_once_and_leaves_valid_csv() {
             "unlimited",
             "--timeout",
             "60s",
+            "--status-interval",
+            "1s",
         ],
-    );
+    ));
     sim.wait_for_patches(8, std::time::Duration::from_secs(20));
-    signal(&child, "INT");
-    std::thread::sleep(Duration::from_millis(500));
+    run.signal("INT");
+    // The first SIGINT waits for requests in flight: the run says so, and a
+    // status line after that shows it still going.
+    run.wait_until_stderr("a status line after the first SIGINT", |stderr| {
+        stderr
+            .split_once("interrupted:")
+            .is_some_and(|(_, after)| after.lines().any(|l| l.starts_with("status:")))
+    });
     assert!(
-        child.try_wait().unwrap().is_none(),
+        run.is_running(),
         "the first SIGINT waits for requests in flight"
     );
     let second = std::time::Instant::now();
-    signal(&child, "INT");
-    let ran = wait(child);
+    run.signal("INT");
+    let ran = run.finish();
     assert_exit(&ran, 130);
     assert!(
         second.elapsed() < Duration::from_secs(10),
@@ -426,24 +434,15 @@ fn a_stalled_reader_of_standard_output_cannot_make_the_run_unstoppable() {
     let sim = Sim::with_accounts(1..=20_000);
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=20_000, 9));
-    let mut child = work.spawn_against(&sim, &["run", "in.csv", "-o", "-", "--rate", "unlimited"]);
+    let run = Running::leaving_stdout_unread(
+        work.spawn_against(&sim, &["run", "in.csv", "-o", "-", "--rate", "unlimited"]),
+    );
     sim.wait_for_patches(3_000, std::time::Duration::from_secs(30));
-    for _ in 0..2 {
-        signal(&child, "INT");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run ignored two interrupts"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
+    run.signal("INT");
+    run.wait_for("interrupted:", Duration::from_secs(10));
+    run.signal("INT");
+    let ran = run.finish_within(Duration::from_secs(10));
+    assert_exit(&ran, 130);
 }
 
 #[test]
@@ -520,7 +519,8 @@ fn an_echoed_token_is_masked_everywhere() {
 }
 
 /// A FIFO in the work directory, fed by a thread: `rows` are written with a
-/// pause after each, then the FIFO stays open until `hold` has passed.
+/// pause after each, then the FIFO stays open until `hold` has passed. Its
+/// sleeps are the slow writer being simulated, not a wait for anything.
 fn fifo_input(
     work: &Work,
     text: Vec<String>,
@@ -573,19 +573,13 @@ fn rows_finished_while_the_input_waits_are_written_at_once() {
         &sim,
         &["run", "in.fifo", "-o", "out.csv", "--rate", "unlimited"],
     );
-    let start = std::time::Instant::now();
-    let mut seen = 0;
-    while start.elapsed() < Duration::from_secs(10) {
-        seen = std::fs::read_to_string(work.path("out.csv")).map_or(0, |t| t.lines().count());
-        if seen >= 4 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        seen, 4,
-        "the header and three rows, while the input still waits"
+    let lines = || std::fs::read_to_string(work.path("out.csv")).map_or(0, |t| t.lines().count());
+    wait_until(
+        "header and three rows while the input still waits",
+        Duration::from_secs(10),
+        || lines() >= 4,
     );
+    assert_eq!(lines(), 4);
     signal(&child, "INT");
     let ran = wait(child);
     assert_exit(&ran, 130);
@@ -609,11 +603,14 @@ fn a_retry_cut_short_by_an_interrupt_says_it_was_sent() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves([1], 9));
-    let child = work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv"]);
-    sim.wait_for_patches(1, std::time::Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
-    signal(&child, "INT");
-    let ran = wait(child);
+    let run = Running::watch(work.spawn_against(&sim, &["run", "in.csv", "-o", "out.csv"]));
+    // Interrupted once the 429 is in and the run waits to retry.
+    run.wait_for(
+        "HTTP 429: the server asks to wait 30s",
+        Duration::from_secs(20),
+    );
+    run.signal("INT");
+    let ran = run.finish();
     assert_exit(&ran, 130);
     let row = &work.results("out.csv")[0];
     assert_eq!(row["outcome"], "failed");

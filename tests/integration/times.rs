@@ -249,7 +249,16 @@ fn a_resumed_run_appends_rows_with_later_times() {
         .max()
         .unwrap();
     sim.set_faults(Faults::default());
-    std::thread::sleep(Duration::from_millis(5));
+    // The second run ends in a later millisecond than the first.
+    wait_until(
+        "millisecond after the first run",
+        Duration::from_secs(1),
+        || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .is_ok_and(|now| now.as_millis() as u64 > first_end)
+        },
+    );
     let ran = work
         .run_rows(&sim, "in.csv", "out.csv")
         .args(["--resume"])

@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use gcore_iam_bulk::sim::{
@@ -275,36 +276,162 @@ impl Invocation<'_> {
 }
 
 /// Waits for a child to end (at most [`DEADLINE`]) and collects its output.
-pub fn wait(mut child: Child) -> Ran {
-    let start = Instant::now();
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the binary") {
-            break status;
+pub fn wait(child: Child) -> Ran {
+    Running::watch(child).finish()
+}
+
+/// A running binary whose stderr is read line by line as it comes, so that
+/// a test waits for what it is about to act on (a line saying the run got
+/// an interrupt, say) instead of sleeping and hoping.
+pub struct Running {
+    pub child: Child,
+    /// What stderr said so far, and a wake-up for each line.
+    stderr: Arc<(Mutex<String>, Condvar)>,
+    stderr_reader: std::thread::JoinHandle<()>,
+    /// `None` when stdout is left unread until the end.
+    stdout_reader: Option<std::thread::JoinHandle<String>>,
+    start: Instant,
+}
+
+impl Running {
+    /// Reads the child's stderr and stdout as they come.
+    pub fn watch(mut child: Child) -> Running {
+        let stdout = child.stdout.take().expect("piped");
+        let stdout_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stdout).read_to_string(&mut s);
+            s
+        });
+        Running {
+            stdout_reader: Some(stdout_reader),
+            ..Running::leaving_stdout_unread(child)
         }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("the run took longer than {DEADLINE:?}");
+    }
+
+    /// Reads the child's stderr as it comes; stdout is left unread until the
+    /// child ends (for a reader of the results that stalls).
+    pub fn leaving_stdout_unread(mut child: Child) -> Running {
+        let stderr = child.stderr.take().expect("piped");
+        let text = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let stderr_reader = {
+            let text = Arc::clone(&text);
+            std::thread::spawn(move || {
+                let mut stderr = BufReader::new(stderr);
+                let mut line = Vec::new();
+                while matches!(stderr.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                    text.0
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&line));
+                    text.1.notify_all();
+                    line.clear();
+                }
+            })
+        };
+        Running {
+            child,
+            stderr: text,
+            stderr_reader,
+            stdout_reader: None,
+            start: Instant::now(),
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let elapsed = start.elapsed();
-    Ran {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        elapsed,
+    }
+
+    /// Waits until a line of stderr holds `needle` and returns it; fails the
+    /// test, showing stderr so far, after `within`.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> String {
+        self.wait_for_stderr(&format!("line with `{needle}`"), within, |stderr| {
+            stderr
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+        })
+    }
+
+    /// Waits (at most 30 s) until stderr so far makes `seen` true; fails the
+    /// test, naming `what` and showing stderr, otherwise.
+    pub fn wait_until_stderr(&self, what: &str, mut seen: impl FnMut(&str) -> bool) {
+        self.wait_for_stderr(what, Duration::from_secs(30), |stderr| {
+            seen(stderr).then_some(())
+        });
+    }
+
+    /// Waits until `found` finds something in stderr so far, woken by each
+    /// line as it arrives (no polling); fails the test after `within`.
+    fn wait_for_stderr<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut found: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        let (text, arrived) = &*self.stderr;
+        let mut stderr = text.lock().unwrap();
+        loop {
+            if let Some(it) = found(&stderr) {
+                return it;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {what} within {within:?}; stderr so far:\n{stderr}"
+            );
+            stderr = arrived.wait_timeout(stderr, left).unwrap().0;
+        }
+    }
+
+    /// Sends `signal` (`INT`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        signal(&self.child, name);
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("wait for the binary")
+            .is_none()
+    }
+
+    /// Waits for the child to end (at most [`DEADLINE`]) and collects its
+    /// output.
+    pub fn finish(self) -> Ran {
+        self.finish_within(DEADLINE)
+    }
+
+    /// Waits for the child to end, failing the test after `within` (the
+    /// child is killed then), and collects its output.
+    pub fn finish_within(mut self, within: Duration) -> Ran {
+        let waited = Instant::now();
+        // Polled (`Child::wait` could not be given up on), every `POLL`.
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the binary") {
+                break status;
+            }
+            if waited.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("the run took longer than {within:?}");
+            }
+            std::thread::sleep(POLL);
+        };
+        let elapsed = self.start.elapsed();
+        let stdout = match (self.stdout_reader, self.child.stdout.take()) {
+            (Some(reader), _) => reader.join().unwrap_or_default(),
+            (None, Some(mut unread)) => {
+                let mut s = String::new();
+                let _ = unread.read_to_string(&mut s);
+                s
+            }
+            (None, None) => String::new(),
+        };
+        let _ = self.stderr_reader.join();
+        let stderr = self.stderr.0.lock().unwrap().clone();
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            elapsed,
+        }
     }
 }
 
@@ -346,20 +473,35 @@ pub fn assert_exit(ran: &Ran, code: i32) {
 impl Sim {
     /// Waits (at most 30 s, then fails) until the simulator has seen `n`
     /// requests of any kind.
+    #[track_caller]
     pub fn wait_for_requests(&self, n: usize) {
-        let start = Instant::now();
-        while self.requests().len() < n {
-            assert!(start.elapsed() < Duration::from_secs(30), "no request came");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&format!("{n} requests"), Duration::from_secs(30), || {
+            self.requests().len() >= n
+        });
     }
 
-    /// Waits (at most `within`) until the simulator has seen `n` PATCHes.
+    /// Waits (at most `within`, then fails) until the simulator has seen `n`
+    /// PATCHes: a test that acts next (a signal, a kill) acts on that.
+    #[track_caller]
     pub fn wait_for_patches(&self, n: usize, within: Duration) {
-        let start = Instant::now();
-        while self.patches().len() < n && start.elapsed() < within {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&format!("{n} PATCHes"), within, || {
+            self.patches().len() >= n
+        });
+    }
+}
+
+/// How often [`wait_until`] looks: a polling interval, not a guess at how
+/// long anything takes.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `done()` holds, looking every [`POLL`]; fails the test,
+/// naming `what` it waited for, after `within`.
+#[track_caller]
+pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "no {what} within {within:?}");
+        std::thread::sleep(POLL);
     }
 }
 
