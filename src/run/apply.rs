@@ -195,8 +195,8 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
                 client_id,
                 &patch,
             );
-            if let Some(account) = &verdict.account {
-                record.result.account_status = account.status();
+            if let Some(status) = verdict.account_status {
+                record.result.account_status = status;
             }
             record.end(verdict.outcome, verdict.error)
         }
