@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::client::call::Caller;
 use crate::fields::ClientPatch;
-use crate::input::reader::RowReader;
+use crate::input::reader::{InputRow, RowReader};
 use crate::outcome::Outcome;
 use crate::results::ledger::{Ledger, Resume};
 use crate::results::writer::{PackedRows, ResultSender};
@@ -274,25 +274,30 @@ impl Pipeline {
     /// itself, and hands valid rows to the workers in chunks.
     fn read_rows<R: Read>(
         &self,
-        reader: RowReader<R>,
+        mut reader: RowReader<R>,
         chunks: Option<mpsc::Sender<Vec<ValidRow>>>,
         results: &ResultSender,
     ) {
         let mut finished = Finished::new(&self.stats, results);
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut invalid_shown = 0;
-        for row in reader {
+        // One row read into again and again: the rows finished here (invalid
+        // and dry-run rows) are packed from it, and only a row handed to the
+        // workers takes its buffers along.
+        let mut row = InputRow::default();
+        loop {
             if self.stop.is_stopped() {
                 break;
             }
-            let row = match row {
-                Ok(row) => row,
-                Err(e) => {
+            match reader.next_row_into(&mut row) {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
                     self.stop
                         .stop(StopReason::Failed(format!("cannot read the input: {e}")));
                     break;
                 }
-            };
+            }
             finished.read += 1;
             let mut changed_since_last_run = false;
             if let Ok(patch) = &row.patch
@@ -307,8 +312,8 @@ impl Pipeline {
                     Resume::Send => {}
                 }
             }
-            let valid = match row.patch {
-                Err(error) => {
+            match (&row.patch, &chunks) {
+                (Err(error), _) => {
                     if invalid_shown < INVALID_SHOWN {
                         invalid_shown += 1;
                         let key = match row.key.as_str() {
@@ -319,24 +324,21 @@ impl Pipeline {
                     } else {
                         tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
                     }
-                    finished.push(row.line, &row.key, Outcome::Invalid, &error, None);
-                    None
+                    finished.push(row.line, &row.key, Outcome::Invalid, error, None);
                 }
-                Ok(patch) => Some(ValidRow {
-                    line: row.line,
-                    key: row.key,
-                    patch,
-                    changed_since_last_run,
-                }),
-            };
-            match (valid, &chunks) {
-                (None, _) => {}
-                (Some(row), None) => {
-                    finished.changed += u64::from(row.changed_since_last_run);
-                    finished.push(row.line, &row.key, Outcome::DryRun, "", Some(&row.patch));
+                (Ok(patch), None) => {
+                    finished.changed += u64::from(changed_since_last_run);
+                    finished.push(row.line, &row.key, Outcome::DryRun, "", Some(patch));
                 }
-                (Some(row), Some(chunks)) => {
-                    chunk.push(row);
+                (Ok(_), Some(chunks)) => {
+                    if let Ok(patch) = std::mem::replace(&mut row.patch, Err(String::new())) {
+                        chunk.push(ValidRow {
+                            line: row.line,
+                            key: std::mem::take(&mut row.key),
+                            patch,
+                            changed_since_last_run,
+                        });
+                    }
                     // A full chunk waits for room; a partial one goes only
                     // when there is room already, so idle workers are fed at
                     // once and busy ones get whole chunks.
