@@ -73,19 +73,6 @@ impl PackedRows {
         self.bytes.is_empty()
     }
 
-    /// Adds `other`'s rows after these.
-    fn append(&mut self, other: &PackedRows) {
-        self.bytes.extend_from_slice(&other.bytes);
-        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
-            *mine += theirs;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.counts = Default::default();
-    }
-
     /// Formats every packed row as a CSV record onto `out`.
     fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
         let mut rest = &self.bytes[..];
@@ -266,8 +253,11 @@ struct Inbox {
 #[derive(Default)]
 struct InboxState {
     rows: Vec<RowResult>,
-    /// Rows the reader thread finished and packed.
-    packed: PackedRows,
+    /// Rows the reader thread finished and packed, batch by batch as they
+    /// came: kept apart rather than copied onto one another.
+    packed: Vec<PackedRows>,
+    /// The bytes of those batches.
+    packed_bytes: usize,
     /// The run's results are complete: the writer ends once it has the rest.
     finished: bool,
     /// Nothing more is taken: the results were finished, or the writer failed.
@@ -299,7 +289,7 @@ impl ResultSender {
             return true;
         }
         let mut state = self.0.lock();
-        while state.packed.len() >= INBOX_BYTES && !state.closed {
+        while state.packed_bytes >= INBOX_BYTES && !state.closed {
             state = self
                 .0
                 .emptied
@@ -310,11 +300,8 @@ impl ResultSender {
             return false;
         }
         let was_empty = state.is_empty();
-        if state.packed.is_empty() {
-            state.packed = rows;
-        } else {
-            state.packed.append(&rows);
-        }
+        state.packed_bytes += rows.len();
+        state.packed.push(rows);
         drop(state);
         if was_empty {
             self.0.filled.notify_one();
@@ -379,12 +366,15 @@ impl Flusher {
         let (rows, packed) = {
             let mut state = self.inbox.lock();
             state.closed = true;
+            state.packed_bytes = 0;
             (
                 std::mem::take(&mut state.rows),
                 std::mem::take(&mut state.packed),
             )
         };
-        let _ = file.write_packed(&packed);
+        for batch in &packed {
+            let _ = file.write_packed(batch);
+        }
         for row in &rows {
             let _ = file.write_row(row);
         }
@@ -524,7 +514,7 @@ fn write_rows(
     };
     let mut last_sync = Instant::now();
     let mut unsynced = false;
-    let (mut spare_rows, mut spare_packed) = (Vec::new(), PackedRows::default());
+    let (mut spare_rows, mut spare_packed) = (Vec::new(), Vec::new());
     loop {
         let (rows, packed, finished) = {
             let mut state = inbox.lock();
@@ -537,6 +527,7 @@ fn write_rows(
             }
             let rows = std::mem::replace(&mut state.rows, std::mem::take(&mut spare_rows));
             let packed = std::mem::replace(&mut state.packed, std::mem::take(&mut spare_packed));
+            state.packed_bytes = 0;
             (rows, packed, state.finished)
         };
         // Packed rows come in large batches: they never count as a trickle.
@@ -544,7 +535,12 @@ fn write_rows(
         if written > 0 {
             inbox.emptied.notify_all();
             let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let mut result = file.write_packed(&packed);
+            let mut result = Ok(());
+            for batch in &packed {
+                if result.is_ok() {
+                    result = file.write_packed(batch);
+                }
+            }
             for row in &rows {
                 if result.is_ok() {
                     result = file.write_row(row);
@@ -556,9 +552,11 @@ fn write_rows(
             file.mark_good();
             drop(file);
             // Counted once on disk: the summary counts recorded rows.
-            for (outcome, n) in Outcome::ALL.iter().zip(packed.counts) {
-                if n > 0 {
-                    stats.finished_many(*outcome, n);
+            for batch in &packed {
+                for (outcome, n) in Outcome::ALL.iter().zip(batch.counts) {
+                    if n > 0 {
+                        stats.finished_many(*outcome, n);
+                    }
                 }
             }
             for row in &rows {
