@@ -97,8 +97,13 @@ impl RowResult {
 
 /// A moment as the results record it: milliseconds since the Unix epoch.
 pub fn unix_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    // Seconds and milliseconds apart: `as_millis` divides a u128, which a
+    // dry run paid once a row.
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis()))
+    })
 }
 
 /// Now, in milliseconds since the Unix epoch.
