@@ -224,6 +224,13 @@ impl Out {
 
 /// How often written rows are forced to disk, at the least.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Written rows are also forced to disk whenever this many bytes were
+/// written since the last time. Syncing oftener changes nothing of what is
+/// promised, and spreads the disk's work over the run: a dry run of 400 000
+/// rows (34 MB of results) otherwise waited about 14 ms at the end for one
+/// sync of it all, a sixth of its time, while here the syncs overlap with the
+/// reader's work (the writer keeps up with room to spare).
+const SYNC_BYTES: u64 = 4 << 20;
 /// The writer wakes this often when idle, to sync what it wrote.
 const IDLE_WAKE: Duration = Duration::from_millis(250);
 /// When fewer rows than this came in one go, rows are trickling in: the
@@ -513,6 +520,9 @@ fn write_rows(
         message
     };
     let mut last_sync = Instant::now();
+    // Where the file ended at the last sync, and where it ends now.
+    let mut synced_len = writer.lock().unwrap_or_else(|e| e.into_inner()).good_len;
+    let mut file_len = synced_len;
     let mut unsynced = false;
     let (mut spare_rows, mut spare_packed) = (Vec::new(), Vec::new());
     loop {
@@ -550,6 +560,7 @@ fn write_rows(
                 return Err(fail(&e, &mut file, &rows));
             }
             file.mark_good();
+            file_len = file.good_len;
             drop(file);
             // Counted once on disk: the summary counts recorded rows.
             for batch in &packed {
@@ -571,12 +582,16 @@ fn write_rows(
         spare_rows.clear();
         spare_packed = packed;
         spare_packed.clear();
-        if unsynced && last_sync.elapsed() >= SYNC_EVERY {
+        if unsynced
+            && (last_sync.elapsed() >= SYNC_EVERY
+                || file_len.saturating_sub(synced_len) >= SYNC_BYTES)
+        {
             let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = file.sync() {
                 return Err(fail(&e, &mut file, &[]));
             }
             last_sync = Instant::now();
+            synced_len = file_len;
             unsynced = false;
         }
         if written > 0 && written < TRICKLE {
