@@ -243,6 +243,19 @@ pub enum NotWhole {
 
 /// Digits only (no sign, no spaces), fitting in 64 bits.
 pub fn parse_whole(cell: &str) -> Result<u64, NotWhole> {
+    // Up to 19 digits cannot overflow: one plain pass (every row has one or
+    // two such cells).
+    if (1..=19).contains(&cell.len()) {
+        let mut n = 0u64;
+        for b in cell.bytes() {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(NotWhole::NotDigits);
+            }
+            n = n * 10 + u64::from(digit);
+        }
+        return Ok(n);
+    }
     if cell.is_empty() || !cell.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NotWhole::NotDigits);
     }
