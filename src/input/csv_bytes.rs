@@ -21,6 +21,8 @@ pub struct CsvBytes<R> {
     state: QuoteState,
     at_eof: bool,
     delimiter: u8,
+    /// Reads asked of this adapter so far.
+    reads: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +51,19 @@ impl<R: Read> CsvBytes<R> {
             state: QuoteState::FieldStart,
             at_eof: false,
             delimiter,
+            reads: 0,
         }
     }
 
     /// True once the source has ended inside a quoted field.
     pub fn ended_inside_quotes(&self) -> bool {
         self.at_eof && self.state == QuoteState::Quoted
+    }
+
+    /// How many reads were asked of the source so far: a row read without
+    /// one waited for nothing.
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// True once the source has ended.
@@ -177,6 +186,7 @@ impl<R: Read> CsvBytes<R> {
 
 impl<R: Read> Read for CsvBytes<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
         if buf.is_empty() {
             return Ok(0);
         }

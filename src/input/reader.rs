@@ -107,6 +107,11 @@ impl<R: Read> RowReader<R> {
         &self.header
     }
 
+    /// Reads of the input so far (see [`CsvBytes::reads`]).
+    pub fn input_reads(&self) -> u64 {
+        self.csv.get_ref().reads()
+    }
+
     /// The next row, or `None` at the end (or once `limit` rows were read).
     pub fn next_row(&mut self) -> Option<io::Result<InputRow>> {
         let mut row = InputRow::default();

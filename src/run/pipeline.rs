@@ -91,7 +91,19 @@ struct Finished<'a> {
     read: u64,
     already_done: u64,
     changed: u64,
+    /// The clock as last read (ms since the epoch), and the rows stamped
+    /// with it since: see [`Finished::now`].
+    clock: Option<u64>,
+    stamped: u32,
 }
+
+/// Rows a reading of the clock stamps, at most. Reading it was a sixth of
+/// the reader's time in a dry run on a virtual machine (a `clock_gettime`
+/// costs tens of nanoseconds there); between two readings the reader only
+/// computes (a wait, for the input or for the writer, forgets the reading),
+/// so rows stamped with it ended within microseconds of it, in the same
+/// millisecond but for the odd one at its edge.
+const STAMPS_PER_CLOCK_READ: u32 = 16;
 
 impl<'a> Finished<'a> {
     fn new(stats: &'a Stats, results: &'a ResultSender) -> Finished<'a> {
@@ -102,7 +114,31 @@ impl<'a> Finished<'a> {
             read: 0,
             already_done: 0,
             changed: 0,
+            clock: None,
+            stamped: 0,
         }
+    }
+
+    /// When a row ends: the clock, read again after a wait or every
+    /// [`STAMPS_PER_CLOCK_READ`] rows.
+    fn now(&mut self) -> u64 {
+        match self.clock {
+            Some(millis) if self.stamped < STAMPS_PER_CLOCK_READ => {
+                self.stamped += 1;
+                millis
+            }
+            _ => {
+                let millis = crate::outcome::now_millis();
+                self.clock = Some(millis);
+                self.stamped = 1;
+                millis
+            }
+        }
+    }
+
+    /// The reader may have waited: the next row reads the clock again.
+    fn forget_clock(&mut self) {
+        self.clock = None;
     }
 
     fn push(
@@ -113,7 +149,7 @@ impl<'a> Finished<'a> {
         error: &str,
         request: Option<&ClientPatch>,
     ) {
-        let finished_at = crate::outcome::now_millis();
+        let finished_at = self.now();
         self.rows
             .push(line, finished_at, key, outcome, error, request);
     }
@@ -142,6 +178,8 @@ impl<'a> Finished<'a> {
         if let Some(n) = take(&mut self.changed) {
             self.stats.changed_since_last_run(n);
         }
+        // Handing over may have waited for room.
+        self.forget_clock();
     }
 }
 
@@ -285,6 +323,7 @@ impl Pipeline {
         // and dry-run rows) are packed from it, and only a row handed to the
         // workers takes its buffers along.
         let mut row = InputRow::default();
+        let mut input_reads = reader.input_reads();
         loop {
             if self.stop.is_stopped() {
                 break;
@@ -297,6 +336,11 @@ impl Pipeline {
                         .stop(StopReason::Failed(format!("cannot read the input: {e}")));
                     break;
                 }
+            }
+            if reader.input_reads() != input_reads {
+                // This row waited for the input.
+                input_reads = reader.input_reads();
+                finished.forget_clock();
             }
             finished.read += 1;
             let mut changed_since_last_run = false;
@@ -349,6 +393,7 @@ impl Pipeline {
                         if chunks.blocking_send(full).is_err() {
                             return;
                         }
+                        finished.forget_clock();
                     }
                 }
             }
