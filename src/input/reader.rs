@@ -296,7 +296,9 @@ fn validate(
             None
         }
     };
-    problems.extend(field_problems);
+    if !field_problems.is_empty() {
+        problems.extend(field_problems);
+    }
     if problems.is_empty() && changes.is_empty() {
         problems.push(if header.fields().is_empty() {
             format!(

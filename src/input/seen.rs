@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use roaring::RoaringTreemap;
+use roaring::{RoaringBitmap, RoaringTreemap};
 
 /// Linear scans allowed before building an index.
 const SCANS_BEFORE_INDEX: u32 = 64;
@@ -20,7 +20,11 @@ const WIDE: u32 = u32::MAX;
 
 #[derive(Debug, Default)]
 pub struct SeenIds {
-    members: RoaringTreemap,
+    /// Ids that fit in 32 bits: a plain bitmap, without the map from the
+    /// high 32 bits that the treemap looks up first (most ids fit).
+    members: RoaringBitmap,
+    /// The other ids.
+    wide_members: RoaringTreemap,
     /// Ids in the order first seen.
     order: Vec<u32>,
     /// `(position, id)` for ids that do not fit in `order`.
@@ -34,7 +38,11 @@ impl SeenIds {
     /// Notes that `id` is on `line`. Returns the line where it first
     /// appeared when it was seen before.
     pub fn first_seen(&mut self, id: u64, line: u64) -> Option<u64> {
-        if self.members.insert(id) {
+        let new = match u32::try_from(id) {
+            Ok(narrow) => self.members.insert(narrow),
+            Err(_) => self.wide_members.insert(id),
+        };
+        if new {
             match u32::try_from(id) {
                 Ok(narrow) if narrow != WIDE => self.order.push(narrow),
                 _ => {
