@@ -269,6 +269,14 @@ struct InboxState {
     finished: bool,
     /// Nothing more is taken: the results were finished, or the writer failed.
     closed: bool,
+    /// The writer sleeps on `filled` and nobody has woken it yet: only then
+    /// does a sender wake it. A wake is a system call, and on a virtual
+    /// machine an interrupt to the other core; waking a writer that was
+    /// busy or pausing (see `GATHER`) cost the runtime thread one for every
+    /// few rows of a fast run.
+    writer_waits: bool,
+    /// Senders of packed rows waiting on `emptied` for room.
+    senders_wait: u32,
 }
 
 impl Inbox {
@@ -297,20 +305,22 @@ impl ResultSender {
         }
         let mut state = self.0.lock();
         while state.packed_bytes >= INBOX_BYTES && !state.closed {
+            state.senders_wait += 1;
             state = self
                 .0
                 .emptied
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
+            state.senders_wait -= 1;
         }
         if state.closed {
             return false;
         }
-        let was_empty = state.is_empty();
         state.packed_bytes += rows.len();
         state.packed.push(rows);
+        let wake = std::mem::take(&mut state.writer_waits);
         drop(state);
-        if was_empty {
+        if wake {
             self.0.filled.notify_one();
         }
         true
@@ -327,10 +337,10 @@ impl ResultSender {
                 if state.rows.len() >= INBOX_ROWS && !state.closed {
                     row = Some(waiting);
                 } else if !state.closed {
-                    let was_empty = state.is_empty();
                     state.rows.push(waiting);
+                    let wake = std::mem::take(&mut state.writer_waits);
                     drop(state);
-                    if was_empty {
+                    if wake {
                         self.0.filled.notify_one();
                     }
                 } else {
@@ -526,24 +536,28 @@ fn write_rows(
     let mut unsynced = false;
     let (mut spare_rows, mut spare_packed) = (Vec::new(), Vec::new());
     loop {
-        let (rows, packed, finished) = {
+        let (rows, packed, finished, senders_wait) = {
             let mut state = inbox.lock();
             if state.is_empty() && !state.finished {
+                state.writer_waits = true;
                 state = inbox
                     .filled
                     .wait_timeout(state, IDLE_WAKE)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                state.writer_waits = false;
             }
             let rows = std::mem::replace(&mut state.rows, std::mem::take(&mut spare_rows));
             let packed = std::mem::replace(&mut state.packed, std::mem::take(&mut spare_packed));
             state.packed_bytes = 0;
-            (rows, packed, state.finished)
+            (rows, packed, state.finished, state.senders_wait > 0)
         };
         // Packed rows come in large batches: they never count as a trickle.
         let written = rows.len() + if packed.is_empty() { 0 } else { TRICKLE };
         if written > 0 {
-            inbox.emptied.notify_all();
+            if senders_wait {
+                inbox.emptied.notify_all();
+            }
             let mut file = writer.lock().unwrap_or_else(|e| e.into_inner());
             let mut result = Ok(());
             for batch in &packed {
