@@ -176,7 +176,17 @@ pub async fn apply(
         }
     }
 
-    let body = patch.body();
+    // Sent as read and its fields in name order: the body is the
+    // `requested` already written (most rows), not written again.
+    let body = if !options.reads_first()
+        && patch
+            .changes
+            .is_sorted_by_key(|(field, _)| field.api_name())
+    {
+        record.result.requested.clone()
+    } else {
+        patch.body()
+    };
     record.result.request = body.clone();
     let what = AccountRequest("PATCH", client_id);
     let called = caller
