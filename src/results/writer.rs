@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::fields::ClientPatch;
+use crate::fields::{ClientPatch, Field, Value};
 use crate::outcome::{Outcome, RowResult};
 use crate::results::format::{Cells, RESULT_HEADER, Stamps, undo_cell, write_row};
 use crate::run::stats::Stats;
@@ -34,7 +34,9 @@ impl PackedRows {
     }
 
     /// Packs a row: its line, when it ended, its key, outcome, error and,
-    /// for a valid row, the body it would send.
+    /// for a valid row, the request it would send, as its fields and values:
+    /// the writer writes the JSON body (see [`write_request`]). The reader
+    /// sets a dry run's pace; the writer has time to spare.
     pub fn push(
         &mut self,
         line: u64,
@@ -53,7 +55,25 @@ impl PackedRows {
         let at = self.bytes.len();
         self.bytes.extend_from_slice(&[0; 4]);
         if let Some(patch) = request {
-            patch.write_body(&mut self.bytes);
+            self.bytes.push(1);
+            for (field, value) in &patch.changes {
+                self.bytes.push(*field as u8);
+                match value {
+                    Value::Null => self.bytes.push(0),
+                    Value::Text(text) => {
+                        self.bytes.push(1);
+                        self.push_text(text.as_bytes());
+                    }
+                    Value::Number(n) => {
+                        self.bytes.push(2);
+                        self.bytes.extend_from_slice(&n.to_le_bytes());
+                    }
+                    Value::Bool(b) => {
+                        self.bytes.push(3);
+                        self.bytes.push(u8::from(*b));
+                    }
+                }
+            }
         }
         let len = (self.bytes.len() - at - 4) as u32;
         self.bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
@@ -76,18 +96,66 @@ impl PackedRows {
     /// Formats every packed row as a CSV record onto `out`.
     fn write_to(&self, out: &mut Vec<u8>, undo_cell: &[u8], stamps: &mut Stamps) {
         let mut rest = &self.bytes[..];
+        let mut body = Vec::new();
         while let Some(row) = Unpacked::take(&mut rest) {
+            body.clear();
+            let request = match write_request(row.request, &mut body) {
+                Some(()) => &body[..],
+                None => b"",
+            };
             let cells = Cells::unsent(
                 row.line,
                 row.key,
                 row.outcome,
                 row.error,
-                row.request,
+                request,
                 row.finished_at,
             );
             write_row(out, &cells, undo_cell, stamps);
         }
     }
+}
+
+/// Writes the JSON body of a request packed by [`PackedRows::push`], as
+/// [`ClientPatch::write_body`] writes it. `None` for a row without one.
+fn write_request(packed: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let (_, mut rest) = packed.split_first()?;
+    out.push(b'{');
+    let mut first = true;
+    while let Some((&field, tail)) = rest.split_first() {
+        let field = Field::ALL.get(usize::from(field))?;
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(field.api_name().as_bytes());
+        out.extend_from_slice(b"\":");
+        let (&kind, tail) = tail.split_first()?;
+        rest = match kind {
+            0 => {
+                Value::Null.write_json(out);
+                tail
+            }
+            1 => {
+                let len = u32::from_le_bytes(tail.get(..4)?.try_into().ok()?) as usize;
+                let text = std::str::from_utf8(tail.get(4..4 + len)?).ok()?;
+                serde_json::to_writer(&mut *out, text).ok()?;
+                &tail[4 + len..]
+            }
+            2 => {
+                let n = u64::from_le_bytes(tail.get(..8)?.try_into().ok()?);
+                Value::Number(n).write_json(out);
+                &tail[8..]
+            }
+            3 => {
+                Value::Bool(*tail.first()? != 0).write_json(out);
+                &tail[1..]
+            }
+            _ => return None,
+        };
+    }
+    out.push(b'}');
+    Some(())
 }
 
 /// One row read back from [`PackedRows`].
@@ -729,10 +797,13 @@ mod tests {
     fn packed_rows_format_like_results() {
         let patch = ClientPatch {
             client_id: 7,
-            changes: vec![(
-                crate::fields::Field::Name,
-                crate::fields::Value::Text("a, \"b\"".into()),
-            )],
+            changes: vec![
+                (Field::Name, Value::Text("a, \"b\" \\ é\n".into())),
+                (Field::Reseller, Value::Number(u64::MAX)),
+                (Field::Seller, Value::Null),
+                (Field::IsTest, Value::Bool(false)),
+                (Field::Email, Value::Text("x@y.co".into())),
+            ],
         };
         let mut packed = PackedRows::default();
         packed.push(2, 1_796_000_000_001, "7", Outcome::DryRun, "", Some(&patch));
