@@ -243,6 +243,19 @@ pub enum NotWhole {
 
 /// Digits only (no sign, no spaces), fitting in 64 bits.
 pub fn parse_whole(cell: &str) -> Result<u64, NotWhole> {
+    // Up to 19 digits cannot overflow: one plain pass (every row has one or
+    // two such cells).
+    if (1..=19).contains(&cell.len()) {
+        let mut n = 0u64;
+        for b in cell.bytes() {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(NotWhole::NotDigits);
+            }
+            n = n * 10 + u64::from(digit);
+        }
+        return Ok(n);
+    }
     if cell.is_empty() || !cell.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NotWhole::NotDigits);
     }
@@ -372,6 +385,11 @@ impl ClientPatch {
     /// order: the same request however the input's columns are ordered. The
     /// results record it, and `--resume` compares it.
     pub fn requested(&self) -> String {
+        // Usually one field, or columns already in name order: no copy to
+        // sort (this runs once a row).
+        if self.changes.is_sorted_by_key(|(field, _)| field.api_name()) {
+            return self.body();
+        }
         let mut sorted = self.clone();
         sorted.changes.sort_by_key(|(field, _)| field.api_name());
         sorted.body()
@@ -507,6 +525,184 @@ impl AccountView {
             Some(Json::Bool(b)) => Value::Bool(*b),
             Some(other) => Value::Text(other.to_string()),
         }
+    }
+}
+
+/// The names of the fields [`AccountView`] reads, in the order of its fields.
+const ACCOUNT_KEYS: [&str; 11] = [
+    "id",
+    "status",
+    "email",
+    "companyName",
+    "custom_id",
+    "name",
+    "phone",
+    "resellers",
+    "seller",
+    "is_test",
+    "client_type",
+];
+
+/// The usual answer to a PATCH, checked at a glance: `Some(status)` when
+/// `body` is a JSON object for account `client_id` holding every value of
+/// `sent` (by [`holds`]), with its `status` as [`AccountView::status`] gives
+/// it. `None` when it is not, or when a glance cannot tell (a value that is
+/// not null, a boolean, a whole number or a string without escapes; a field
+/// named twice; anything but an object): [`AccountView::parse`] then decides,
+/// and names what is wrong. Equal to parsing the account whole whenever it
+/// says `Some`, without building a JSON value for every field: on a run
+/// against a fast server, that parse was a third of the tool's own work per
+/// row.
+pub fn confirms(body: &[u8], client_id: u64, sent: &ClientPatch) -> Option<Option<String>> {
+    // Checked as UTF-8 whole, once, rather than string by string (an
+    // answer that is not is left to the whole parse).
+    let glance: Glance<'_> = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    // Missing and null read alike, as in `AccountView` (an `Option` there).
+    let value = |key: &str| -> Option<Option<Json>> {
+        let i = ACCOUNT_KEYS.iter().position(|k| *k == key)?;
+        match glance.0[i] {
+            None | Some(Scalar::Null) => Some(None),
+            Some(Scalar::Bool(b)) => Some(Some(Json::Bool(b))),
+            Some(Scalar::Whole(n)) => Some(Some(Json::from(n))),
+            Some(Scalar::Text(s)) => Some(Some(Json::String(s.to_string()))),
+            Some(Scalar::Other) => None,
+        }
+    };
+    let id = match glance.0[0] {
+        Some(Scalar::Whole(n)) => Some(n),
+        Some(Scalar::Text(s)) => parse_whole_number(s),
+        _ => None,
+    };
+    if id != Some(client_id) {
+        return None;
+    }
+    for (field, want) in &sent.changes {
+        if !holds(*field, want, value(field.response_name())?.as_ref()) {
+            return None;
+        }
+    }
+    Some(match value("status")? {
+        Some(Json::String(s)) => Some(s),
+        Some(other) => Some(other.to_string()),
+        None => None,
+    })
+}
+
+/// What [`confirms`] reads of an answer: the fields [`AccountView`] reads
+/// (in [`ACCOUNT_KEYS`] order), borrowed from the body.
+struct Glance<'a>([Option<Scalar<'a>>; ACCOUNT_KEYS.len()]);
+
+/// A JSON value as [`confirms`] sees it.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Whole(u64),
+    /// A string without escapes, borrowed from the body.
+    Text(&'a str),
+    /// Anything else (skipped over, never kept).
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Glance<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Glance<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Glance<'de>, M::Error> {
+                let mut glance = Glance([None; ACCOUNT_KEYS.len()]);
+                while let Some(key) = map.next_key::<KeyName>()? {
+                    match key.0 {
+                        Some(i) if glance.0[i].is_some() => {
+                            return Err(serde::de::Error::custom("a field named twice"));
+                        }
+                        Some(i) => glance.0[i] = Some(map.next_value()?),
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(glance)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// An object key: its place in [`ACCOUNT_KEYS`], if it is one of them.
+struct KeyName(Option<usize>);
+
+impl<'de> serde::Deserialize<'de> for KeyName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<KeyName, E> {
+                Ok(KeyName(ACCOUNT_KEYS.iter().position(|k| *k == key)))
+            }
+        }
+        d.deserialize_identifier(Visit)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Bool(b))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Whole(n))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(s))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Other)
+            }
+            // Read as `AccountView` reads them (into a JSON value), so that
+            // what one refuses the other refuses too; rare, and not kept.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Scalar<'de>, A::Error> {
+                use serde::Deserialize as _;
+                Json::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Scalar::Other)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Scalar<'de>, M::Error> {
+                use serde::Deserialize as _;
+                Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -755,5 +951,89 @@ mod tests {
         let acct = AccountView::parse(br#"{"status": 3, "users": [{"id": 1}]}"#).unwrap();
         assert_eq!(acct.status().as_deref(), Some("3"));
         assert_eq!(acct.value(Field::Seller), Value::Null);
+    }
+
+    /// What the whole parse decides: the status when the answer is account
+    /// `id` holding everything sent, else `None`.
+    fn confirmed_the_long_way(body: &[u8], id: u64, sent: &ClientPatch) -> Option<Option<String>> {
+        let account = AccountView::parse(body)?;
+        (account.id() == Some(id) && sent.unheld(&account).is_empty()).then(|| account.status())
+    }
+
+    #[test]
+    fn a_glance_confirms_the_usual_answer() {
+        let sent = ClientPatch {
+            client_id: 7,
+            changes: vec![
+                (Field::Reseller, Value::Number(900002)),
+                (Field::Email, Value::Text("Ann@Example.com".into())),
+                (Field::Phone, Value::Null),
+            ],
+        };
+        let body = br#"{"id":7,"resellers":900002,"email":"ann@example.com","status":"active","users":[{"id":1}]}"#;
+        assert_eq!(confirms(body, 7, &sent), Some(Some("active".into())));
+        assert_eq!(
+            confirms(
+                br#"{"id":"7","resellers":"900002","email":"ANN@example.com","phone":null}"#,
+                7,
+                &sent
+            ),
+            Some(None)
+        );
+        // Anything else is left to the whole parse.
+        for other in [
+            &br#"{"id":8,"resellers":900002,"email":"ann@example.com"}"#[..],
+            br#"{"id":7,"resellers":900003,"email":"ann@example.com"}"#,
+            br#"{"id":7,"resellers":900002,"email":"ann@example.com","phone":"1"}"#,
+            br#"{"id":7,"id":7,"resellers":900002,"email":"ann@example.com"}"#,
+            br#"{"id":7,"resellers":900002,"email":"ann\u0040example.com"}"#,
+            br#"{"id":7,"resellers":900002,"email":"ann@example.com","status":{"a":1}}"#,
+            br#"[7,"active"]"#,
+            b"<html>",
+        ] {
+            assert_eq!(
+                confirms(other, 7, &sent),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whenever a glance confirms an answer, the whole parse confirms it
+        /// too, with the same status.
+        #[test]
+        fn a_glance_never_confirms_what_the_whole_parse_would_not(
+            entries in proptest::collection::vec((
+                proptest::sample::select(vec!["id", "status", "email", "resellers", "seller",
+                    "is_test", "name", "client_type", "other", "st\\u0061tus"]),
+                proptest::sample::select(vec!["null", "true", "false", "7", "-7", "7.0", "1e3",
+                    "18446744073709551616", "900002", "\"7\"", "\"900002\"", "\"true\"",
+                    "\"a@b.co\"", "\"A@B.CO\"", "\"active\"", "\"\\u0061\"", "[1,{\"a\":null}]",
+                    "{\"b\":[]}", "\"\\ud800\"", "[\"\\ud800\"]"]),
+            ), 0..8),
+            id in 6u64..8,
+            fields in proptest::collection::vec(0usize..4, 0..4),
+        ) {
+            let body = format!("{{{}}}", entries.iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect::<Vec<_>>()
+                .join(","));
+            let choices = [
+                (Field::Email, Value::Text("a@b.co".into())),
+                (Field::Reseller, Value::Number(900002)),
+                (Field::Seller, Value::Null),
+                (Field::IsTest, Value::Bool(true)),
+            ];
+            let sent = ClientPatch {
+                client_id: id,
+                changes: fields.iter().map(|&i| choices[i].clone()).collect(),
+            };
+            let glance = confirms(body.as_bytes(), id, &sent);
+            if glance.is_some() {
+                proptest::prop_assert_eq!(glance, confirmed_the_long_way(body.as_bytes(), id, &sent), "{}", body);
+            }
+        }
     }
 }

@@ -21,6 +21,8 @@ pub struct CsvBytes<R> {
     state: QuoteState,
     at_eof: bool,
     delimiter: u8,
+    /// Reads asked of this adapter so far.
+    reads: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +51,19 @@ impl<R: Read> CsvBytes<R> {
             state: QuoteState::FieldStart,
             at_eof: false,
             delimiter,
+            reads: 0,
         }
     }
 
     /// True once the source has ended inside a quoted field.
     pub fn ended_inside_quotes(&self) -> bool {
         self.at_eof && self.state == QuoteState::Quoted
+    }
+
+    /// How many reads were asked of the source so far: a row read without
+    /// one waited for nothing.
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// True once the source has ended.
@@ -123,8 +132,11 @@ impl<R: Read> CsvBytes<R> {
         to + (end - from)
     }
 
-    /// Follows the quoting state across `bytes`, skipping from one byte that
-    /// matters to the next.
+    /// Follows the quoting state across `bytes`, skipping from one quote to
+    /// the next: outside quotes only a quote matters, and whether it opens a
+    /// quoted field depends only on the byte before it. Input without quotes
+    /// costs one search per read (a search per field was a few percent of a
+    /// dry run).
     fn track(&mut self, bytes: &[u8]) {
         let mut i = 0;
         let mut state = self.state;
@@ -137,31 +149,44 @@ impl<R: Read> CsvBytes<R> {
                     }
                     None => break,
                 },
-                QuoteState::Unquoted => match memchr::memchr2(self.delimiter, b'\n', &bytes[i..]) {
-                    Some(sep) => {
-                        state = QuoteState::FieldStart;
-                        i += sep + 1;
-                    }
-                    None => break,
-                },
-                QuoteState::FieldStart | QuoteState::QuoteInQuoted => {
-                    state = match (state, bytes[i]) {
-                        (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
-                        (_, b'\n') => QuoteState::FieldStart,
-                        (_, b) if b == self.delimiter => QuoteState::FieldStart,
-                        (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
-                        _ => QuoteState::Unquoted,
-                    };
+                QuoteState::QuoteInQuoted => {
+                    state = self.step(state, bytes[i]);
                     i += 1;
+                }
+                QuoteState::FieldStart | QuoteState::Unquoted => {
+                    let rest = &bytes[i..];
+                    let quote = memchr::memchr(b'"', rest).unwrap_or(rest.len());
+                    // After bytes that are not quotes, a field starts just
+                    // when the last of them ended one.
+                    if let Some(&last) = rest[..quote].last() {
+                        state = self.step(QuoteState::Unquoted, last);
+                    }
+                    if quote == rest.len() {
+                        break;
+                    }
+                    state = self.step(state, b'"');
+                    i += quote + 1;
                 }
             }
         }
         self.state = state;
     }
+
+    /// The quoting state after `byte`, outside a quoted field's text.
+    fn step(&self, state: QuoteState, byte: u8) -> QuoteState {
+        match (state, byte) {
+            (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+            (_, b'\n') => QuoteState::FieldStart,
+            (_, b) if b == self.delimiter => QuoteState::FieldStart,
+            (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
+            _ => QuoteState::Unquoted,
+        }
+    }
 }
 
 impl<R: Read> Read for CsvBytes<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -214,6 +239,43 @@ impl<R: Read> Read for CsvBytes<R> {
                 return Ok(out);
             }
             // Only a held CR so far: read on.
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quoting state byte by byte, as the parser follows it.
+    fn state_after(bytes: &[u8], delimiter: u8) -> QuoteState {
+        bytes
+            .iter()
+            .fold(QuoteState::FieldStart, |state, &byte| match (state, byte) {
+                (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
+                (QuoteState::Quoted, _) => QuoteState::Quoted,
+                (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
+                (_, b'\n') => QuoteState::FieldStart,
+                (_, b) if b == delimiter => QuoteState::FieldStart,
+                (QuoteState::FieldStart, b'"') => QuoteState::Quoted,
+                _ => QuoteState::Unquoted,
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tracking_skips_nothing_that_matters(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(b"\"\"\",;\nab ".to_vec()), 0..64),
+            split in 0usize..64,
+            semicolon in proptest::bool::ANY,
+        ) {
+            let delimiter = if semicolon { b';' } else { b',' };
+            let mut csv = CsvBytes::with_delimiter(&b""[..], delimiter);
+            let split = split.min(bytes.len());
+            csv.track(&bytes[..split]);
+            csv.track(&bytes[split..]);
+            proptest::prop_assert_eq!(csv.state, state_after(&bytes, delimiter));
         }
     }
 }

@@ -174,6 +174,11 @@ impl Utf8Scan {
     /// Adds a piece of the input; returns how many bytes at its end are a
     /// character cut short (to be scanned again with what follows).
     fn add(&mut self, mut bytes: &[u8], at_end: bool) -> usize {
+        // Most inputs are ASCII: one quick pass settles a piece of one (this
+        // scan reads the whole input before the run starts).
+        if bytes.is_ascii() {
+            return 0;
+        }
         loop {
             match std::str::from_utf8(bytes) {
                 Ok(text) => {

@@ -38,6 +38,16 @@ pub struct InputRow {
     pub patch: Result<ClientPatch, String>,
 }
 
+impl Default for InputRow {
+    fn default() -> InputRow {
+        InputRow {
+            line: 0,
+            key: String::new(),
+            patch: Err(String::new()),
+        }
+    }
+}
+
 /// Options that decide which rows are read and how cells parse.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
@@ -97,8 +107,21 @@ impl<R: Read> RowReader<R> {
         &self.header
     }
 
+    /// Reads of the input so far (see [`CsvBytes::reads`]).
+    pub fn input_reads(&self) -> u64 {
+        self.csv.get_ref().reads()
+    }
+
     /// The next row, or `None` at the end (or once `limit` rows were read).
     pub fn next_row(&mut self) -> Option<io::Result<InputRow>> {
+        let mut row = InputRow::default();
+        self.next_row_into(&mut row).map(|read| read.map(|()| row))
+    }
+
+    /// [`RowReader::next_row`] into `row`, reusing its buffers (the key's
+    /// text, the list of changes) when it still holds them: a row finished
+    /// on the spot (invalid, or a dry run's) then costs no allocation.
+    pub fn next_row_into(&mut self, row: &mut InputRow) -> Option<io::Result<()>> {
         loop {
             if self
                 .options
@@ -115,15 +138,16 @@ impl<R: Read> RowReader<R> {
             // The record is checked as UTF-8 once, whole: a cell is then
             // text when its ends fall between characters.
             let whole = std::str::from_utf8(self.record.as_slice()).ok();
-            let key = match self.record.get(self.header.key) {
-                Some(cell) => match cell_text(whole, &self.record, self.header.key) {
-                    Ok(text) => trim(text).to_string(),
-                    Err(_) => String::from_utf8_lossy(cell).trim().to_string(),
-                },
-                None => String::new(),
-            };
+            let key = &mut row.key;
+            key.clear();
+            if let Some(cell) = self.record.get(self.header.key) {
+                match cell_text(whole, &self.record, self.header.key) {
+                    Ok(text) => key.push_str(trim(text)),
+                    Err(_) => key.push_str(String::from_utf8_lossy(cell).trim()),
+                }
+            }
             if let Some(shard) = &self.options.shard
-                && !shard.selects(&key)
+                && !shard.selects(key)
             {
                 continue;
             }
@@ -131,20 +155,26 @@ impl<R: Read> RowReader<R> {
             let cut = self.csv.get_mut().get_mut().take_cut();
             let line = self.start_line(cut);
             let unterminated = self.csv.get_ref().ended_inside_quotes();
-            let patch = validate(
+            let changes = match std::mem::replace(&mut row.patch, Err(String::new())) {
+                Ok(patch) => patch.changes,
+                Err(_) => Vec::new(),
+            };
+            row.line = line;
+            row.patch = validate(
                 Record {
                     cells: &self.record,
                     whole,
                     line,
-                    key: &key,
+                    key: &row.key,
                     unterminated,
                     cut: cut.map(|c| c.over),
                 },
                 &self.header,
                 &mut self.seen,
                 &self.options.null_token,
+                changes,
             );
-            return Some(Ok(InputRow { line, key, patch }));
+            return Some(Ok(()));
         }
     }
 
@@ -156,7 +186,14 @@ impl<R: Read> RowReader<R> {
     fn start_line(&self, cut: Option<Cut>) -> u64 {
         let limit = self.csv.get_ref().get_ref();
         let after = self.csv.position().line() + limit.dropped_lines();
-        let inside = memchr::memchr_iter(b'\n', self.record.as_slice()).count() as u64
+        let record = self.record.as_slice();
+        // A plain count for the usual short record: setting up a search
+        // costs more than it saves there.
+        let inside = if record.len() <= 64 {
+            record.iter().filter(|&&b| b == b'\n').count()
+        } else {
+            memchr::memchr_iter(b'\n', record).count()
+        } as u64
             + cut.map_or(0, |c| c.dropped_lines);
         let ended_by_line_end = u64::from(!self.csv.get_ref().at_end());
         after.saturating_sub(inside + ended_by_line_end).max(2)
@@ -183,6 +220,7 @@ fn validate(
     header: &Header,
     seen: &mut SeenIds,
     null_token: &str,
+    mut changes: Vec<(fields::Field, fields::Value)>,
 ) -> Result<ClientPatch, String> {
     let Record {
         cells: record,
@@ -220,7 +258,8 @@ fn validate(
     }
     // One pass: check each cell is UTF-8 and parse it; the key is parsed
     // last, so that a row that is not text never counts as the id's first.
-    let mut changes = Vec::with_capacity(header.width());
+    changes.clear();
+    changes.reserve(header.width());
     let mut field_problems = Vec::new();
     for (i, column) in header.columns.iter().enumerate() {
         let text = match cell_text(whole, record, i) {
@@ -257,7 +296,9 @@ fn validate(
             None
         }
     };
-    problems.extend(field_problems);
+    if !field_problems.is_empty() {
+        problems.extend(field_problems);
+    }
     if problems.is_empty() && changes.is_empty() {
         problems.push(if header.fields().is_empty() {
             format!(

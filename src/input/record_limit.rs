@@ -177,6 +177,19 @@ impl Tracker {
             }
             // A quote or a line end, unless the bytes ran out.
             let Some(&byte) = bytes.get(i) else { break };
+            if byte == b'\n' && mode == Mode::Pass && self.state != Quoting::Quoted && !self.last_cr
+            {
+                // The usual end of a record, as `step` takes it, without
+                // the call (once a row).
+                self.line_ends += 1;
+                self.records += u64::from(self.record_bytes > 0);
+                self.record_bytes = 0;
+                self.record_fields = 1;
+                self.record_line = self.line_ends + 1;
+                self.state = Quoting::FieldStart;
+                i += 1;
+                continue;
+            }
             if self.step(byte, mode) {
                 return Some(i);
             }

@@ -55,11 +55,13 @@ struct RowRecord {
 }
 
 impl RowRecord {
-    fn new(row: &ValidRow) -> RowRecord {
+    /// The record of `row`, which hands over its key (a row is finished
+    /// once; its key need not be copied).
+    fn new(row: &mut ValidRow) -> RowRecord {
         RowRecord {
             result: RowResult {
                 line: row.line,
-                client_id: row.key.clone(),
+                client_id: std::mem::take(&mut row.key),
                 outcome: Outcome::Failed,
                 http_status: None,
                 attempts: 0,
@@ -139,8 +141,12 @@ async fn read_account(
 /// `run`: PATCH the row (after reading the account when asked) and check that
 /// the returned account holds what was sent. `None` when the run stopped
 /// before anything was sent for the row.
-pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Option<RowResult> {
-    let mut record = RowRecord::new(&row);
+pub async fn apply(
+    caller: &Caller,
+    mut row: ValidRow,
+    options: &ApplyOptions,
+) -> Option<RowResult> {
+    let mut record = RowRecord::new(&mut row);
     let client_id = row.patch.client_id;
     let mut patch = row.patch;
 
@@ -180,7 +186,17 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
         }
     }
 
-    let body = patch.body();
+    // Sent as read and its fields in name order: the body is the
+    // `requested` already written (most rows), not written again.
+    let body = if !options.reads_first()
+        && patch
+            .changes
+            .is_sorted_by_key(|(field, _)| field.api_name())
+    {
+        record.result.requested.clone()
+    } else {
+        patch.body()
+    };
     record.result.request = body.clone();
     let what = AccountRequest("PATCH", client_id);
     let called = caller
@@ -205,8 +221,8 @@ pub async fn apply(caller: &Caller, row: ValidRow, options: &ApplyOptions) -> Op
                 client_id,
                 &patch,
             );
-            if let Some(account) = &verdict.account {
-                record.result.account_status = account.status();
+            if let Some(status) = verdict.account_status {
+                record.result.account_status = status;
             }
             record.end(verdict.outcome, verdict.error)
         }
@@ -232,8 +248,8 @@ async fn record_previous(
 }
 
 /// `plan`: read the account and record what `run` would change.
-pub async fn plan(caller: &Caller, row: ValidRow) -> Option<RowResult> {
-    let mut record = RowRecord::new(&row);
+pub async fn plan(caller: &Caller, mut row: ValidRow) -> Option<RowResult> {
+    let mut record = RowRecord::new(&mut row);
     record.result.request = row.patch.body();
     match read_account(caller, &mut record, row.patch.client_id, "").await {
         AccountRead::Read(account) => {

@@ -224,10 +224,15 @@ impl Pacer {
         Duration::from_secs_f64(wait.clamp(0.0, 86_400.0))
     }
 
-    /// Logs a change of pace, and wakes the pacer thread to look again.
+    /// Logs a change of pace, and wakes the pacer thread to look again when
+    /// a request waits for it. With nobody waiting the thread sleeps until
+    /// the next `acquire` queues one, and the controller is asked afresh
+    /// then: a wake per answer (a futex call, and the thread scheduled only
+    /// to find the queue empty) was two system calls a row unlimited.
     fn after_change(&self, state: MutexGuard<'_, State>, before: Option<f64>) {
         let after = state.controller.pace();
         let learned = state.controller.learned();
+        let waiting = !state.queue.is_empty();
         drop(state);
         if after != before {
             self.shared.rate_changes.fetch_add(1, Ordering::Relaxed);
@@ -246,7 +251,9 @@ impl Pacer {
                 }
             }
         }
-        self.shared.wake.notify_one();
+        if waiting {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// The request rate now in force, per second; `None` when unlimited.
