@@ -495,9 +495,9 @@ step_g() {
         "window_x|20 per fixed 1 s window, X-RateLimit headers|1|window:20:1|--limit window:20:1 --ratelimit-headers x|100"
         "sliding_ra|20 per rolling 1 s (DRF), Retry-After|1|sliding:20:1|--limit sliding:20:1|100"
         "sliding3_ra|60 per rolling 3 s (DRF), Retry-After|1|sliding:60:3|--limit sliding:60:3|100"
-        "window_ra|20 per fixed 1 s window, Retry-After|1|window:20:1|--limit window:20:1|100"
+        "window_ra|20 per fixed 1 s window, Retry-After (open: phase)|0|window:20:1|--limit window:20:1|100"
         "sliding_silent|20 per rolling 1 s, no Retry-After|1|sliding:20:1|--limit sliding:20:1 --no-retry-after|100"
-        "window_silent|20 per fixed 1 s window, no Retry-After|1|window:20:1|--limit window:20:1 --no-retry-after|100"
+        "window_silent|20 per fixed 1 s window, no Retry-After (open: phase)|0|window:20:1|--limit window:20:1 --no-retry-after|100"
         "nginx_strict_50x|nginx limit_req 20r/s, no burst, asking 50x|0|bucket:20:1|nginx:0|1000"
         "sliding_silent_50x|20 per rolling 1 s, no Retry-After, asking 50x|0|sliding:20:1|--limit sliding:20:1 --no-retry-after|1000"
     )

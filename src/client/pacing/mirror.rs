@@ -48,6 +48,11 @@ const REPROBE_AFTER: f64 = 20.0;
 /// A request tried alone and not answered in this long (a lost connection)
 /// no longer holds the others back, seconds.
 const PROBE_TIMEOUT: f64 = 2.0;
+/// The spans limits are configured in: DRF's `N/s`, `N/m`, `N/h`, nginx's
+/// `r/s` and `r/m`, windows of 5, 10, 15, 30 seconds…
+const ROUND: [f64; 16] = [
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 3600.0,
+];
 /// The margin for latency jitter is at most this share of the span.
 const MARGIN_SHARE: f64 = 0.05;
 /// A refusal whose N-th latest request is older than this many spans says
@@ -108,6 +113,8 @@ pub struct Mirror {
     settled_at: f64,
     /// N was lowered in the current spell of refusals.
     shrunk: bool,
+    /// Refusals past a proven span since the latest acceptance.
+    window_steps: u32,
     /// A refusal long after the N-th latest was set aside as another's.
     foreign_seen: bool,
     /// A refusal came at or after the time a Retry-After said: they are
@@ -263,10 +270,6 @@ impl Mirror {
 
     /// The round span to try next, if one is near enough.
     fn round_trial(&self) -> Option<f64> {
-        const ROUND: [f64; 16] = [
-            0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-            900.0, 3600.0,
-        ];
         let past = self.lo * 1.05;
         ROUND
             .into_iter()
@@ -375,6 +378,7 @@ impl Mirror {
         }
         if self.refused_last && seq >= self.sent_since_refusal {
             self.shrunk = false;
+            self.window_steps = 0;
             // A request sent after the latest refusal was known went
             // through: a new run of acceptances, from the requests sent
             // since. (One sent before, overtaking or overtaken, belongs to
@@ -496,19 +500,17 @@ impl Mirror {
             }
             // Else a fixed window, which a request just past its boundary
             // passes however short the span since the N-th latest. From now
-            // on the span only grows: a little past this refusal, or to what
-            // its Retry-After says, and by a step if refused past it again.
-            let step = if self.windowed {
-                GROW
-            } else {
-                1.0 + WINDOW_STEP
-            };
+            // on the span only grows: a little past this refusal, by a step
+            // twice as long at each refusal
+            // before the next acceptance (a span far too short is left
+            // soon), back to a little after one.
+            self.window_steps = self.window_steps.saturating_add(1).min(8);
+            let step = 1.0 + WINDOW_STEP * f64::from(1_u32 << (self.window_steps - 1));
             self.windowed = true;
             self.lo = proven;
+            // (Not to what a Retry-After says: rounded up to whole seconds,
+            // it would stretch every span by up to one.)
             self.hi = proven * step;
-            if self.reopen_by.is_finite() {
-                self.hi = self.hi.max(self.reopen_by - nth);
-            }
             return;
         }
         self.lo = self.lo.max(proven);
