@@ -100,12 +100,22 @@ impl<'a> Flags<'a> {
 
 /// What the environment adds to the flags, read once, so that a `Config`
 /// can be built (and tested) from given values.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     /// `GCORE_API_KEY`.
     pub api_key: Option<String>,
     /// `JOB_COMPLETION_INDEX`, for `--shard auto/N`.
     pub job_completion_index: Option<String>,
+}
+
+/// The token never shows, whatever formats an `Env`.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("job_completion_index", &self.job_completion_index)
+            .finish()
+    }
 }
 
 impl Env {
@@ -526,5 +536,14 @@ mod tests {
             ),
             "--force never empties an undo file"
         );
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let env = Env {
+            api_key: Some("secret-token-42".into()),
+            job_completion_index: None,
+        };
+        assert!(!format!("{env:?}").contains("secret-token-42"));
     }
 }

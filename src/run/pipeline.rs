@@ -346,6 +346,8 @@ impl Pipeline {
                             key => crate::fields::shorten(key),
                         };
                         tracing::warn!("line {}, client_id {key}: {error}", row.line);
+                        // Writing to stderr may have waited (a stalled pipe).
+                        finished.forget_clock();
                     } else {
                         tracing::debug!(line = row.line, client_id = row.key, "invalid: {error}");
                     }
