@@ -489,7 +489,15 @@ impl Mirror {
             // (Those still in flight count as taken: they may well be.)
             // At most halved, and once a spell: the requests after the first
             // refusal, counted with the smaller N, would shrink it again.
-            let within = self.taken_between(at - self.hi - self.margin(), i, true);
+            let mut within = self.taken_between(at - self.hi - self.margin(), i, true);
+            if self.run_from > 0 {
+                // A run that began when the limit reopened after refusals:
+                // a fixed window reopens whole at its boundary, so what the
+                // run got before this refusal is what a window takes (a
+                // first run across a boundary took from two).
+                let start = self.log.partition_point(|s| s.seq < self.run_from);
+                within = within.min(i.saturating_sub(start));
+            }
             if !self.windowed && !self.shrunk && (2..self.n).contains(&within) {
                 self.n = within.max(self.n / 2);
                 self.shrunk = true;

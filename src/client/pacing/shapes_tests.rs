@@ -607,7 +607,7 @@ fn a_fixed_window_out_of_step_with_the_run() {
         retry_after: true,
         headers: HeaderStyle::None,
     };
-    for phase in [0.3, 0.5, 0.7] {
+    for phase in [0.3, 0.5, 0.7, 0.8, 0.9, 0.95] {
         let out = run_at(server, ROWS, Some(100.0), 1, 7, phase);
         let ratio =
             (out.last_success - out.first_success) / server.shape.greedy_seconds(ROWS, Some(100.0));
