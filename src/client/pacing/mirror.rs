@@ -120,8 +120,10 @@ pub struct Mirror {
     /// A refusal came at or after the time a Retry-After said: they are
     /// not believed until something is taken.
     retry_after_spent: bool,
-    /// Recent round trips, for the margin that latency jitter needs.
+    /// Recent round trips, for the margin that latency jitter needs, and
+    /// how much they vary (the slowest quarter left out).
     round_trips: VecDeque<f64>,
+    spread: f64,
 }
 
 impl Mirror {
@@ -245,18 +247,12 @@ impl Mirror {
     /// is most often the server's work, not the way there), and by no more
     /// than a small share of the span.
     fn margin(&self) -> f64 {
-        let mut trips: Vec<f64> = self.round_trips.iter().copied().collect();
-        if trips.len() < 2 {
-            return 0.001;
-        }
-        trips.sort_by(f64::total_cmp);
-        let spread = trips[trips.len() * 3 / 4] - trips[0];
         let span = if self.hi.is_finite() {
             self.hi
         } else {
             self.trial()
         };
-        spread.min(span * MARGIN_SHARE) + 0.001
+        self.spread.min(span * MARGIN_SHARE) + 0.001
     }
 
     /// The span to try while no acceptance bounds it: the next span people
@@ -364,6 +360,10 @@ impl Mirror {
             if self.round_trips.len() > 32 {
                 self.round_trips.pop_front();
             }
+            // Worked out here, once an answer, not at every look at the log.
+            let mut trips: Vec<f64> = self.round_trips.iter().copied().collect();
+            trips.sort_by(f64::total_cmp);
+            self.spread = trips[trips.len() * 3 / 4] - trips[0];
         }
     }
 
@@ -644,12 +644,6 @@ mod tests {
         assert_eq!(m.limit(), None);
     }
 
-    /// Sends `count` requests as the mirror allows against `server`, each
-    /// answered after 2 ms, unless `lose` (no answer); returns refusals.
-    fn go(m: &mut Mirror, server: &mut Log, seq: &mut u64, now: &mut f64, count: u64) -> u64 {
-        send(m, server, seq, now, count)
-    }
-
     fn log(n: usize, span: f64) -> Log {
         Log {
             n,
@@ -725,9 +719,9 @@ mod tests {
         let mut m = Mirror::new();
         let mut server = log(20, 1.0);
         let (mut seq, mut now) = (0, 0.0);
-        go(&mut m, &mut server, &mut seq, &mut now, 21);
+        send(&mut m, &mut server, &mut seq, &mut now, 21);
         assert!(m.take_over(now));
-        go(&mut m, &mut server, &mut seq, &mut now, 300);
+        send(&mut m, &mut server, &mut seq, &mut now, 300);
         // A refusal (another client took a slot); the request after it is lost.
         seq += 1;
         m.record(seq, now + 0.0001);
@@ -740,7 +734,7 @@ mod tests {
         // Held until the timeout at most, then forgotten.
         assert!(m.ready_at() <= lost_at + PROBE_TIMEOUT + 1e-9);
         now = lost_at + PROBE_TIMEOUT;
-        go(&mut m, &mut server, &mut seq, &mut now, 100);
+        send(&mut m, &mut server, &mut seq, &mut now, 100);
         assert!(m.probe.is_none_or(|(p, _)| p != seq - 100), "{:?}", m.probe);
     }
 
@@ -751,16 +745,16 @@ mod tests {
         let mut m = Mirror::new();
         let mut server = log(20, 1.0);
         let (mut seq, mut now) = (0, 0.0);
-        go(&mut m, &mut server, &mut seq, &mut now, 21);
+        send(&mut m, &mut server, &mut seq, &mut now, 21);
         assert!(m.take_over(now));
-        go(&mut m, &mut server, &mut seq, &mut now, 300);
+        send(&mut m, &mut server, &mut seq, &mut now, 300);
         assert!(m.settled() && m.hi < 1.1, "{} {}", m.lo, m.hi);
         now += 30.0;
         seq += 1;
         m.record(seq, now);
         m.refused(seq, now + 0.002, None);
         let from = now;
-        go(&mut m, &mut server, &mut seq, &mut now, 100);
+        send(&mut m, &mut server, &mut seq, &mut now, 100);
         let rate = 100.0 / (now - from);
         assert!(rate > 15.0, "{rate}/s against 20/s; span {}", m.hi);
     }

@@ -25,6 +25,14 @@ pub struct Outcome {
     pub permits: Vec<f64>,
 }
 
+impl Outcome {
+    /// First-to-last success, over the least time `server`'s limit allows
+    /// for `rows` at `asked`.
+    pub fn ratio(&self, server: Server, rows: u64, asked: Option<f64>) -> f64 {
+        (self.last_success - self.first_success) / server.shape.greedy_seconds(rows, asked)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Server {
     pub shape: Shape,
@@ -302,8 +310,7 @@ fn every_cell() -> Vec<Cell> {
     for server in every_server() {
         for asked in [100.0, 1000.0] {
             let out = run(server, ROWS, Some(asked), 1, 7);
-            let ratio = (out.last_success - out.first_success)
-                / server.shape.greedy_seconds(ROWS, Some(asked));
+            let ratio = out.ratio(server, ROWS, Some(asked));
             cells.push(Cell {
                 server,
                 asked,
@@ -428,8 +435,7 @@ fn across_seeds() {
             let (mut worst, mut most, mut sum) = (0.0_f64, 0, 0.0);
             for seed in 1..=10 {
                 let out = run(server, ROWS, Some(asked), 1, seed);
-                let ratio = (out.last_success - out.first_success)
-                    / server.shape.greedy_seconds(ROWS, Some(asked));
+                let ratio = out.ratio(server, ROWS, Some(asked));
                 worst = worst.max(ratio);
                 sum += ratio;
                 most = most.max(out.throttles);
@@ -473,8 +479,7 @@ fn one_cell_by_seed() {
     });
     for seed in seeds {
         let out = run(server, ROWS, Some(asked), 1, seed);
-        let ratio =
-            (out.last_success - out.first_success) / server.shape.greedy_seconds(ROWS, Some(asked));
+        let ratio = out.ratio(server, ROWS, Some(asked));
         eprintln!("seed {seed} ratio {ratio:.3} 429s {}", out.throttles);
     }
 }
@@ -609,8 +614,7 @@ fn a_fixed_window_out_of_step_with_the_run() {
     };
     for phase in [0.3, 0.5, 0.7, 0.8, 0.9, 0.95] {
         let out = run_at(server, ROWS, Some(100.0), 1, 7, phase);
-        let ratio =
-            (out.last_success - out.first_success) / server.shape.greedy_seconds(ROWS, Some(100.0));
+        let ratio = out.ratio(server, ROWS, Some(100.0));
         assert_eq!(out.updated, ROWS);
         assert!(ratio <= 1.15, "phase {phase}: {ratio:.3}");
         assert!(
