@@ -22,11 +22,12 @@
 //!   bisection, in small steps from a measure. Once the bounds meet it stays
 //!   just under, and looks a little higher every 20 calm seconds.
 //! - Requests refused after pauses for a while, with nothing accepted (or
-//!   a `Retry-After` of more than a second), mark a limit that refuses in
-//!   spells (a window until its boundary, a sliding log until its oldest
-//!   request leaves) rather than a bucket: from then on the run's own copy
-//!   of the server's log paces it (`mirror.rs`), N requests back to
-//!   back per span, as the limit itself allows.
+//!   for longer than a bucket taking the pace proven before would refuse,
+//!   or with a `Retry-After` of more than a second), mark a limit that
+//!   refuses in spells (a window until its boundary, a sliding log until
+//!   its oldest request leaves) rather than a bucket: from then on the
+//!   run's own copy of the server's log paces it (`mirror.rs`), N requests
+//!   back to back per span, as the limit itself allows.
 //! - While the server refuses, one request at a time looks for the end of
 //!   the refusal. A request still refused t seconds in bounds a bucket's
 //!   rate below 1/t; a pace proven calm that later draws a 429 doubles the
@@ -78,6 +79,10 @@ const RAISE_STEP: f64 = 0.05;
 const SPELL: f64 = 0.25;
 /// ... but never less than this, seconds.
 const SPELL_MIN: f64 = 0.05;
+/// Refused for this many intervals of a pace proven to hold, the limit
+/// refuses in spells too: a bucket taking that pace gives a token back
+/// within one.
+const SPELL_INTERVALS: f64 = 1.5;
 /// The longest pause without a Retry-After, seconds.
 const MAX_PAUSE: f64 = 60.0;
 /// A request sent after a pause and not answered in this long (a lost
@@ -518,8 +523,12 @@ impl Controller {
             // accepted: no bucket refills that slowly; the limit refuses in
             // spells (a window until its boundary, a log until its oldest
             // request leaves).
-            let in_spells = now - episode.started >= episode.spell;
             let refused_for = permit.at - episode.first_sent;
+            // Or refused longer than a bucket taking the pace proven before
+            // would take to give a token back: no bucket refuses so long at
+            // a rate it was seen to sustain.
+            let in_spells = now - episode.started >= episode.spell
+                || (refused_for > 0.0 && refused_for * self.lower > SPELL_INTERVALS);
             let until = match retry_after {
                 // Longer pauses first: a bucket's next token may simply not
                 // have come yet.

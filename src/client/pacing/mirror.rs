@@ -14,17 +14,21 @@
 //! since the refusals before (answers overtaking each other do not cut
 //! that run short, and requests still in flight are not counted). It grows
 //! when the server takes more within a span it is known to exceed, and
-//! shrinks when it refuses with fewer than N within a span it had taken.
+//! shrinks when it refuses with fewer than N within a span it had taken (or
+//! after fewer than N in a run begun at a reopening: a first run across a
+//! fixed window's boundary takes from two).
 //! S is learned between bounds: a refusal of a request sent at t proves S >
 //! t − (the N-th latest before it); an acceptance at t proves S ≤ t − (the
 //! N-th latest before it), for a log. Until an acceptance bounds it, the
 //! span tried is what a `Retry-After` said, or the next round span (0.25,
 //! 0.5, 1, 2, 3, 5, 10 … 3600 s) past the longest refused; after, one
-//! request at a time tries shorter, so a wrong guess costs one 429. A fixed
-//! window breaks the acceptance rule (a request just past the boundary goes
-//! through, though the span since the N-th latest is short): a refusal past
-//! a proven span says so, and from then the span only grows, until a long
-//! calm lets it look shorter again.
+//! request at a time tries shorter, so a wrong guess costs one 429. A
+//! fixed window breaks the acceptance rule (a request just past the
+//! boundary goes through, though the span since the N-th latest is short):
+//! a refusal past a proven span says so. The span is then looked for again
+//! at round spans past the refusal, set no longer than the round span
+//! under the look that was taken, and not shortened by acceptances until a
+//! long calm lets it look shorter again.
 
 use std::collections::VecDeque;
 
@@ -39,9 +43,6 @@ const CLOSE: f64 = 0.08;
 /// A guess below a proven span tries at most this much shorter: the proven
 /// one is seldom far off, and each wrong guess costs a 429.
 const SHORTER: f64 = 0.85;
-/// A fixed window's span, once refused past a span it had taken, is set
-/// this much past the refusal (and again, if refused again).
-const WINDOW_STEP: f64 = 0.05;
 /// Seconds without a refusal, once the bounds are close, before trying a
 /// little shorter (the limit may have been raised).
 const REPROBE_AFTER: f64 = 20.0;
@@ -113,8 +114,6 @@ pub struct Mirror {
     settled_at: f64,
     /// N was lowered in the current spell of refusals.
     shrunk: bool,
-    /// Refusals past a proven span since the latest acceptance.
-    window_steps: u32,
     /// A refusal long after the N-th latest was set aside as another's.
     foreign_seen: bool,
     /// A refusal came at or after the time a Retry-After said: they are
@@ -266,10 +265,9 @@ impl Mirror {
 
     /// The round span to try next, if one is near enough.
     fn round_trial(&self) -> Option<f64> {
-        let past = self.lo * 1.05;
         ROUND
             .into_iter()
-            .find(|&span| span >= past && span <= self.lo * GROW * 2.0)
+            .find(|&span| span > self.lo && span <= self.lo * GROW * 2.0)
     }
 
     /// The span the next request waits for, and whether it goes alone.
@@ -378,7 +376,6 @@ impl Mirror {
         }
         if self.refused_last && seq >= self.sent_since_refusal {
             self.shrunk = false;
-            self.window_steps = 0;
             // A request sent after the latest refusal was known went
             // through: a new run of acceptances, from the requests sent
             // since. (One sent before, overtaking or overtaken, belongs to
@@ -401,7 +398,7 @@ impl Mirror {
             }
         }
         let counted = seq < self.sent_since_refusal;
-        if !self.windowed && !counted && i >= self.n {
+        if (!self.windowed || !self.hi.is_finite()) && !counted && i >= self.n {
             // All N before it taken too: the span since the N-th is enough.
             // (Not for a request of the run N was counted from: one of
             // those overtaken means N was counted one short.)
@@ -420,6 +417,17 @@ impl Mirror {
                     }
                     // Sent together, answers say nothing of the order they
                     // arrived in: no span shorter than the jitter is proven.
+                    let mut span = span;
+                    if self.windowed {
+                        // A fixed window's boundary passed somewhere before
+                        // this request: the span is at most this, most
+                        // likely the longest round span under it.
+                        if let Some(round) =
+                            ROUND.into_iter().rev().find(|&r| r > self.lo && r <= span)
+                        {
+                            span = round;
+                        }
+                    }
                     self.hi = span.max(self.lo).max(2.0 * self.margin());
                     self.settled_at = now;
                 }
@@ -507,18 +515,12 @@ impl Mirror {
                 return;
             }
             // Else a fixed window, which a request just past its boundary
-            // passes however short the span since the N-th latest. From now
-            // on the span only grows: a little past this refusal, by a step
-            // twice as long at each refusal
-            // before the next acceptance (a span far too short is left
-            // soon), back to a little after one.
-            self.window_steps = self.window_steps.saturating_add(1).min(8);
-            let step = 1.0 + WINDOW_STEP * f64::from(1_u32 << (self.window_steps - 1));
+            // passes however short the span since the N-th latest: the span
+            // is looked for again, at round spans past this refusal, and
+            // an acceptance no longer shortens it once found.
             self.windowed = true;
             self.lo = proven;
-            // (Not to what a Retry-After says: rounded up to whole seconds,
-            // it would stretch every span by up to one.)
-            self.hi = proven * step;
+            self.hi = f64::INFINITY;
             return;
         }
         self.lo = self.lo.max(proven);
