@@ -13,7 +13,10 @@
 //!   says remains is spent at the asked rate; where the quota only comes
 //!   back as requests age out of a window (seen while the first credit is
 //!   spent: it does not grow), spent credit is charged to the pace, so a
-//!   window never sees credit and full pace on top. No 429 is needed.
+//!   window never sees credit and full pace on top. More remaining than the
+//!   stated limit is a bucket (no window holds more than its quota): its
+//!   credit is not charged, and a 429 pauses it an interval or two, not the
+//!   whole seconds its reset rounds up to. No 429 is needed.
 //! - Otherwise it learns from 429s and successes. 429s come in episodes
 //!   (from one until the next success); an episode's first 429 bounds the
 //!   limit from above (the pace that drew it) and cuts the pace by the share
@@ -493,12 +496,19 @@ impl Controller {
             // let the quota come back before the next permit.
             stated.margin += 1;
             stated.credit_until = stated.credit_until.min(self.next_seq.saturating_sub(1));
-            // Until the quota grows again, as the refusal itself says.
+            // Until the quota grows again, as the refusal itself says; a
+            // quota that refills while spent (a bucket) grows within an
+            // interval or two, whatever whole second the figure rounds up to.
+            let interval = 2.0 / stated.rate;
             let pause = quota
                 .and_then(|q| q.reset)
                 .or(retry_after)
-                .unwrap_or(2.0 / stated.rate)
-                .min(MAX_PAUSE);
+                .unwrap_or(interval)
+                .min(if stated.refills == Some(true) {
+                    interval
+                } else {
+                    MAX_PAUSE
+                });
             self.pause(now, pause);
             return row_wait;
         }
@@ -802,6 +812,16 @@ impl Controller {
         if let Some(reset) = quota.reset {
             self.longest_reset = self.longest_reset.max(reset);
         }
+        // More remaining than the limit states: no window allows that (what
+        // remains of one is at most its quota); a bucket holding a burst
+        // larger than its stated rate does. It refills while spent.
+        let over_limit = matches!(
+            (quota.limit, quota.remaining),
+            (Some(limit), Some(remaining)) if remaining > limit
+        );
+        if over_limit {
+            self.early_refill = true;
+        }
         if self.stated.is_none()
             && let Some(remaining) = quota.remaining
         {
@@ -840,7 +860,11 @@ impl Controller {
                         .seq
                         .saturating_add(remaining.saturating_sub(stated.margin));
                     let spending = self.next_seq <= stated.credit_until.saturating_add(1);
-                    if stated.refills.is_none() && spending && until > stated.credit_until {
+                    if stated.refills != Some(true) && over_limit {
+                        stated.refills = Some(true);
+                        self.tat -= stated.charged;
+                        stated.charged = 0.0;
+                    } else if stated.refills.is_none() && spending && until > stated.credit_until {
                         // The first spell of credit grew while spent: a
                         // bucket. Give back what it was charged.
                         stated.refills = Some(true);
