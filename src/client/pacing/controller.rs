@@ -13,7 +13,10 @@
 //!   says remains is spent at the asked rate; where the quota only comes
 //!   back as requests age out of a window (seen while the first credit is
 //!   spent: it does not grow), spent credit is charged to the pace, so a
-//!   window never sees credit and full pace on top. No 429 is needed.
+//!   window never sees credit and full pace on top. More remaining than the
+//!   stated limit is a bucket (no window holds more than its quota): its
+//!   credit is not charged, and a 429 pauses it an interval or two, not the
+//!   whole seconds its reset rounds up to. No 429 is needed.
 //! - Otherwise it learns from 429s and successes. 429s come in episodes
 //!   (from one until the next success); an episode's first 429 bounds the
 //!   limit from above (the pace that drew it) and cuts the pace by the share
@@ -28,6 +31,13 @@
 //!   its oldest request leaves) rather than a bucket: from then on the
 //!   run's own copy of the server's log paces it (`mirror.rs`), N requests
 //!   back to back per span, as the limit itself allows.
+//! - Against a bucket holding a burst (the start took two or more before
+//!   the first 429), a refusal means it is (nearly) empty: k requests sent
+//!   after it and accepted, the latest Δt later, bound its rate above
+//!   (k − 1)/Δt for certain. At each 429 that bound is the lower one and
+//!   k/Δt (just under) the pace; a calm stretch proves a pace only once
+//!   that bound reaches 95 % of it (or after 2 s of calm), as a calm
+//!   stretch may be the burst draining.
 //! - While the server refuses, one request at a time looks for the end of
 //!   the refusal. A request still refused t seconds in bounds a bucket's
 //!   rate below 1/t; a pace proven calm that later draws a 429 doubles the
@@ -88,6 +98,15 @@ const MAX_PAUSE: f64 = 60.0;
 /// A request sent after a pause and not answered in this long (a lost
 /// connection) no longer holds the others back, seconds.
 const PROBE_TIMEOUT: f64 = 2.0;
+/// Against a bucket (one holding a burst), a pace is proven once what it
+/// accepted since it was last found empty shows a rate of this share of it.
+const PROVEN_SHARE: f64 = 0.95;
+/// ... or once it has been calm this long, seconds.
+const CALM_LONG: f64 = 2.0;
+/// A bucket holds a burst when the run's start took this many before the
+/// first 429 (a bucket of one fills again between two requests at its rate,
+/// so a calm stretch is proof enough).
+const BURST_MIN: u64 = 2;
 /// The lowest pace: one request a minute.
 const FLOOR: f64 = 1.0 / 60.0;
 
@@ -212,6 +231,14 @@ pub struct Controller {
     refused_at_pace: u64,
     /// The lower bound came from a measure, not a calm stretch.
     lower_measured: bool,
+    /// The latest refusal (by sequence): a bucket was (nearly) empty when
+    /// it arrived. What it has accepted since measures its rate.
+    anchor: Option<Anchor>,
+    /// The latest round trip, seconds: how far the server's arrival times
+    /// may stand from the send times.
+    round_trip: f64,
+    /// Successes before the first 429: about the burst a bucket holds.
+    first_burst: Option<u64>,
     /// Permit times over the last second, for an unlimited run's first 429.
     recent: VecDeque<f64>,
     /// From header fields.
@@ -228,6 +255,47 @@ pub struct Controller {
     /// The run's copy of the server's log: paces the run once the limit is
     /// seen to refuse in spells and states nothing.
     mirror: Mirror,
+}
+
+/// A refused request and what followed it: a bucket held less than a token
+/// when it arrived, so `k` requests sent after it and accepted, the latest
+/// sent Δt later, mean a rate above (k − 1)/Δt; if a refusal then ends the
+/// count, and the bucket never filled meanwhile, below (k + 1)/Δt.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    seq: u64,
+    at: f64,
+    /// Requests sent after it and accepted, and when the latest was sent.
+    accepted: u64,
+    latest: f64,
+    /// The widest gap between two permits since: a bucket that gains less
+    /// than a token between any two requests holds less than two, never
+    /// enough to fill (unless it holds one).
+    widest_gap: f64,
+}
+
+impl Anchor {
+    /// The rate the bucket is known to exceed, with `slack` seconds added to
+    /// the span for arrival times that stray from the send times.
+    fn lower(&self, slack: f64) -> f64 {
+        let span = self.latest - self.at + slack;
+        if self.accepted < 2 || span <= 0.0 {
+            return 0.0;
+        }
+        (self.accepted - 1) as f64 / span
+    }
+
+    /// The rate the bucket is known to stay under, given the refusal of
+    /// one sent at `at` that ends the count: when no gap since let a token
+    /// and more come back (the bucket never filled).
+    fn upper(&self, at: f64, slack: f64) -> Option<f64> {
+        let span = at - self.at - slack;
+        if span <= 0.0 {
+            return None;
+        }
+        let upper = (self.accepted + 1) as f64 / span;
+        (self.widest_gap * upper <= 1.0).then_some(upper)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -309,6 +377,9 @@ impl Controller {
             refuses_in_spells: false,
             refuses_one_by_one: false,
             lower_measured: false,
+            anchor: None,
+            round_trip: 0.0,
+            first_burst: None,
             pace_set_at: f64::NEG_INFINITY,
             accepted_at_pace: 0,
             refused_at_pace: 0,
@@ -400,6 +471,11 @@ impl Controller {
         if on_credit && let Some(pace) = self.pace {
             self.tat = self.tat.max(now) + 1.0 / pace;
         }
+        if let (Some(anchor), Some(last)) = (&mut self.anchor, self.last_grant)
+            && last >= anchor.at
+        {
+            anchor.widest_gap = anchor.widest_gap.max(now - last);
+        }
         self.last_grant = Some(now);
         self.recent.push_back(now);
         while self.recent.front().is_some_and(|&t| t < now - 1.0) {
@@ -426,6 +502,13 @@ impl Controller {
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
         self.mirror.accepted(permit.seq, now);
         self.follow_mirror(now);
+        self.round_trip = (now - permit.at).max(0.0);
+        if let Some(anchor) = &mut self.anchor
+            && permit.seq > anchor.seq
+        {
+            anchor.accepted += 1;
+            anchor.latest = anchor.latest.max(permit.at);
+        }
         self.successes += 1;
         self.first_success.get_or_insert(now);
         self.recent_successes.push_back(now);
@@ -478,6 +561,27 @@ impl Controller {
         if permit.at >= self.pace_set_at {
             self.refused_at_pace += 1;
         }
+        self.round_trip = (now - permit.at).max(0.0);
+        // What the bucket took between the latest refusal and this one.
+        let mut pair = None;
+        if self.anchor.is_none_or(|anchor| permit.seq > anchor.seq) {
+            if let Some(anchor) = self.anchor {
+                let slack = self.round_trip;
+                pair = Some((
+                    anchor.lower(slack),
+                    anchor.upper(permit.at, slack),
+                    anchor.accepted,
+                    permit.at - anchor.at,
+                ));
+            }
+            self.anchor = Some(Anchor {
+                seq: permit.seq,
+                at: permit.at,
+                accepted: 0,
+                latest: permit.at,
+                widest_gap: 0.0,
+            });
+        }
         if let Some(quota) = quota {
             self.on_quota(permit, now, quota);
         }
@@ -498,12 +602,19 @@ impl Controller {
             // let the quota come back before the next permit.
             stated.margin += 1;
             stated.credit_until = stated.credit_until.min(self.next_seq.saturating_sub(1));
-            // Until the quota grows again, as the refusal itself says.
+            // Until the quota grows again, as the refusal itself says; a
+            // quota that refills while spent (a bucket) grows within an
+            // interval or two, whatever whole second the figure rounds up to.
+            let interval = 2.0 / stated.rate;
             let pause = quota
                 .and_then(|q| q.reset)
                 .or(retry_after)
-                .unwrap_or(2.0 / stated.rate)
-                .min(MAX_PAUSE);
+                .unwrap_or(interval)
+                .min(if stated.refills == Some(true) {
+                    interval
+                } else {
+                    MAX_PAUSE
+                });
             self.pause(now, pause);
             return row_wait;
         }
@@ -605,6 +716,7 @@ impl Controller {
             return row_wait;
         }
         self.learning_throttles += 1;
+        self.first_burst.get_or_insert(self.successes);
         let mut measured = None;
         match self.last_episode {
             Some((start, successes)) => {
@@ -626,7 +738,28 @@ impl Controller {
             None => (self.recent.len() as f64).max(1.0),
         };
         self.upper = self.upper.min(sent_pace);
-        if let Some(measured) = measured {
+        let bucket = self.refuses_one_by_one
+            && !self.refuses_in_spells
+            && self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
+        let pair = pair.filter(|_| bucket);
+        if let Some((_, Some(upper), _, _)) = pair {
+            self.upper = self.upper.min(upper);
+        }
+        let mut estimate = None;
+        if let Some((lower, _, accepted, span)) = pair
+            && lower > 0.0
+        {
+            // A bucket's rate, measured between two refusals: above the
+            // lower figure for certain, about the middle one.
+            let lower = if self.lower_measured {
+                self.lower.max(lower)
+            } else {
+                lower
+            };
+            self.lower = lower.min(self.upper * UNDER);
+            self.lower_measured = true;
+            estimate = Some(accepted as f64 / span * UNDER);
+        } else if let Some(measured) = measured {
             self.lower = (measured * UNDER).min(self.upper * UNDER);
             self.lower_measured = true;
         } else if self.lower >= self.upper * UNDER {
@@ -638,7 +771,9 @@ impl Controller {
                 self.calm_scale = (self.calm_scale * 2.0).min(CALM_SCALE_MAX);
             }
         }
-        let next = if self.lower > 0.0 {
+        let next = if let Some(estimate) = estimate {
+            estimate.clamp(self.lower, self.upper * UNDER)
+        } else if self.lower > 0.0 {
             // Just under the measure; calm stretches probe upward from there.
             self.lower
         } else {
@@ -764,7 +899,24 @@ impl Controller {
         if self.calm < needed {
             return;
         }
-        if pace > self.lower {
+        let bucket = self.refuses_one_by_one && !self.refuses_in_spells;
+        let bursts = self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
+        if bucket && bursts && !was_converged {
+            // A calm stretch may be a bucket's burst draining: only what it
+            // accepted since it was last found empty proves a pace.
+            let proven = self
+                .anchor
+                .map_or(0.0, |anchor| anchor.lower(self.round_trip));
+            // (A pause since — a Retry-After — leaves the measure short:
+            // a long enough calm proves the pace all the same.)
+            if proven < pace * PROVEN_SHARE && self.calm < CALM_LONG {
+                return;
+            }
+            if proven > self.lower {
+                self.lower = proven;
+                self.lower_measured = true;
+            }
+        } else if pace > self.lower {
             self.lower = pace;
             self.lower_measured = false;
         }
@@ -778,7 +930,7 @@ impl Controller {
         // Upward by bisection; in small steps from a measure, which is
         // close, and every step past the limit costs a 429.
         let mut next = self.bisect();
-        if self.lower_measured || self.refuses_in_spells {
+        if (self.lower_measured && !bucket) || self.refuses_in_spells {
             next = next.min(self.lower * (1.0 + RAISE_STEP));
         }
         if next > pace * 1.001 {
@@ -810,6 +962,16 @@ impl Controller {
     fn on_quota(&mut self, permit: Permit, now: f64, quota: Quota) {
         if let Some(reset) = quota.reset {
             self.longest_reset = self.longest_reset.max(reset);
+        }
+        // More remaining than the limit states: no window allows that (what
+        // remains of one is at most its quota); a bucket holding a burst
+        // larger than its stated rate does. It refills while spent.
+        let over_limit = matches!(
+            (quota.limit, quota.remaining),
+            (Some(limit), Some(remaining)) if remaining > limit
+        );
+        if over_limit {
+            self.early_refill = true;
         }
         if self.stated.is_none()
             && let Some(remaining) = quota.remaining
@@ -849,7 +1011,11 @@ impl Controller {
                         .seq
                         .saturating_add(remaining.saturating_sub(stated.margin));
                     let spending = self.next_seq <= stated.credit_until.saturating_add(1);
-                    if stated.refills.is_none() && spending && until > stated.credit_until {
+                    if stated.refills != Some(true) && over_limit {
+                        stated.refills = Some(true);
+                        self.tat -= stated.charged;
+                        stated.charged = 0.0;
+                    } else if stated.refills.is_none() && spending && until > stated.credit_until {
                         // The first spell of credit grew while spent: a
                         // bucket. Give back what it was charged.
                         stated.refills = Some(true);

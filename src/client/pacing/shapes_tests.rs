@@ -340,38 +340,26 @@ fn every_shape_ends_with_every_row_updated() {
 /// The goal — within 1.15× of the least time the limit allows at the asked
 /// rate, 429s on at most 5 % of the rows — for every shape, with and
 /// without Retry-After and rate-limit headers, asked 5× the limit; asked
-/// 50×, for the limits that state themselves (but a bucket stating no
-/// window). The other cells asked 50× — limits that say nothing of
-/// themselves — are held to the time but a looser share of 429s here, and
-/// their figures are in BENCHMARKS.md as the work still open.
+/// 50×, for the limits that state themselves. The other cells asked 50× —
+/// limits that say nothing of themselves — are held to the time but a
+/// looser share of 429s here, and their figures are in BENCHMARKS.md as the
+/// work still open.
 #[test]
 fn meets_the_goal_where_the_limit_can_be_seen() {
     let mut missed = Vec::new();
     for cell in every_cell() {
         eprintln!("{}", cell.line());
         let stated = cell.server.headers != HeaderStyle::None;
-        let bucket = matches!(cell.server.shape, Shape::Bucket { .. });
-        let x_style = matches!(cell.server.headers, HeaderStyle::X | HeaderStyle::XEpoch);
-        let in_scope = if cell.asked <= 100.0 {
-            true
-        } else {
-            // Asked 50×: a bucket whose X-RateLimit fields state no window
-            // looks like a window until it has refilled, which at 50× its
-            // rate its burst does not show.
-            stated && !(bucket && x_style)
-        };
+        // A bucket holding a burst shows its rate between two 429s.
+        let bursting_bucket =
+            matches!(cell.server.shape, Shape::Bucket { burst, .. } if burst >= 2);
+        let in_scope = cell.asked <= 100.0 || stated || bursting_bucket;
         let met = if in_scope {
             cell.meets_the_goal(ROWS)
         } else {
-            // Asked 50×, a bucket whose X-RateLimit fields state no window
-            // takes up to 1.3×; a limit stating nothing, up to 7.5 % 429s.
+            // Asked 50×, a limit stating nothing: up to 7.5 % 429s.
             cell.out.updated == ROWS
-                && cell.ratio
-                    <= if cell.server.headers == HeaderStyle::None {
-                        1.15
-                    } else {
-                        1.35
-                    }
+                && cell.ratio <= 1.15
                 && cell.out.throttles as f64 <= 0.075 * ROWS as f64
         };
         if !met {
@@ -427,6 +415,73 @@ fn after_a_pause_permits_are_spaced() {
     // The first two go 1/100 s apart; after the first 429 no two permits are
     // closer than the slowest pace the run used could allow at 100/s.
     assert!(gaps.iter().skip(1).all(|g| *g >= 0.01 - 1e-9), "{gaps:?}");
+}
+
+/// Found at 50× a bucket of 40 stating `X-RateLimit-Limit: 20` and no
+/// window: its reset reads 0 while a token is left, so the quota was first
+/// known at the 429 that ended the burst; the 40 requests before were
+/// charged to the pace as a window's would be (2 s of nothing), and the
+/// 429 paused the run for the whole second its reset rounded up to (1.3×
+/// the least time). More remaining than the stated limit is a bucket, whose
+/// credit is not charged and which refills within an interval.
+#[test]
+fn a_bucket_stating_no_window_is_not_paced_as_a_window() {
+    for headers in [HeaderStyle::X, HeaderStyle::XEpoch] {
+        let server = Server {
+            shape: Shape::Bucket {
+                rate: 20.0,
+                burst: 40,
+            },
+            retry_after: false,
+            headers,
+        };
+        for seed in 1..=4 {
+            let out = run(server, ROWS, Some(1000.0), 1, seed);
+            let ratio = out.ratio(server, ROWS, Some(1000.0));
+            assert_eq!(out.updated, ROWS);
+            assert!(ratio <= 1.08, "{headers:?} seed {seed}: {ratio:.3}");
+            assert!(
+                out.throttles <= 5,
+                "{headers:?} seed {seed}: {}",
+                out.throttles
+            );
+        }
+    }
+}
+
+/// Found at 50× a bucket holding a burst, stating nothing (seed 7: 13 and
+/// 14 × 429): the pace came down by halves past a measure of the rate
+/// between two 429s, then climbed back on calm stretches that were only
+/// the burst draining, each such "proof" a 429 later, and the lower bound
+/// it left a false one. Now the successes between two refusals bound the
+/// rate from below for certain and set the pace, and only what the bucket
+/// took since it was last found empty proves a pace. Over ten seeds, 429s
+/// on about 5 % of the rows (one seed in forty draws 11), none past 1.15×.
+#[test]
+fn a_bucket_holding_a_burst_is_measured_between_its_429s() {
+    for burst in [5, 40] {
+        for retry_after in [true, false] {
+            let server = Server {
+                shape: Shape::Bucket { rate: 20.0, burst },
+                retry_after,
+                headers: HeaderStyle::None,
+            };
+            let mut total = 0;
+            for seed in 1..=10 {
+                let out = run(server, ROWS, Some(1000.0), 1, seed);
+                let ratio = out.ratio(server, ROWS, Some(1000.0));
+                let line = format!(
+                    "{server:?} seed {seed}: {ratio:.3}, {} × 429",
+                    out.throttles
+                );
+                assert_eq!(out.updated, ROWS, "{line}");
+                assert!(ratio <= 1.15, "{line}");
+                assert!(out.throttles <= 11, "{line}");
+                total += out.throttles;
+            }
+            assert!(total <= 10 * 10, "{server:?}: {total} × 429 over ten seeds");
+        }
+    }
 }
 
 /// Every cell over ten seeds (jitter and retry waits differ): the worst
