@@ -16,7 +16,8 @@
 //!   window never sees credit and full pace on top. More remaining than the
 //!   stated limit is a bucket (no window holds more than its quota): its
 //!   credit is not charged, and a 429 pauses it an interval or two, not the
-//!   whole seconds its reset rounds up to. No 429 is needed.
+//!   whole seconds its reset rounds up to (a `Retry-After` of more than a
+//!   second is still waited in full). No 429 is needed.
 //! - Otherwise it learns from 429s and successes. 429s come in episodes
 //!   (from one until the next success); an episode's first 429 bounds the
 //!   limit from above (the pace that drew it) and cuts the pace by the share
@@ -604,18 +605,21 @@ impl Controller {
             stated.credit_until = stated.credit_until.min(self.next_seq.saturating_sub(1));
             // Until the quota grows again, as the refusal itself says; a
             // quota that refills while spent (a bucket) grows within an
-            // interval or two, whatever whole second the figure rounds up to.
+            // interval or two, whatever whole second its reset rounds up
+            // to. A Retry-After of more than a second is waited in full.
             let interval = 2.0 / stated.rate;
-            let pause = quota
-                .and_then(|q| q.reset)
-                .or(retry_after)
-                .unwrap_or(interval)
-                .min(if stated.refills == Some(true) {
-                    interval
+            let reset = quota.and_then(|q| q.reset).map(|reset| {
+                if stated.refills == Some(true) {
+                    reset.min(interval)
                 } else {
-                    MAX_PAUSE
-                });
-            self.pause(now, pause);
+                    reset
+                }
+            });
+            let mut pause = reset.or(retry_after).unwrap_or(interval);
+            if let Some(asked) = retry_after.filter(|&asked| asked > 1.0) {
+                pause = pause.max(asked);
+            }
+            self.pause(now, pause.min(MAX_PAUSE));
             return row_wait;
         }
         if let Some(episode) = &mut self.episode {
@@ -1291,6 +1295,27 @@ mod tests {
         assert!((learned.limit - 20.0).abs() < 1e-9);
         assert!((c.pace().unwrap() - 20.0 * UNDER_QUOTA).abs() < 1e-9);
         assert!(learned.suggested_rate(Some(100.0)).is_some());
+    }
+
+    /// Found in review: once an answer showed more remaining than its limit
+    /// (a bucket), a 429's `Retry-After: 30` paused the run a tenth of a
+    /// second, and the next success's credit went at the asked rate.
+    #[test]
+    fn a_stated_bucket_still_waits_a_long_retry_after() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let bucket = |remaining| Quota {
+            limit: Some(20),
+            window: None,
+            remaining: Some(remaining),
+            reset: Some(1.0),
+        };
+        let p = c.grant(0.0);
+        c.on_success(p, 0.002, Some(bucket(30)));
+        assert_eq!(c.learned().map(|l| l.source), Some(Source::Headers));
+        let p = c.grant(c.ready_at().max(0.002));
+        c.on_throttled(p, p.at + 0.002, Some(30.0), Some(bucket(0)));
+        assert!(c.pause_until() >= p.at + 30.0, "{}", c.pause_until());
+        assert!(c.ready_at() >= p.at + 30.0);
     }
 
     #[test]

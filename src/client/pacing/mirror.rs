@@ -27,8 +27,8 @@
 //! boundary goes through, though the span since the N-th latest is short):
 //! a refusal past a proven span says so. The span is then looked for again
 //! at round spans past the refusal, set no longer than the round span
-//! under the look that was taken, and not shortened by acceptances until a
-//! long calm lets it look shorter again.
+//! under the look that was taken (if one lies past the refusal), and not
+//! shortened by acceptances until a long calm lets it look shorter again.
 
 use std::collections::VecDeque;
 
@@ -633,7 +633,21 @@ mod tests {
         m.record(5, nth + 1.2);
         m.refused(5, nth + 1.21, None);
         assert!(m.windowed);
-        assert!(m.hi > 1.2);
+        // Looked for again, at the next round span past the refusal.
+        assert!(m.lo >= 1.2 && !m.hi.is_finite());
+        assert!(
+            (m.ready_at() - (nth + 2.0)).abs() < 0.01,
+            "{}",
+            m.ready_at()
+        );
+        // Taken a little past it: the span is the round span under the look,
+        // and acceptances no longer shorten it.
+        m.record(6, nth + 2.3);
+        m.accepted(6, nth + 2.302);
+        assert_eq!(m.hi, 2.0);
+        m.record(7, nth + 2.31);
+        m.accepted(7, nth + 2.312);
+        assert_eq!(m.hi, 2.0);
     }
 
     #[test]
