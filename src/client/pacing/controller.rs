@@ -972,7 +972,7 @@ impl Controller {
         // larger than its stated rate does. It refills while spent.
         let over_limit = matches!(
             (quota.limit, quota.remaining),
-            (Some(limit), Some(remaining)) if remaining > limit
+            (Some(limit), Some(remaining)) if limit > 0 && remaining > limit
         );
         if over_limit {
             self.early_refill = true;
@@ -1316,6 +1316,22 @@ mod tests {
         c.on_throttled(p, p.at + 0.002, Some(30.0), Some(bucket(0)));
         assert!(c.pause_until() >= p.at + 30.0, "{}", c.pause_until());
         assert!(c.ready_at() >= p.at + 30.0);
+    }
+
+    /// Found in review: a limit of 0 with something remaining (figures
+    /// from two policies mixed up) marked the quota a bucket for good.
+    #[test]
+    fn a_limit_of_zero_says_nothing_of_a_bucket() {
+        let mut c = Controller::new(Some(100.0), 1);
+        let p = c.grant(0.0);
+        let quota = Quota {
+            limit: Some(0),
+            window: Some(1.0),
+            remaining: Some(5),
+            reset: Some(1.0),
+        };
+        c.on_success(p, 0.002, Some(quota));
+        assert!(!c.early_refill);
     }
 
     #[test]
