@@ -15,8 +15,9 @@
 //! that run short, and requests still in flight are not counted). It grows
 //! when the server takes more within a span it is known to exceed, and
 //! shrinks when it refuses with fewer than N within a span it had taken (or
-//! after fewer than N in a run begun at a reopening: a first run across a
-//! fixed window's boundary takes from two).
+//! after fewer than N in a run begun at a reopening, or, once the limit is
+//! known for a fixed window, in a burst begun after a quiet: a first run
+//! across a window's boundary takes from two).
 //! S is learned between bounds: a refusal of a request sent at t proves S >
 //! t − (the N-th latest before it); an acceptance at t proves S ≤ t − (the
 //! N-th latest before it), for a log. Until an acceptance bounds it, the
@@ -114,6 +115,9 @@ pub struct Mirror {
     settled_at: f64,
     /// N was lowered in the current spell of refusals.
     shrunk: bool,
+    /// N was set once by what a burst after a quiet took, a fixed window
+    /// recognised.
+    burst_counted: bool,
     /// A refusal long after the N-th latest was set aside as another's.
     foreign_seen: bool,
     /// A refusal came at or after the time a Retry-After said: they are
@@ -519,11 +523,47 @@ impl Mirror {
             // is looked for again, at round spans past this refusal, and
             // an acceptance no longer shortens it once found.
             self.windowed = true;
+            let mut proven = proven;
+            if !self.burst_counted
+                && let Some(burst) = self.burst_after_quiet(i, self.hi / 2.0)
+                && (self.n / 2..self.n).contains(&burst)
+                && burst >= 2
+            {
+                self.burst_counted = true;
+                // A window takes no more than the burst that began after a
+                // quiet (of half the span it had taken, in which a boundary
+                // passed) got before this refusal: a first run across a
+                // boundary took from two windows, up to twice what one
+                // takes. Once: later bursts would count short.
+                self.n = burst;
+                if let Some(nth) = self.nth_before(seq) {
+                    proven = at - nth;
+                }
+            }
             self.lo = proven;
             self.hi = f64::INFINITY;
             return;
         }
         self.lo = self.lo.max(proven);
+    }
+
+    /// The requests taken in the burst that ends before index `end` (each
+    /// sent less than half of `quiet` after the one before), if a quiet of
+    /// at least `quiet` came before it.
+    fn burst_after_quiet(&self, end: usize, quiet: f64) -> Option<usize> {
+        if !quiet.is_finite() || end == 0 || end > self.log.len() {
+            return None;
+        }
+        let mut start = end - 1;
+        while start > 0 && self.log[start].at - self.log[start - 1].at < quiet / 2.0 {
+            start -= 1;
+        }
+        (start > 0 && self.log[start].at - self.log[start - 1].at >= quiet).then(|| {
+            self.log
+                .range(start..end)
+                .filter(|s| s.fate == Fate::Accepted)
+                .count()
+        })
     }
 }
 
