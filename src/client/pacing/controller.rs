@@ -31,7 +31,10 @@
 //!   refuses in spells (a window until its boundary, a sliding log until
 //!   its oldest request leaves) rather than a bucket: from then on the
 //!   run's own copy of the server's log paces it (`mirror.rs`), N requests
-//!   back to back per span, as the limit itself allows.
+//!   back to back per span, as the limit itself allows. After the run's
+//!   first 429, told nothing, the look that decides it goes no sooner than
+//!   a quarter second (the shortest round span) after the run began, so a
+//!   refused look is also the first of the mirror's search for the span.
 //! - Against a bucket holding a burst (the start took two or more before
 //!   the first 429), a refusal means it is (nearly) empty: k requests sent
 //!   after it and accepted, the latest Δt later, bound its rate above
@@ -90,6 +93,11 @@ const RAISE_STEP: f64 = 0.05;
 const SPELL: f64 = 0.25;
 /// ... but never less than this, seconds.
 const SPELL_MIN: f64 = 0.05;
+/// The shortest span limits that refuse in spells are written in, seconds
+/// (the log mirror's first round span): after the run's first 429, the look
+/// that tells such a limit from a bucket goes no sooner than this after the
+/// run's first request.
+const SHORTEST_SPAN: f64 = 0.25;
 /// Refused for this many intervals of a pace proven to hold, the limit
 /// refuses in spells too: a bucket taking that pace gives a token back
 /// within one.
@@ -197,6 +205,8 @@ pub struct Controller {
     /// GCRA theoretical arrival time of the next permit.
     tat: f64,
     last_grant: Option<f64>,
+    /// When the run's first permit went.
+    first_grant: Option<f64>,
     next_seq: u64,
     pause_until: f64,
     /// The limit lies in `lower ..= upper` (per second).
@@ -362,6 +372,7 @@ impl Controller {
             tolerance,
             tat: 0.0,
             last_grant: None,
+            first_grant: None,
             next_seq: 0,
             pause_until: 0.0,
             lower: 0.0,
@@ -478,6 +489,7 @@ impl Controller {
             anchor.widest_gap = anchor.widest_gap.max(now - last);
         }
         self.last_grant = Some(now);
+        self.first_grant.get_or_insert(now);
         self.recent.push_back(now);
         while self.recent.front().is_some_and(|&t| t < now - 1.0) {
             self.recent.pop_front();
@@ -665,6 +677,25 @@ impl Controller {
                 until
             } else {
                 until.max(episode.started + episode.spell)
+            };
+            // The run's first refusal, refused again, told nothing: the
+            // look that tells a spell from a bucket goes no sooner than the
+            // shortest span limits are written in after the run's first
+            // request. Refused there, a window or log is looked for from
+            // the next round span on (`mirror.rs`), not first at a span the
+            // look only happened to fall on, and the look is not one 429
+            // more. A bucket that took three or more at the start banks the
+            // wait (a bucket of one or two has the longest spell already).
+            let until = match self.first_grant {
+                Some(first)
+                    if !in_spells
+                        && retry_after.is_none()
+                        && episode.spell < SPELL
+                        && self.learning_throttles == 1 =>
+                {
+                    until.max(first + SHORTEST_SPAN + self.round_trip)
+                }
+                _ => until,
             };
             episode.pause = until - now;
             episode.from_seq = self.next_seq;

@@ -340,24 +340,23 @@ fn every_shape_ends_with_every_row_updated() {
 /// The goal — within 1.15× of the least time the limit allows at the asked
 /// rate, 429s on at most 5 % of the rows — for every shape, with and
 /// without Retry-After and rate-limit headers, asked 5× the limit; asked
-/// 50×, for the limits that state themselves. The other cells asked 50× —
-/// limits that say nothing of themselves — are held to the time but a
-/// looser share of 429s here, and their figures are in BENCHMARKS.md as the
-/// work still open.
+/// 50×, for the limits that state themselves, buckets holding a burst and
+/// limits that refuse in spells. A bucket of one asked 50× and saying
+/// nothing of itself is held to the time but a looser share of 429s here,
+/// and its figures are in BENCHMARKS.md as the work still open.
 #[test]
 fn meets_the_goal_where_the_limit_can_be_seen() {
     let mut missed = Vec::new();
     for cell in every_cell() {
         eprintln!("{}", cell.line());
         let stated = cell.server.headers != HeaderStyle::None;
-        // A bucket holding a burst shows its rate between two 429s.
-        let bursting_bucket =
-            matches!(cell.server.shape, Shape::Bucket { burst, .. } if burst >= 2);
-        let in_scope = cell.asked <= 100.0 || stated || bursting_bucket;
+        // A bucket holding no burst shows its rate only a step at a time.
+        let bucket_of_one = matches!(cell.server.shape, Shape::Bucket { burst, .. } if burst < 2);
+        let in_scope = cell.asked <= 100.0 || stated || !bucket_of_one;
         let met = if in_scope {
             cell.meets_the_goal(ROWS)
         } else {
-            // Asked 50×, a limit stating nothing: up to 7.5 % 429s.
+            // Asked 50×, a bucket of one stating nothing: up to 7.5 % 429s.
             cell.out.updated == ROWS
                 && cell.ratio <= 1.15
                 && cell.out.throttles as f64 <= 0.075 * ROWS as f64
@@ -706,6 +705,41 @@ fn a_fixed_window_out_of_step_with_the_run() {
                     assert!(out.throttles <= most, "{cell}");
                 }
             }
+        }
+    }
+}
+
+/// Found asking 50× of a limit that refuses in spells and says nothing of
+/// itself (no Retry-After, no header fields): over ten seeds 10–11 × 429
+/// on 200 rows. After the run's first 429 the look that told a spell from
+/// a bucket went a twentieth of a second after the episode began, and was
+/// refused: one 429 that taught the log mirror nothing it would not learn
+/// at its first round span (and, when the start took only ~20 ms, a span
+/// so short its search first tried half a round span more). Now that look
+/// goes no sooner than a quarter second after the run's first request, and
+/// is the search's first round span: at most 10 × 429 in every seed (8 for
+/// spans of a second), none past 1.15×.
+#[test]
+fn a_silent_spell_is_told_from_a_bucket_at_the_first_round_span() {
+    let shapes = [
+        ("sliding:20:1", 8),
+        ("window:20:1", 8),
+        ("sliding:60:3", 10),
+        ("window:100:5", 10),
+    ];
+    for (shape, most) in shapes {
+        let server = Server {
+            shape: shape.parse().expect("a shape"),
+            retry_after: false,
+            headers: HeaderStyle::None,
+        };
+        for seed in 1..=10 {
+            let out = run(server, ROWS, Some(1000.0), 1, seed);
+            let ratio = out.ratio(server, ROWS, Some(1000.0));
+            let line = format!("{shape} seed {seed}: {ratio:.3}, {} × 429", out.throttles);
+            assert_eq!(out.updated, ROWS, "{line}");
+            assert!(ratio <= 1.15, "{line}");
+            assert!(out.throttles <= most, "{line}");
         }
     }
 }
