@@ -31,7 +31,11 @@
 //!   refuses in spells (a window until its boundary, a sliding log until
 //!   its oldest request leaves) rather than a bucket: from then on the
 //!   run's own copy of the server's log paces it (`mirror.rs`), N requests
-//!   back to back per span, as the limit itself allows. After the run's
+//!   back to back per span, as the limit itself allows. Once that copy's
+//!   span has stretched to 8 times the first it saw taken and it allows
+//!   under a quarter of the pace proven before, it explains the refusals
+//!   no more (a bucket shared with another client refuses at random): the
+//!   run goes back to pacing evenly for good. After the run's
 //!   first 429, told nothing, the look that decides it goes no sooner than
 //!   a quarter second (the shortest round span) after the run began, so a
 //!   refused look is also the first of the mirror's search for the span.
@@ -116,6 +120,11 @@ const CALM_LONG: f64 = 2.0;
 /// first 429 (a bucket of one fills again between two requests at its rate,
 /// so a calm stretch is proof enough).
 const BURST_MIN: u64 = 2;
+/// The log mirror is given up once its span is this many times the first
+/// it was seen to take, and what it allows falls below this share of the
+/// pace proven before it took over.
+const GIVE_UP_SPANS: f64 = 8.0;
+const GIVE_UP_SHARE: f64 = 0.25;
 /// The lowest pace: one request a minute.
 const FLOOR: f64 = 1.0 / 60.0;
 
@@ -599,6 +608,24 @@ impl Controller {
             self.on_quota(permit, now, quota);
         }
         let row_wait = retry_after.unwrap_or(0.0);
+        if self.mirrored()
+            && self.lower > 0.0
+            && self.mirror.stretched_past(GIVE_UP_SPANS)
+            && self
+                .mirror
+                .limit()
+                .is_some_and(|limit| limit < self.lower * GIVE_UP_SHARE)
+        {
+            // The log explains the server's answers no more: refusals that
+            // come at random (a bucket shared with another client) stretch
+            // its span without end, far past the first it was seen to take
+            // and far below the pace proven before. Back to pacing evenly,
+            // this 429 taken as a bucket's.
+            self.mirror.release();
+            self.pace = Some(self.lower.max(FLOOR));
+            self.episode = None;
+            self.decreased_at = f64::NEG_INFINITY;
+        }
         if self.mirrored() {
             // The log paces the run; a Retry-After of more than a second
             // still pauses it in full.

@@ -30,6 +30,12 @@
 //! at round spans past the refusal, set no longer than the round span
 //! under the look that was taken (if one lies past the refusal), and not
 //! shortened by acceptances until a long calm lets it look shorter again.
+//!
+//! While the end of a refusal is looked for, a look goes at least once a
+//! minute unless a `Retry-After` says longer. Refusals that come at random
+//! (a bucket shared with another client) fit no log: the controller gives
+//! the mirror up ([`Mirror::release`]) once its span has stretched far past
+//! the first it saw taken.
 
 use std::collections::VecDeque;
 
@@ -55,6 +61,9 @@ const PROBE_TIMEOUT: f64 = 2.0;
 const ROUND: [f64; 16] = [
     0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 3600.0,
 ];
+/// While the end of a refusal is looked for, the longest wait after a
+/// refusal before the next look, seconds (a `Retry-After` says longer).
+const SEARCH_WAIT_MAX: f64 = 60.0;
 /// The margin for latency jitter is at most this share of the span.
 const MARGIN_SHARE: f64 = 0.05;
 /// A refusal whose N-th latest request is older than this many spans says
@@ -115,6 +124,12 @@ pub struct Mirror {
     settled_at: f64,
     /// N was lowered in the current spell of refusals.
     shrunk: bool,
+    /// Given up for the rest of the run.
+    released: bool,
+    /// When the latest refusal came.
+    refused_at: f64,
+    /// The first span an acceptance proved enough (0 before one).
+    first_proven: f64,
     /// N was set once by what a burst after a quiet took, a fixed window
     /// recognised.
     burst_counted: bool,
@@ -162,10 +177,32 @@ impl Mirror {
         self.n > 0
     }
 
+    /// Whether the span in force (or tried) is more than `factor` times
+    /// the first an acceptance proved enough.
+    pub fn stretched_past(&self, factor: f64) -> bool {
+        let span = if self.hi.is_finite() {
+            self.hi
+        } else {
+            self.trial()
+        };
+        self.in_force() && self.first_proven > 0.0 && span > factor * self.first_proven
+    }
+
+    /// Gives up pacing for the rest of the run: the server's answers are
+    /// not a log's or a window's.
+    pub fn release(&mut self) {
+        self.n = 0;
+        self.released = true;
+        self.probe = None;
+    }
+
     /// Takes over pacing: the requests known taken in the run the latest
     /// refusals ended are what the limit takes per span. Returns false when
     /// that says nothing (too few), or more than the log keeps.
     pub fn take_over(&mut self, now: f64) -> bool {
+        if self.released {
+            return false;
+        }
         if self.dropped.is_some_and(|seq| seq >= self.ended_run_from) {
             // The run began before the oldest request kept.
             return false;
@@ -317,6 +354,11 @@ impl Mirror {
                 };
                 ready = ready.max(nth + self.lo);
             }
+            if !self.hi.is_finite() {
+                // Without a Retry-After saying longer, a look at least once
+                // a minute, as the controller's own pauses.
+                ready = ready.min(self.refused_at + SEARCH_WAIT_MAX);
+            }
         }
         if self.holds_back()
             && let Some((_, sent)) = self.probe
@@ -433,6 +475,9 @@ impl Mirror {
                         }
                     }
                     self.hi = span.max(self.lo).max(2.0 * self.margin());
+                    if self.first_proven == 0.0 {
+                        self.first_proven = self.hi;
+                    }
                     self.settled_at = now;
                 }
             }
@@ -450,6 +495,7 @@ impl Mirror {
     /// says the server takes requests again.
     pub fn refused(&mut self, seq: u64, now: f64, reopen_by: Option<f64>) {
         self.round_trip(seq, now);
+        self.refused_at = now;
         if self.probe.is_some_and(|(p, _)| p == seq) {
             self.probe = None;
         }
