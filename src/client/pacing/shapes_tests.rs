@@ -777,8 +777,9 @@ fn a_silent_spell_is_told_from_a_bucket_at_the_first_round_span() {
 /// the run) takes half of a 20/s limit. Found in review: against a bucket
 /// of one, whose refusals then come at random whatever the pace, the log
 /// mirror took every refusal for a longer span and looked for the end of
-/// it at spans of hours, then days: the run's 200 rows took up to 1.5
-/// billion (virtual) seconds. Now the mirror looks at least once a minute
+/// it at spans of hours, then days: the run's 200 rows took 21,162
+/// (virtual) seconds, and up to 1.5 billion after this session's first
+/// changes to the mirror. Now the mirror looks at least once a minute
 /// while no Retry-After says longer, and is given up once its span is 8
 /// times the first it saw taken and it allows under a quarter of the pace
 /// proven before. Open: the controller still cuts its pace at each such
