@@ -622,6 +622,7 @@ impl Controller {
             // and far below the pace proven before. Back to pacing evenly,
             // this 429 taken as a bucket's.
             self.mirror.release();
+            self.refuses_in_spells = false;
             self.pace = Some(self.lower.max(FLOOR));
             self.episode = None;
             self.decreased_at = f64::NEG_INFINITY;

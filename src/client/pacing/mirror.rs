@@ -31,8 +31,9 @@
 //! under the look that was taken (if one lies past the refusal), and not
 //! shortened by acceptances until a long calm lets it look shorter again.
 //!
-//! While the end of a refusal is looked for, a look goes at least once a
-//! minute unless a `Retry-After` says longer. Refusals that come at random
+//! Once a span was taken, while the end of a refusal is looked for again, a
+//! look goes at least once a minute (the controller waits out a longer
+//! `Retry-After` by pausing the run). Refusals that come at random
 //! (a bucket shared with another client) fit no log: the controller gives
 //! the mirror up ([`Mirror::release`]) once its span has stretched far past
 //! the first it saw taken.
@@ -61,8 +62,8 @@ const PROBE_TIMEOUT: f64 = 2.0;
 const ROUND: [f64; 16] = [
     0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 3600.0,
 ];
-/// While the end of a refusal is looked for, the longest wait after a
-/// refusal before the next look, seconds (a `Retry-After` says longer).
+/// While the end of a refusal is looked for again, once a span was taken,
+/// the longest wait after a refusal before the next look, seconds.
 const SEARCH_WAIT_MAX: f64 = 60.0;
 /// The margin for latency jitter is at most this share of the span.
 const MARGIN_SHARE: f64 = 0.05;
@@ -354,9 +355,10 @@ impl Mirror {
                 };
                 ready = ready.max(nth + self.lo);
             }
-            if !self.hi.is_finite() {
-                // Without a Retry-After saying longer, a look at least once
-                // a minute, as the controller's own pauses.
+            if !self.hi.is_finite() && self.first_proven > 0.0 {
+                // Looked for again after a span was once taken: at least
+                // once a minute, as the controller's own pauses (refusals
+                // that come at random would otherwise stretch it to days).
                 ready = ready.min(self.refused_at + SEARCH_WAIT_MAX);
             }
         }
