@@ -327,7 +327,9 @@ struct Episode {
     /// When it began, and the successes before.
     started: f64,
     successes_before: u64,
-    /// When the request that began it was sent.
+    /// When the request that began it was sent, or the latest sent since
+    /// and taken: refused since then with nothing taken is what bounds a
+    /// bucket's rate.
     first_sent: f64,
     /// Refused this long with nothing accepted, the limit refuses in
     /// spells: five times the gap between the successes before the
@@ -539,6 +541,13 @@ impl Controller {
         }
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
+        }
+        if let Some(episode) = &mut self.episode
+            && permit.at > episode.first_sent
+        {
+            // Sent after the request that began the episode, and taken: the
+            // limit gave a token back then, whatever came after.
+            episode.first_sent = permit.at;
         }
         if let Some(episode) = self.episode
             && permit.seq >= episode.from_seq
