@@ -686,16 +686,24 @@ mod tests {
         assert!(rate > 19.0 && rate <= 20.5, "{rate}");
     }
 
+    /// A mirror in force after `n` requests `gap` apart were taken and the
+    /// next was refused.
+    fn taken_over(n: u64, gap: f64) -> Mirror {
+        let mut m = Mirror::new();
+        for seq in 0..n {
+            m.record(seq, seq as f64 * gap);
+            m.accepted(seq, seq as f64 * gap);
+        }
+        let at = n as f64 * gap;
+        m.record(n, at);
+        m.refused(n, at + 0.001, None);
+        assert!(m.take_over(at + 0.001));
+        m
+    }
+
     #[test]
     fn one_guess_at_a_time() {
-        let mut m = Mirror::new();
-        for seq in 0..10 {
-            m.record(seq, seq as f64 * 0.001);
-            m.accepted(seq, seq as f64 * 0.001);
-        }
-        m.record(10, 0.01);
-        m.refused(10, 0.011, None);
-        assert!(m.take_over(0.011));
+        let mut m = taken_over(10, 0.001);
         let first = m.ready_at();
         m.record(11, first);
         // Its answer not in: the next waits for it, or for the timeout.
@@ -706,14 +714,7 @@ mod tests {
 
     #[test]
     fn a_fixed_window_stops_the_span_from_shrinking() {
-        let mut m = Mirror::new();
-        for seq in 0..4 {
-            m.record(seq, seq as f64 * 0.01);
-            m.accepted(seq, seq as f64 * 0.01);
-        }
-        m.record(4, 0.04);
-        m.refused(4, 0.041, None);
-        assert!(m.take_over(0.05));
+        let mut m = taken_over(4, 0.01);
         m.hi = 1.0;
         m.lo = 0.9;
         // Refused at a span already taken: a window.
