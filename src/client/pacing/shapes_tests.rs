@@ -582,7 +582,7 @@ fn across_seeds() {
     }
 }
 
-/// One cell over ten seeds: `CELL="window:20:1 false 1000" cargo test
+/// One cell over ten seeds: `CELL="window:20:1 false 1000 [Ietf]" cargo test
 /// --lib one_cell_by_seed -- --ignored --nocapture` (and `SEEDS=3` for one
 /// seed, with `PACING_TRACE` to follow it).
 #[test]
@@ -592,13 +592,25 @@ fn one_cell_by_seed() {
         return;
     };
     let words: Vec<&str> = cell.split_whitespace().collect();
-    let [shape, retry_after, asked] = words[..] else {
-        panic!("CELL=\"SHAPE RETRY-AFTER ASKED\"");
+    let (shape, retry_after, asked, headers) = match words[..] {
+        [shape, retry_after, asked] => (shape, retry_after, asked, "None"),
+        [shape, retry_after, asked, headers] => (shape, retry_after, asked, headers),
+        _ => panic!("CELL=\"SHAPE RETRY-AFTER ASKED [HEADERS]\""),
     };
+    let headers = [
+        HeaderStyle::None,
+        HeaderStyle::Ietf,
+        HeaderStyle::IetfStructured,
+        HeaderStyle::X,
+        HeaderStyle::XEpoch,
+    ]
+    .into_iter()
+    .find(|style| format!("{style:?}") == headers)
+    .expect("None, Ietf, IetfStructured, X or XEpoch");
     let server = Server {
         shape: shape.parse().expect("a shape"),
         retry_after: retry_after == "true",
-        headers: HeaderStyle::None,
+        headers,
     };
     let asked: f64 = asked.parse().expect("a rate");
     let seeds = std::env::var("SEEDS").map_or(1..=10, |s| {
