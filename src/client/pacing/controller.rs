@@ -132,6 +132,8 @@ const FLOOR: f64 = 1.0 / 60.0;
 const TRIPS_KEPT: usize = 16;
 const MAX_SPREAD: f64 = 0.25;
 const SPREAD_MIN_SHARE: f64 = 0.1;
+/// Spacing under this, seconds, is dropped rather than halved.
+const SPACING_LEAST: f64 = 1e-4;
 
 /// Where the learned limit comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,6 +388,27 @@ struct Stated {
     /// other between here and the server, so an answer's figure may already
     /// count some sent after it.
     margin: u64,
+    /// The latest permit that went on credit.
+    last_on_credit: Option<u64>,
+    /// Seconds added to each interval of the pace, once requests sent at
+    /// it were refused: the way to the server took longer for one than for
+    /// the next, and they reached it closer together than sent. When that
+    /// was last widened.
+    spacing: f64,
+    widened_at: f64,
+    /// A request sent at the pace, after the latest pause, was taken: the
+    /// quota is being spent as fast as it grows.
+    paced_taken: bool,
+    /// When the first figures came.
+    known_at: f64,
+}
+
+impl Stated {
+    /// The pace the stated quota allows, each interval widened by
+    /// `spacing`.
+    fn pace(&self) -> f64 {
+        1.0 / (1.0 / self.rate + self.spacing)
+    }
 }
 
 impl Controller {
@@ -497,6 +520,7 @@ impl Controller {
         let next_seq = self.next_seq;
         let on_credit = match &mut self.stated {
             Some(stated) if next_seq <= stated.credit_until => {
+                stated.last_on_credit = Some(next_seq);
                 // Spent credit is charged to the pace where the quota only
                 // comes back as requests age out of a window: the window
                 // must not see the credit and the full pace on top.
@@ -589,6 +613,12 @@ impl Controller {
         if let Some(quota) = quota {
             self.on_quota(permit, now, quota);
         }
+        if let Some(stated) = &mut self.stated
+            && stated.last_on_credit.is_none_or(|seq| permit.seq > seq)
+            && permit.at >= self.pause_until
+        {
+            stated.paced_taken = true;
+        }
     }
 
     /// A 429 for `permit`, answered at `now`. Returns how long that request
@@ -671,7 +701,37 @@ impl Controller {
             self.follow_mirror(now);
             return row_wait;
         }
+        let spread = self.trip_spread();
         if let Some(stated) = &mut self.stated {
+            if permit.at < stated.known_at {
+                // Sent before any figure came, at the asked rate: the pace
+                // the figures set is in force already.
+                return row_wait;
+            }
+            let reset = quota.and_then(|q| q.reset).unwrap_or(0.0);
+            let at_pace = stated.last_on_credit.is_none_or(|seq| permit.seq > seq);
+            let widest = 1.0 / stated.rate;
+            if at_pace
+                && stated.paced_taken
+                && stated.spacing < widest
+                && retry_after.is_none_or(|asked| asked <= 1.0)
+                && reset <= (2.0 / stated.rate).max(1.0)
+            {
+                // Sent at the stated pace, not on credit, after one sent so
+                // was taken, and the quota grows again within a second: the
+                // request reached the server closer to the one before than
+                // it was sent. Widen the interval by half how far round
+                // trips differ (the way there is half a round trip), half
+                // again at each such 429 after (one for the requests sent
+                // before that), and go on at that pace.
+                if permit.at >= stated.widened_at {
+                    stated.spacing = (stated.spacing * 1.5).max(spread / 2.0).min(widest);
+                    stated.widened_at = now;
+                    self.follow_stated(now);
+                }
+                return row_wait;
+            }
+            stated.paced_taken = false;
             // The server states its quota: a 429 means the credit was read
             // too generously (requests overtake each other on the way), not
             // that the quota is wrong. Keep a wider margin from now on, and
@@ -950,13 +1010,16 @@ impl Controller {
 
     /// How much longer the latest round trips took than the fastest,
     /// seconds: about how far one request's way to the server may run
-    /// longer than another's. At least a tenth of the fastest, as a few
-    /// round trips seldom show all the spread there is.
+    /// longer than another's. The slowest of them is left out (one slow
+    /// answer is no spread), and it is at least a tenth of the fastest, as
+    /// a few round trips seldom show all the spread there is.
     fn trip_spread(&self) -> f64 {
         if self.trips.is_empty() {
             return 0.0;
         }
-        let slowest = self.trips.iter().copied().fold(0.0, f64::max);
+        let mut trips: Vec<f64> = self.trips.iter().copied().collect();
+        trips.sort_by(f64::total_cmp);
+        let slowest = trips[trips.len().saturating_sub(2)];
         let least = self.fastest_trip * SPREAD_MIN_SHARE;
         (slowest - self.fastest_trip)
             .max(least)
@@ -1033,7 +1096,20 @@ impl Controller {
         if self.mirrored() {
             return;
         }
-        if !self.upper.is_finite() || self.stated.is_some() {
+        if let Some(stated) = &mut self.stated {
+            // Long calm at a pace widened for the way's spread: narrow it
+            // again by half, in case the spread was passing.
+            if stated.spacing > 0.0 && self.calm >= PROBE_AFTER {
+                stated.spacing = if stated.spacing < SPACING_LEAST {
+                    0.0
+                } else {
+                    stated.spacing / 2.0
+                };
+                self.follow_stated(now);
+            }
+            return;
+        }
+        if !self.upper.is_finite() {
             return;
         }
         let was_converged = self.converged();
@@ -1094,6 +1170,15 @@ impl Controller {
 
     /// A new pace: the next permit is spaced from the last at the new pace,
     /// never due at once.
+    /// Paces the run as the stated quota and its spacing allow; what spent
+    /// credit was charged stays.
+    fn follow_stated(&mut self, now: f64) {
+        let Some(stated) = self.stated else { return };
+        let charged_until = self.tat;
+        self.set_pace(stated.pace(), now);
+        self.tat = self.tat.max(charged_until);
+    }
+
     fn set_pace(&mut self, pace: f64, now: f64) {
         let pace = self.ceiling.map_or(pace, |c| pace.min(c));
         if pace < self.pace.unwrap_or(f64::INFINITY) {
@@ -1200,10 +1285,7 @@ impl Controller {
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
                     stated.rate = rate;
-                    // A new rate, but what spent credit was charged stays.
-                    let charged_until = self.tat;
-                    self.set_pace(rate, now);
-                    self.tat = self.tat.max(charged_until);
+                    self.follow_stated(now);
                 }
             }
             None => {
@@ -1224,6 +1306,11 @@ impl Controller {
                     refills: self.early_refill.then_some(true),
                     charged,
                     margin: CREDIT_MARGIN,
+                    last_on_credit: None,
+                    spacing: 0.0,
+                    widened_at: f64::NEG_INFINITY,
+                    paced_taken: false,
+                    known_at: now,
                 });
                 self.tolerance = 0.0;
                 self.pace = Some(rate);
@@ -1664,6 +1751,71 @@ mod tests {
             c.grant(next);
             at = next;
         }
+    }
+
+    /// Found at 25 ms from the server: a bucket of one stating `20;w=1`,
+    /// paced at 19.4/s, refused now and then a request that the network
+    /// had brought closer to the one before than it was sent; each such
+    /// 429 paused the run until the whole second the reset rounds up to
+    /// (2.06×). Now the interval widens by half the round trips' spread,
+    /// and the run goes on at that pace.
+    #[test]
+    fn a_request_refused_at_the_stated_pace_widens_the_pace_and_pauses_nothing() {
+        let bucket = |remaining| window_of(20, 1.0, remaining, 1.0);
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.050, Some(bucket(0)));
+        let pace = c.pace().unwrap();
+        // Round trips of 50–56 ms, the pace taken for a while.
+        let mut at = c.ready_at();
+        for trip in [0.052, 0.056, 0.050, 0.056] {
+            let p = c.grant(at);
+            c.on_success(p, at + trip, Some(bucket(0)));
+            at = c.ready_at().max(at + trip);
+        }
+        let refused = c.grant(at);
+        let now = at + 0.051;
+        c.on_throttled(refused, now, Some(1.0), Some(bucket(0)));
+        assert!(c.pause_until() <= now, "paused until {}", c.pause_until());
+        let widened = c.pace().unwrap();
+        // 3 ms more to each interval: half of 56 − 50 ms.
+        assert!(
+            (1.0 / widened - 1.0 / pace - 0.003).abs() < 1e-9,
+            "{pace} -> {widened}"
+        );
+        // Another refusal for one sent before the widening changes nothing.
+        c.on_throttled(refused, now + 0.01, Some(1.0), Some(bucket(0)));
+        assert_eq!(c.pace(), Some(widened));
+        // The learned limit is still what the server states.
+        assert!((c.learned().unwrap().limit - 20.0).abs() < 1e-9);
+        // Calm for long at that pace: the spacing halves.
+        let mut at = now;
+        while at < now + PROBE_AFTER + 1.0 {
+            at = c.ready_at().max(at);
+            let p = c.grant(at);
+            c.on_success(p, at + 0.05, Some(bucket(0)));
+        }
+        let narrowed = c.pace().unwrap();
+        assert!(
+            (1.0 / narrowed - 1.0 / pace - 0.0015).abs() < 1e-9,
+            "{widened} -> {narrowed}"
+        );
+    }
+
+    /// Requests sent at the asked rate before any figure came and refused
+    /// pause nothing more: the stated pace is in force already. Found at
+    /// 25 ms: a 429 arriving before the first success paused a bucket of
+    /// one's run a whole second (1.23×).
+    #[test]
+    fn refusals_of_requests_sent_before_any_figure_pause_nothing() {
+        let bucket = |remaining| window_of(20, 1.0, remaining, 1.0);
+        let mut c = Controller::new(Some(1000.0), 1);
+        let sent: Vec<Permit> = (0..4).map(|i| c.grant(f64::from(i) * 0.001)).collect();
+        c.on_throttled(sent[1], 0.051, Some(1.0), Some(bucket(0)));
+        c.on_success(sent[0], 0.052, Some(bucket(0)));
+        c.on_throttled(sent[2], 0.053, Some(1.0), Some(bucket(0)));
+        c.on_throttled(sent[3], 0.054, Some(1.0), Some(bucket(0)));
+        assert!(c.pause_until() < 0.1, "paused until {}", c.pause_until());
     }
 
     #[test]
