@@ -69,9 +69,6 @@ const CONVERGED: f64 = 0.04;
 const UNDER: f64 = 0.97;
 /// Paced under a stated quota by this share.
 const UNDER_QUOTA: f64 = 0.97;
-/// Credit held back from a stated remaining, at first; one more after each
-/// 429 that credit drew.
-const CREDIT_MARGIN: u64 = 0;
 /// Seconds of calm sending that prove a pace holds against a limit that
 /// refuses request by request (a bucket).
 const CALM_BUCKET: f64 = 0.5;
@@ -384,10 +381,14 @@ struct Stated {
     /// Seconds of pace the current spell of credit has been charged; given
     /// back when the quota turns out to refill.
     charged: f64,
-    /// Credit held back from each stated remaining: requests overtake each
-    /// other between here and the server, so an answer's figure may already
-    /// count some sent after it.
+    /// Credit held back from each stated remaining, one more after each 429
+    /// that credit drew (at least as many as were sent within the round
+    /// trips' spread before the answer's request: not yet counted, they may
+    /// still take from what it says remains).
     margin: u64,
+    /// The furthest sequence number any answer's remaining reached, as
+    /// stated: whether it grows while spent tells a bucket.
+    stated_until: u64,
     /// The latest permit that went on credit.
     last_on_credit: Option<u64>,
     /// Seconds added to each interval of the pace, once requests sent at
@@ -396,8 +397,8 @@ struct Stated {
     /// was last widened.
     spacing: f64,
     widened_at: f64,
-    /// A request sent at the pace, after the latest pause, was taken: the
-    /// quota is being spent as fast as it grows.
+    /// A request sent at the pace, after the latest pause and the latest
+    /// 429, was taken: the quota is being spent as fast as it grows.
     paced_taken: bool,
     /// When the first figures came.
     known_at: f64,
@@ -615,7 +616,7 @@ impl Controller {
         }
         if let Some(stated) = &mut self.stated
             && stated.last_on_credit.is_none_or(|seq| permit.seq > seq)
-            && permit.at >= self.pause_until
+            && permit.at >= self.pause_until.max(stated.known_at)
         {
             stated.paced_taken = true;
         }
@@ -724,6 +725,9 @@ impl Controller {
                 // trips differ (the way there is half a round trip), half
                 // again at each such 429 after (one for the requests sent
                 // before that), and go on at that pace.
+                // (Refused again before one sent at the pace is taken: no
+                // longer the way's doing.)
+                stated.paced_taken = false;
                 if permit.at >= stated.widened_at {
                     stated.spacing = (stated.spacing * 1.5).max(spread / 2.0).min(widest);
                     stated.widened_at = now;
@@ -736,7 +740,9 @@ impl Controller {
             // too generously (requests overtake each other on the way), not
             // that the quota is wrong. Keep a wider margin from now on, and
             // let the quota come back before the next permit.
-            stated.margin += 1;
+            if !at_pace {
+                stated.margin += 1;
+            }
             stated.credit_until = stated.credit_until.min(self.next_seq.saturating_sub(1));
             // Until the quota grows again, as the refusal itself says; a
             // quota that refills while spent (a bucket) grows within an
@@ -1259,9 +1265,12 @@ impl Controller {
         match &mut self.stated {
             Some(stated) => {
                 if permit.seq >= stated.freshest {
+                    // What the answer says remains, less what requests sent
+                    // just before may yet take from it.
+                    let stated_until = permit.seq.saturating_add(remaining);
                     let until = permit
                         .seq
-                        .saturating_add(remaining.saturating_sub(stated.margin));
+                        .saturating_add(remaining.saturating_sub(stated.margin.max(overtaken)));
                     let spending = self.next_seq <= stated.credit_until.saturating_add(1);
                     if stated.refills != Some(true) && over_limit {
                         stated.refills = Some(true);
@@ -1269,7 +1278,7 @@ impl Controller {
                         stated.charged = 0.0;
                     } else if stated.refills.is_none()
                         && spending
-                        && until > stated.credit_until.saturating_add(overtaken)
+                        && stated_until > stated.stated_until.saturating_add(overtaken)
                     {
                         // The first spell of credit grew while spent, by
                         // more than requests overtaking each other explain:
@@ -1282,6 +1291,7 @@ impl Controller {
                     }
                     stated.freshest = permit.seq;
                     stated.credit_until = stated.credit_until.max(until);
+                    stated.stated_until = stated.stated_until.max(stated_until);
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
                     stated.rate = rate;
@@ -1301,11 +1311,12 @@ impl Controller {
                     rate,
                     credit_until: permit
                         .seq
-                        .saturating_add(remaining.saturating_sub(CREDIT_MARGIN)),
+                        .saturating_add(remaining.saturating_sub(overtaken)),
                     freshest: permit.seq,
                     refills: self.early_refill.then_some(true),
                     charged,
-                    margin: CREDIT_MARGIN,
+                    margin: 0,
+                    stated_until: permit.seq.saturating_add(remaining),
                     last_on_credit: None,
                     spacing: 0.0,
                     widened_at: f64::NEG_INFINITY,
@@ -1816,6 +1827,58 @@ mod tests {
         c.on_throttled(sent[2], 0.053, Some(1.0), Some(bucket(0)));
         c.on_throttled(sent[3], 0.054, Some(1.0), Some(bucket(0)));
         assert!(c.pause_until() < 0.1, "paused until {}", c.pause_until());
+    }
+
+    /// Found once the XEpoch reset was stamped at the server's time: a
+    /// window with no policy field, its quota spent, refused each request
+    /// sent at the pace after it; each was read as the way's spread, and
+    /// 13 × 429 came before the run paused (2.6×). A second refusal at the
+    /// pace, before one is taken, now pauses until the stated reset; and it
+    /// no longer holds back a request of the next window's credit, whose
+    /// last row then waited a whole window (1.8×).
+    #[test]
+    fn refused_again_at_the_pace_before_one_is_taken_pauses_as_stated() {
+        let no_policy = |remaining, reset| Quota {
+            limit: Some(100),
+            window: None,
+            remaining: Some(remaining),
+            reset: Some(reset),
+        };
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.002, Some(no_policy(99, 4.998)));
+        // The credit spent, one sent at the pace and taken, then two
+        // refused.
+        let mut at = 0.003;
+        while c.next_seq < 100 {
+            at = c.ready_at().max(at + 0.001);
+            c.grant(at);
+        }
+        let paced = c.grant(c.ready_at());
+        let at = paced.at + 0.002;
+        c.on_success(paced, at, Some(no_policy(0, 0.88)));
+        let refused = c.grant(c.ready_at());
+        let now = refused.at + 0.002;
+        c.on_throttled(refused, now, None, Some(no_policy(0, 0.8)));
+        assert!(c.pause_until() <= now, "the first paused");
+        let again = c.grant(c.ready_at());
+        let now = again.at + 0.002;
+        c.on_throttled(again, now, None, Some(no_policy(0, 0.75)));
+        assert!(
+            c.pause_until() >= now + 0.7,
+            "refused twice, paused until {} only",
+            c.pause_until()
+        );
+        // The next window states 99 remaining: all 99 go at the asked rate.
+        let probe = c.grant(c.ready_at());
+        c.on_success(probe, probe.at + 0.002, Some(no_policy(99, 4.99)));
+        let mut at = probe.at + 0.002;
+        for _ in 0..99 {
+            let next = c.ready_at().max(at);
+            assert!(next - at <= 0.001 + 1e-9, "{next} after {at}");
+            c.grant(next);
+            at = next;
+        }
     }
 
     #[test]

@@ -137,7 +137,8 @@ pub fn run_around(
     // Per worker: its row's attempts, the permit in flight, the answer.
     let mut attempts = vec![0u32; concurrency];
     let mut permit_of = vec![None::<Permit>; concurrency];
-    let mut answer_of: Vec<Option<Result<crate::sim::Standing, crate::sim::Refused>>> =
+    // The server's answer and when it gave it.
+    let mut answer_of: Vec<Option<(Result<crate::sim::Standing, crate::sim::Refused>, f64)>> =
         vec![None; concurrency];
     let mut next_row = 0;
     for worker in 0..concurrency {
@@ -224,18 +225,20 @@ pub fn run_around(
                     other_next += (0.5 + other_rng.f64()) / rate;
                 }
                 last_admit = last_admit.max(clock);
-                answer_of[worker] = Some(limiter.admit(last_admit + phase));
+                answer_of[worker] = Some((limiter.admit(last_admit + phase), clock));
                 let down = delay + jitter * rng.f64();
                 push(&mut events, clock + down, Kind::Answer, worker);
             }
             Kind::Answer => {
                 let permit = permit_of[worker].expect("sent");
-                let answer = answer_of[worker].take().expect("arrived");
+                let (answer, answered_at) = answer_of[worker].take().expect("arrived");
                 let standing = match &answer {
                     Ok(s) => *s,
                     Err(r) => r.standing,
                 };
-                let fields = standing.headers(server.headers, UNIX_ORIGIN + clock);
+                // Written at the server's time (a Unix-time reset from the
+                // server's clock, which is the run's).
+                let fields = standing.headers(server.headers, UNIX_ORIGIN + answered_at);
                 let quota = super::super::quota::Quota::from_headers(
                     |name| {
                         fields
