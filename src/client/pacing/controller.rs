@@ -131,6 +131,9 @@ const MAX_SPREAD: f64 = 0.25;
 const SPREAD_MIN_SHARE: f64 = 0.1;
 /// Spacing under this, seconds, is dropped rather than halved.
 const SPACING_LEAST: f64 = 1e-4;
+/// How many more requests on the way to the server a raise of the pace may
+/// add.
+const RAISE_ON_THE_WAY: f64 = 2.0;
 
 /// Where the learned limit comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -919,6 +922,18 @@ impl Controller {
             None => (self.recent.len() as f64).max(1.0),
         };
         self.upper = self.upper.min(sent_pace);
+        // The run's first refusal within its first second: it was sending
+        // no faster than it reached (far from the server, the requests on
+        // the way hold it well under the asked rate). The cut is from
+        // there; the bound stays the pace, as the requests went in bursts.
+        let sent_pace = match self.first_grant {
+            Some(first) if self.learning_throttles == 1 && permit.at - first < 1.0 => {
+                let sent = self.recent.iter().filter(|&&t| t <= permit.at).count() as f64;
+                let reached = sent / (permit.at - first + 1.0 / sent_pace);
+                sent_pace.min(reached.max(1.0))
+            }
+            _ => sent_pace,
+        };
         let bucket = self.refuses_one_by_one
             && !self.refuses_in_spells
             && self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
@@ -1004,7 +1019,6 @@ impl Controller {
         row_wait
     }
 
-    /// Whether the run's copy of the server's log paces it.
     fn note_trip(&mut self, permit: Permit, now: f64) {
         self.round_trip = (now - permit.at).max(0.0);
         self.fastest_trip = self.fastest_trip.min(self.round_trip);
@@ -1044,6 +1058,7 @@ impl Controller {
         sent_close.saturating_sub(1)
     }
 
+    /// Whether the run's copy of the server's log paces it.
     fn mirrored(&self) -> bool {
         self.stated.is_none() && self.mirror.in_force()
     }
@@ -1165,6 +1180,12 @@ impl Controller {
         let mut next = self.bisect();
         if (self.lower_measured && !bucket) || self.refuses_in_spells {
             next = next.min(self.lower * (1.0 + RAISE_STEP));
+        }
+        // Far from the server, a step past the limit costs a 429 for each
+        // request on the way when the first comes back: a step adds at most
+        // a few requests on the way.
+        if self.round_trip > 0.0 {
+            next = next.min(self.lower + RAISE_ON_THE_WAY / self.round_trip);
         }
         if next > pace * 1.001 {
             let capped = self.ceiling.map_or(next, |c| next.min(c));
