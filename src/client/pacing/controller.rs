@@ -798,12 +798,14 @@ impl Controller {
             // Refused after pauses for a quarter of a second, nothing
             // accepted: no bucket refills that slowly; the limit refuses in
             // spells (a window until its boundary, a log until its oldest
-            // request leaves).
+            // request leaves). Counted between the requests' sending, not
+            // their answers: far from the server, requests already on the
+            // way when the first 429 came back are refused with it.
             let refused_for = permit.at - episode.first_sent;
             // Or refused longer than a bucket taking the pace proven before
             // would take to give a token back: no bucket refuses so long at
             // a rate it was seen to sustain.
-            let in_spells = now - episode.started >= episode.spell
+            let in_spells = refused_for >= episode.spell
                 || (refused_for > 0.0 && refused_for * self.lower > SPELL_INTERVALS);
             let until = match retry_after {
                 // Longer pauses first: a bucket's next token may simply not

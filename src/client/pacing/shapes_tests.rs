@@ -941,9 +941,11 @@ fn a_request_taken_during_a_refusal_ends_what_it_proves() {
 /// the rate the requests on the way allowed; and climbing back by halves
 /// drew a 429 for each of the eight requests on the way. Every limit that
 /// states itself meets the goal there (it missed in 48 cells); of the
-/// silent ones, windows and logs asked 50× keep to the time and to 20 ×
-/// 429 (they drew 36–40), and buckets holding a burst of 5 asked 50× to
-/// 20 × 429 (they drew 30–33; their time is still open).
+/// silent ones asked 50×, windows and logs keep to the time and to 20 ×
+/// 429 (they drew 36–40, up to 1.45×), and so do buckets holding a burst
+/// (30–33 × 429, up to 2.35×: the probe after the first pause was refused
+/// because a request sent before it took the token, and the answer coming
+/// a round trip later read as a refusal that lasts, a window's).
 #[test]
 fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_429s() {
     let around = Around {
@@ -961,7 +963,8 @@ fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_42
                 server.shape,
                 Shape::Window { n: 20, .. } | Shape::Sliding { n: 20, .. }
             );
-        let silent_burst = !stated && matches!(server.shape, Shape::Bucket { burst: 5, .. });
+        let silent_burst =
+            !stated && matches!(server.shape, Shape::Bucket { burst, .. } if burst > 1);
         if !stated && !silent_log && !silent_burst {
             continue;
         }
@@ -973,8 +976,7 @@ fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_42
                 let out = run_around(server, ROWS, Some(asked), 1, seed, around);
                 let ratio = out.ratio(server, ROWS, Some(asked));
                 let most = if stated { ROWS / 20 } else { 20 };
-                let in_time = ratio <= 1.15 || silent_burst;
-                if out.updated != ROWS || !in_time || out.throttles > most {
+                if out.updated != ROWS || ratio > 1.15 || out.throttles > most {
                     missed.push(format!(
                         "{} retry-after {} {:?} asked {asked} seed {seed}: {ratio:.3}, {} × 429",
                         server.shape, server.retry_after, server.headers, out.throttles
