@@ -228,6 +228,11 @@ pub struct Controller {
     /// The limit lies in `lower ..= upper` (per second).
     lower: f64,
     upper: f64,
+    /// The upper bound is what a refusal that lasted means of a bucket,
+    /// not a pace that drew a 429.
+    upper_inferred: bool,
+    /// The lowest pace that drew a 429.
+    paced_upper: f64,
     /// Set at each decrease: a 429 for a request sent before it is the same
     /// signal again.
     decreased_at: f64,
@@ -434,6 +439,8 @@ impl Controller {
             pause_until: 0.0,
             lower: 0.0,
             upper: f64::INFINITY,
+            upper_inferred: false,
+            paced_upper: f64::INFINITY,
             decreased_at: f64::NEG_INFINITY,
             calm: 0.0,
             throttles: 0,
@@ -858,6 +865,7 @@ impl Controller {
                 // it a bucket, no token came back in that time, so its rate
                 // is below one per that long.
                 self.upper = 1.0 / refused_for;
+                self.upper_inferred = true;
                 if self.pace.is_some_and(|pace| pace > self.upper * UNDER) {
                     let pace = (self.upper * UNDER).max(self.lower).max(FLOOR);
                     self.set_pace(pace, now);
@@ -923,7 +931,11 @@ impl Controller {
             // Unlimited so far: the rate it reached is the first bound.
             None => (self.recent.len() as f64).max(1.0),
         };
-        self.upper = self.upper.min(sent_pace);
+        if sent_pace < self.upper {
+            self.upper = sent_pace;
+            self.upper_inferred = false;
+        }
+        self.paced_upper = self.paced_upper.min(sent_pace);
         // The run's first refusal within its first second: it was sending
         // no faster than it reached (far from the server, the requests on
         // the way hold it well under the asked rate). The cut is from
@@ -1136,7 +1148,7 @@ impl Controller {
             return;
         }
         let was_converged = self.converged();
-        let needed = if was_converged {
+        let needed = if was_converged && !self.upper_inferred {
             PROBE_AFTER
         } else if self.refuses_one_by_one && !self.refuses_in_spells {
             // A bucket refuses within a few requests of being outrun.
@@ -1170,7 +1182,13 @@ impl Controller {
             self.lower = pace;
             self.lower_measured = false;
         }
-        if was_converged {
+        if was_converged && self.upper_inferred {
+            // Calm at a bound that is only what a bucket would be, had a
+            // short refusal been a bucket's (a window's boundary may have
+            // ended it): back to the bound that paces proved.
+            self.upper = self.paced_upper.max(self.upper);
+            self.upper_inferred = false;
+        } else if was_converged {
             // Long calm at the limit: look a little higher, in case it rose.
             self.upper *= 1.0 + PROBE_STEP;
         }
