@@ -134,6 +134,9 @@ pub struct Mirror {
     /// N was set once by what a burst after a quiet took, a fixed window
     /// recognised.
     burst_counted: bool,
+    /// The run N was counted from: its first sequence number, and when
+    /// the refusal that ended it went (plus the margin for jitter).
+    counted: Option<(u64, f64)>,
     /// A refusal long after the N-th latest was set aside as another's.
     foreign_seen: bool,
     /// A refusal came at or after the time a Retry-After said: they are
@@ -213,6 +216,9 @@ impl Mirror {
             return false;
         }
         self.n = n;
+        self.counted = self
+            .last_refused
+            .map(|(_, at)| (self.ended_run_from, at + self.margin()));
         self.settled_at = now;
         // The latest refusal bounds the span from below.
         if let Some((seq, at)) = self.last_refused
@@ -432,11 +438,23 @@ impl Mirror {
             self.run_from = self.sent_since_refusal;
         }
         let Some(i) = self.index_of(seq) else { return };
+        let was_in_flight = self.log[i].fate == Fate::InFlight;
         self.log[i].fate = Fate::Accepted;
         if !self.in_force() {
             return;
         }
         let at = self.log[i].at;
+        if was_in_flight
+            && self
+                .counted
+                .is_some_and(|(from, until)| seq >= from && at <= until)
+            && self.n < MAX_N
+        {
+            // Taken in the run N was counted from (sent before the refusal
+            // that ended it, or so soon after as to overtake it on the
+            // way), but answered after it: N was counted one short.
+            self.n += 1;
+        }
         if !self.windowed && self.lo > 0.0 && i >= self.n {
             // Taken with N or more taken within a span it is known to
             // exceed: the limit takes more than N.
@@ -699,6 +717,29 @@ mod tests {
         m.refused(n, at + 0.001, None);
         assert!(m.take_over(at + 0.001));
         m
+    }
+
+    /// Found at 25 ms from a 100-per-5 s window: the 100th request taken
+    /// was answered after the 101st's refusal (it had been overtaken on the
+    /// way back, or had overtaken the refused one on the way there), so
+    /// the mirror counted 99 per span, and the run's last row waited a
+    /// whole window (2.08×).
+    #[test]
+    fn a_request_of_the_run_answered_after_its_refusal_is_counted() {
+        for last in [98, 100] {
+            let mut m = Mirror::new();
+            for seq in 0..=100 {
+                m.record(seq, seq as f64 * 0.001);
+            }
+            for seq in (0..=100).filter(|&seq| seq != last && seq != 99) {
+                m.accepted(seq, 0.05 + seq as f64 * 0.001);
+            }
+            m.refused(99, 0.151, Some(5.0));
+            assert!(m.take_over(0.151));
+            assert_eq!(m.n, 99);
+            m.accepted(last, 0.152);
+            assert_eq!(m.n, 100, "taken {last} answered late");
+        }
     }
 
     #[test]
