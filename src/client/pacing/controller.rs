@@ -489,6 +489,9 @@ impl Controller {
             None => f64::NEG_INFINITY,
         };
         let mut ready = paced.max(self.pause_until);
+        if let Some(gate) = self.first_alone_gate() {
+            ready = ready.max(gate);
+        }
         if let Some(Episode {
             probe: Some(probe), ..
         }) = self.episode
@@ -502,6 +505,21 @@ impl Controller {
             ready = self.pause_until.max(self.ceiling_ready());
         }
         ready
+    }
+
+    /// The run's first request goes alone: its answer says whether the
+    /// server states its limit, before the workers' requests are all on
+    /// the way at the asked rate (far from the server, each of those a 429
+    /// against a limit stating itself `20;w=1`). A first request not
+    /// answered in [`PROBE_TIMEOUT`] (lost) holds the next back no longer.
+    fn first_alone_gate(&self) -> Option<f64> {
+        if self.throttles > 0 || self.successes > 0 || self.next_seq == 0 {
+            return None;
+        }
+        Some(
+            self.last_grant
+                .map_or(f64::NEG_INFINITY, |last| last + PROBE_TIMEOUT),
+        )
     }
 
     /// When a permit of stated credit may go: at the asked rate; unlimited,
@@ -910,7 +928,10 @@ impl Controller {
             return row_wait;
         }
         self.learning_throttles += 1;
-        self.first_burst.get_or_insert(self.successes);
+        // (The first request, which went alone, and what the bucket gained
+        // while it was answered, left out.)
+        self.first_burst
+            .get_or_insert(self.successes.saturating_sub(1));
         let mut measured = None;
         match self.last_episode {
             Some((start, successes)) => {
@@ -1920,6 +1941,27 @@ mod tests {
             c.grant(next);
             at = next;
         }
+    }
+
+    /// Found at 25 ms from a limit stating `20;w=1`: the workers' first
+    /// eight requests were all on the way before the first answer said
+    /// so, and seven drew 429s. The first goes alone now; a lost one holds
+    /// the rest back no longer than [`PROBE_TIMEOUT`].
+    #[test]
+    fn the_first_request_goes_alone() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        assert!(c.ready_at() >= PROBE_TIMEOUT - 1e-9, "{}", c.ready_at());
+        c.on_success(first, 0.05, Some(window_of(20, 1.0, 19, 1.0)));
+        assert!(c.ready_at() <= 0.05, "{}", c.ready_at());
+        // Unlimited, with no figures: the rest go at once after the answer.
+        let mut c = Controller::new(None, 1);
+        let first = c.grant(0.0);
+        assert!(c.ready_at() > 0.05);
+        c.on_success(first, 0.05, None);
+        assert!(c.ready_at() <= 0.05);
+        let _ = c.grant(0.05);
+        assert!(c.ready_at() <= 0.05, "only the first goes alone");
     }
 
     #[test]
