@@ -500,6 +500,13 @@ step_g() {
         "window_silent|20 per fixed 1 s window, no Retry-After (open: phase)|0|window:20:1|--limit window:20:1 --no-retry-after|100"
         "nginx_strict_50x|nginx limit_req 20r/s, no burst, asking 50x|0|bucket:20:1|nginx:0|1000"
         "sliding_silent_50x|20 per rolling 1 s, no Retry-After, asking 50x|0|sliding:20:1|--limit sliding:20:1 --no-retry-after|1000"
+        # 50 ms from the server (the simulator holds each request that long
+        # before its limit sees it): where a user's cron host stands.
+        "far_bucket_ietf|50 ms away: bucket 20/s burst 1, RateLimit headers|1|bucket:20:1|--latency=50ms --limit bucket:20:1 --ratelimit-headers ietf|100"
+        "far_window_x|50 ms away: 100 per fixed 5 s window, X-RateLimit headers|1|window:100:5|--latency=50ms --limit window:100:5 --ratelimit-headers x|100"
+        "far_bucket_ra|50 ms away: bucket 20/s burst 1, Retry-After|0|bucket:20:1|--latency=50ms --limit bucket:20:1|100"
+        "far_bucket5_50x|50 ms away: bucket 20/s burst 5, Retry-After, asking 50x|0|bucket:20:5|--latency=50ms --limit bucket:20:5|1000"
+        "far_sliding_ra_50x|50 ms away: 20 per rolling 1 s, Retry-After, asking 50x|0|sliding:20:1|--latency=50ms --limit sliding:20:1|1000"
     )
     local case name label judged shape where asked url source
     for case in "${cases[@]}"; do
