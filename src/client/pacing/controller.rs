@@ -1872,10 +1872,16 @@ mod tests {
         c.on_throttled(late, 0.680, Some(5.0), Some(window_of(100, 5.0, 0, 5.0)));
         let probe = c.grant(c.ready_at());
         c.on_success(probe, probe.at + 0.050, Some(window_of(100, 5.0, 99, 5.0)));
-        let mut at = probe.at + 0.050;
-        for _ in 0..20 {
+        go_at_the_asked_rate(&mut c, probe.at + 0.050, 20, 0.001);
+    }
+
+    /// The next `n` permits from `from` each go within `interval` of the
+    /// one before.
+    fn go_at_the_asked_rate(c: &mut Controller, from: f64, n: usize, interval: f64) {
+        let mut at = from;
+        for _ in 0..n {
             let next = c.ready_at().max(at);
-            assert!(next - at <= 0.001 + 1e-9, "{next} after {at}");
+            assert!(next - at <= interval + 1e-9, "{next} after {at}");
             c.grant(next);
             at = next;
         }
@@ -1992,13 +1998,7 @@ mod tests {
         // The next window states 99 remaining: all 99 go at the asked rate.
         let probe = c.grant(c.ready_at());
         c.on_success(probe, probe.at + 0.002, Some(no_policy(99, 4.99)));
-        let mut at = probe.at + 0.002;
-        for _ in 0..99 {
-            let next = c.ready_at().max(at);
-            assert!(next - at <= 0.001 + 1e-9, "{next} after {at}");
-            c.grant(next);
-            at = next;
-        }
+        go_at_the_asked_rate(&mut c, probe.at + 0.002, 99, 0.001);
     }
 
     /// Found at 25 ms from a limit stating `20;w=1`: the workers' first

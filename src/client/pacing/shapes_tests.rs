@@ -299,6 +299,16 @@ pub fn run_around(
     out
 }
 
+/// A limit of `shape` (as `simulate --limit` writes it) stating nothing of
+/// itself.
+fn silent(shape: &str, retry_after: bool) -> Server {
+    Server {
+        shape: shape.parse().expect("a shape"),
+        retry_after,
+        headers: HeaderStyle::None,
+    }
+}
+
 fn every_server() -> Vec<Server> {
     let shapes = [
         Shape::Bucket {
@@ -857,11 +867,7 @@ fn a_silent_spell_is_told_from_a_bucket_at_the_first_round_span() {
 fn a_limit_shared_midway_never_stalls_the_run() {
     for shape in ["bucket:20:1", "bucket:20:5", "sliding:20:1", "window:20:1"] {
         for retry_after in [true, false] {
-            let server = Server {
-                shape: shape.parse().expect("a shape"),
-                retry_after,
-                headers: HeaderStyle::None,
-            };
+            let server = silent(shape, retry_after);
             for seed in 1..=3 {
                 let from = std::env::var("SHARED_FROM").map_or(4.0, |v| v.parse().unwrap_or(4.0));
                 let around = Around {
@@ -1009,11 +1015,7 @@ fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_42
 fn a_short_refusal_read_as_a_bucket_s_is_given_up_once_calm() {
     for shape in ["window:20:1", "sliding:20:1"] {
         for retry_after in [true, false] {
-            let server = Server {
-                shape: shape.parse().expect("a shape"),
-                retry_after,
-                headers: HeaderStyle::None,
-            };
+            let server = silent(shape, retry_after);
             for seed in 1..=3 {
                 let out = run_at(server, ROWS, Some(27.0), 1, seed, 0.0);
                 let ratio = out.ratio(server, ROWS, Some(27.0));
