@@ -6,8 +6,6 @@
 //! The pacer thread (`super::Pacer`) drives it in real time.
 //!
 //! How it paces:
-//! - The run's first request goes alone: its answer says whether the server
-//!   states its limit before the workers' requests are all on the way.
 //! - Until the server pushes back, at the asked `--rate` with its `--burst`
 //!   (a GCRA: over any span T at most `burst + rate × T` permits).
 //! - When answers carry the server's own figures (`RateLimit-*`,
@@ -18,8 +16,9 @@
 //!   window never sees credit and full pace on top. More remaining than the
 //!   stated limit is a bucket (no window holds more than its quota), and so
 //!   is a quota growing while spent (by more than requests overtaking each
-//!   other on the way explain, and no faster than it can refill: faster, a
-//!   window's boundary passed): its credit is not charged, and a 429 pauses
+//!   other on the way explain, and no faster than it can refill since the
+//!   latest request that found it as it was: faster, a window's boundary
+//!   passed): its credit is not charged, and a 429 pauses
 //!   it an interval or two, not the whole seconds its reset rounds up to.
 //!   A 429 for a request sent at the stated pace, after one so sent was
 //!   taken, is the way's doing (two requests reached the server closer
@@ -60,9 +59,10 @@
 //!   stretch may be the burst draining.
 //! - While the server refuses, one request at a time looks for the end of
 //!   the refusal. A request still refused t seconds in (between sendings)
-//!   bounds a bucket's rate below 1/t, until the pace under it is calm (a
-//!   window's boundary may have ended the refusal); a pace proven calm
-//!   that later draws a 429 doubles the calm the next proof needs.
+//!   bounds a bucket's rate below 1/t, until the bounds meet under it and
+//!   the pace there is calm (a window's boundary may have ended the
+//!   refusal); a pace proven calm that later draws a 429 doubles the calm
+//!   the next proof needs.
 //! - After the first 429 every permit is spaced (no burst), so a pause — a
 //!   `Retry-After`, or the gap after a 429 — never releases the requests that
 //!   waited together, and a change of pace never makes a permit due at once.
@@ -413,7 +413,7 @@ struct Stated {
     /// The furthest sequence number any answer's remaining reached, as
     /// stated: whether it grows while spent tells a bucket.
     stated_until: u64,
-    /// When the request of that answer went.
+    /// When the latest request whose answer stated that much went.
     stated_until_at: f64,
     /// The latest permit that went on credit.
     last_on_credit: Option<u64>,
@@ -507,9 +507,6 @@ impl Controller {
             None => f64::NEG_INFINITY,
         };
         let mut ready = paced.max(self.pause_until);
-        if let Some(gate) = self.first_alone_gate() {
-            ready = ready.max(gate);
-        }
         if let Some(Episode {
             probe: Some(probe), ..
         }) = self.episode
@@ -523,21 +520,6 @@ impl Controller {
             ready = self.pause_until.max(self.ceiling_ready());
         }
         ready
-    }
-
-    /// The run's first request goes alone: its answer says whether the
-    /// server states its limit, before the workers' requests are all on
-    /// the way at the asked rate (far from the server, each of those a 429
-    /// against a limit stating itself `20;w=1`). A first request not
-    /// answered in [`PROBE_TIMEOUT`] (lost) holds the next back no longer.
-    fn first_alone_gate(&self) -> Option<f64> {
-        if self.throttles > 0 || self.successes > 0 || self.next_seq == 0 {
-            return None;
-        }
-        Some(
-            self.last_grant
-                .map_or(f64::NEG_INFINITY, |last| last + PROBE_TIMEOUT),
-        )
     }
 
     /// When a permit of stated credit may go: at the asked rate; unlimited,
@@ -957,10 +939,7 @@ impl Controller {
             return row_wait;
         }
         self.learning_throttles += 1;
-        // (The first request, which went alone, and what the bucket gained
-        // while it was answered, left out.)
-        self.first_burst
-            .get_or_insert(self.successes.saturating_sub(1));
+        self.first_burst.get_or_insert(self.successes);
         let mut measured = None;
         match self.last_episode {
             Some((start, successes)) => {
@@ -1395,9 +1374,11 @@ impl Controller {
                     }
                     stated.freshest = permit.seq;
                     stated.credit_until = stated.credit_until.max(until);
-                    if stated_until > stated.stated_until {
+                    if stated_until >= stated.stated_until {
+                        // (Stated again, by a request sent later: the time
+                        // since which it could have refilled is from then.)
                         stated.stated_until = stated_until;
-                        stated.stated_until_at = permit.at;
+                        stated.stated_until_at = stated.stated_until_at.max(permit.at);
                     }
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
@@ -2001,33 +1982,6 @@ mod tests {
         go_at_the_asked_rate(&mut c, probe.at + 0.002, 99, 0.001);
     }
 
-    /// Found at 25 ms from a limit stating `20;w=1`: the workers' first
-    /// eight requests were all on the way before the first answer said
-    /// so, and seven drew 429s. The first goes alone now; a lost one holds
-    /// the rest back no longer than [`PROBE_TIMEOUT`].
-    #[test]
-    fn the_first_request_goes_alone() {
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        assert!(c.ready_at() >= PROBE_TIMEOUT - 1e-9, "{}", c.ready_at());
-        c.on_success(first, 0.05, Some(window_of(20, 1.0, 19, 1.0)));
-        assert!(c.ready_at() <= 0.05, "{}", c.ready_at());
-        // Unlimited, with no figures: the rest go at once after the answer.
-        let mut c = Controller::new(None, 1);
-        let first = c.grant(0.0);
-        assert!(c.ready_at() > 0.05);
-        c.on_success(first, 0.05, None);
-        assert!(c.ready_at() <= 0.05);
-        let _ = c.grant(0.05);
-        assert!(c.ready_at() <= 0.05, "only the first goes alone");
-    }
-
-    /// Found in review: a stated 1 s window whose boundary falls while the
-    /// first credit is being spent (the run starts late in a window). The
-    /// new window's remaining read as the quota growing while spent, the
-    /// window was taken for a bucket, and each 429 paused 0.1 s: 433 × 429
-    /// in 2,000 rows, the pace at half the quota. A quota that comes back
-    /// faster than it could refill came back all at once: a window.
     #[test]
     fn a_window_s_boundary_during_the_first_credit_is_no_refill() {
         let w = |remaining, reset| window_of(20, 1.0, remaining, reset);
@@ -2061,6 +2015,47 @@ mod tests {
             c.stated.map(|stated| stated.refills),
             c.pause_until() - now
         );
+    }
+
+    /// Found in review: answers 300 ms slow, the first credit of a stated
+    /// 1 s window took until past its boundary to spend, and the new
+    /// window's 19 read as growth a bucket could have refilled since the
+    /// first request (0.0), not since the latest that stated as much: a
+    /// window taken for a bucket, each 429 pausing two intervals.
+    #[test]
+    fn slow_answers_do_not_make_a_stated_window_a_bucket() {
+        let w = |remaining| window_of(20, 1.0, remaining, 1.0);
+        let mut c = Controller::new(Some(1000.0), 1);
+        let p0 = c.grant(0.0);
+        c.on_success(p0, 0.4, Some(w(19)));
+        // (answered at, permit, remaining)
+        let mut pending: Vec<(f64, Permit, u64)> = Vec::new();
+        let mut now = 0.4;
+        for i in 1..=19u64 {
+            let planned = if i <= 8 {
+                0.4 + i as f64 * 0.001
+            } else {
+                0.4 + (i - 8) as f64 * 0.055
+            };
+            pending.sort_by(|a, b| a.0.total_cmp(&b.0));
+            while let Some(&(at, p, remaining)) = pending.first()
+                && at <= planned
+            {
+                pending.remove(0);
+                c.on_success(p, at, Some(w(remaining)));
+            }
+            now = c.ready_at().max(planned).max(now);
+            let p = c.grant(now);
+            // Past the boundary (1.0), a new window's 19.
+            let remaining = if p.at + 0.001 < 1.0 { 19 - i } else { 19 };
+            pending.push((p.at + 0.3, p, remaining));
+        }
+        pending.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (at, p, remaining) in pending {
+            c.on_success(p, at, Some(w(remaining)));
+        }
+        let refills = c.stated.and_then(|stated| stated.refills);
+        assert_ne!(refills, Some(true), "a stated window read as a bucket");
     }
 
     /// Found in review: rounded up to whole seconds, an answer just past a

@@ -537,8 +537,7 @@ fn a_bucket_stating_no_window_is_not_paced_as_a_window() {
 /// it left a false one. Now the successes between two refusals bound the
 /// rate from below for certain and set the pace, and only what the bucket
 /// took since it was last found empty proves a pace. Over ten seeds, 429s
-/// on about 5 % of the rows (one seed in forty draws 12, 6 %, since the
-/// first request goes alone), none past 1.15×.
+/// on about 5 % of the rows (one seed in forty draws 11), none past 1.15×.
 #[test]
 fn a_bucket_holding_a_burst_is_measured_between_its_429s() {
     for burst in [5, 40] {
@@ -558,7 +557,7 @@ fn a_bucket_holding_a_burst_is_measured_between_its_429s() {
                 );
                 assert_eq!(out.updated, ROWS, "{line}");
                 assert!(ratio <= 1.15, "{line}");
-                assert!(out.throttles <= 12, "{line}");
+                assert!(out.throttles <= 11, "{line}");
                 total += out.throttles;
             }
             assert!(total <= 10 * 10, "{server:?}: {total} × 429 over ten seeds");
