@@ -27,6 +27,17 @@ fn latency() -> (f64, f64) {
         })
         .unwrap_or((LATENCY, LATENCY))
 }
+/// The server's own time on each request, seconds, between the two figures
+/// of `PACING_PROCESSING="0.05 0.5"` (none unless set): after its limit
+/// took or refused it, before the answer goes back.
+fn processing() -> Option<(f64, f64)> {
+    let v = std::env::var("PACING_PROCESSING").ok()?;
+    let mut words = v.split_whitespace().map(|w| w.parse::<f64>());
+    match (words.next(), words.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo >= 0.0 && hi >= lo => Some((lo, hi)),
+        _ => None,
+    }
+}
 const UNIX_ORIGIN: f64 = 1_700_000_000.0;
 
 #[derive(Debug)]
@@ -121,6 +132,8 @@ pub fn run_around(
     let mut other_next = other.map_or(f64::INFINITY, |(from, _)| from);
     let mut last_admit = f64::NEG_INFINITY;
     let mut other_rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    let processing = processing();
+    let mut processing_rng = fastrand::Rng::with_seed(seed ^ 0x9e37);
     let mut controller = Controller::new(asked, burst);
     let mut limiter = Limiter::new(server.shape);
     let policy = RetryPolicy::new(5);
@@ -226,7 +239,10 @@ pub fn run_around(
                 }
                 last_admit = last_admit.max(clock);
                 answer_of[worker] = Some((limiter.admit(last_admit + phase), clock));
-                let down = delay + jitter * rng.f64();
+                let mut down = delay + jitter * rng.f64();
+                if let Some((lo, hi)) = processing {
+                    down += lo + (hi - lo) * processing_rng.f64();
+                }
                 push(&mut events, clock + down, Kind::Answer, worker);
             }
             Kind::Answer => {
