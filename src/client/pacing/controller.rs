@@ -1084,9 +1084,16 @@ impl Controller {
         if self.trips.is_empty() {
             return 0.0;
         }
-        let mut trips: Vec<f64> = self.trips.iter().copied().collect();
-        trips.sort_by(f64::total_cmp);
-        let slowest = trips[trips.len().saturating_sub(2)];
+        // The slowest but one (the only one, if one is kept).
+        let (mut slowest, mut next) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+        for &trip in &self.trips {
+            if trip > slowest {
+                (slowest, next) = (trip, slowest);
+            } else if trip > next {
+                next = trip;
+            }
+        }
+        let slowest = if next.is_finite() { next } else { slowest };
         let least = self.fastest_trip * SPREAD_MIN_SHARE;
         (slowest - self.fastest_trip)
             .max(least)
@@ -1095,14 +1102,12 @@ impl Controller {
 
     /// How many requests sent shortly before `permit` may have reached the
     /// server after it: by that many, what remains after it may read high.
-    fn overtaken_by(&self, permit: Permit) -> u64 {
-        let spread = self.trip_spread();
-        let sent_close = self
-            .recent
-            .iter()
-            .filter(|&&t| t >= permit.at - spread && t <= permit.at)
-            .count() as u64;
-        sent_close.saturating_sub(1)
+    /// (`spread`: [`Controller::trip_spread`].)
+    fn overtaken_by(&self, permit: Permit, spread: f64) -> u64 {
+        // Permit times rise along `recent`.
+        let from = self.recent.partition_point(|&t| t < permit.at - spread);
+        let to = self.recent.partition_point(|&t| t <= permit.at);
+        (to.saturating_sub(from) as u64).saturating_sub(1)
     }
 
     /// Whether the run's copy of the server's log paces it.
@@ -1276,6 +1281,8 @@ impl Controller {
     }
 
     fn on_quota(&mut self, permit: Permit, now: f64, quota: Quota) {
+        let spread = self.trip_spread();
+        let overtaken = self.overtaken_by(permit, spread);
         if let Some(reset) = quota.reset {
             self.longest_reset = self.longest_reset.max(reset);
             let (from, by) = (permit.at + reset - 1.0, now + reset);
@@ -1305,7 +1312,6 @@ impl Controller {
             // is spent? Then it refills (a bucket).
             // (By more than requests overtaking each other can explain.)
             let until = permit.seq.saturating_add(remaining);
-            let overtaken = self.overtaken_by(permit);
             if let Some((seq, before)) = self.early_credit
                 && permit.seq > seq
                 && until > before.saturating_add(overtaken)
@@ -1335,8 +1341,6 @@ impl Controller {
         let rate = (limit as f64 / window * UNDER_QUOTA).clamp(FLOOR, 1e6);
         let rate = self.ceiling.map_or(rate, |c| rate.min(c));
         let remaining = quota.remaining.unwrap_or(0);
-        let overtaken = self.overtaken_by(permit);
-        let spread = self.trip_spread();
         let mut grew = false;
         match &mut self.stated {
             Some(stated) => {
@@ -1646,13 +1650,7 @@ mod tests {
     fn stated_figures_set_the_pace_without_a_429() {
         let mut c = Controller::new(Some(100.0), 1);
         let p = c.grant(0.0);
-        let quota = Quota {
-            limit: Some(20),
-            window: Some(1.0),
-            remaining: Some(0),
-            reset: Some(1.0),
-        };
-        c.on_success(p, 0.002, Some(quota));
+        c.on_success(p, 0.002, Some(window_of(20, 1.0, 0, 1.0)));
         let learned = c.learned().unwrap();
         assert_eq!(learned.source, Source::Headers);
         assert!((learned.limit - 20.0).abs() < 1e-9);
@@ -1687,13 +1685,7 @@ mod tests {
     fn a_limit_of_zero_says_nothing_of_a_bucket() {
         let mut c = Controller::new(Some(100.0), 1);
         let p = c.grant(0.0);
-        let quota = Quota {
-            limit: Some(0),
-            window: Some(1.0),
-            remaining: Some(5),
-            reset: Some(1.0),
-        };
-        c.on_success(p, 0.002, Some(quota));
+        c.on_success(p, 0.002, Some(window_of(0, 1.0, 5, 1.0)));
         assert!(!c.early_refill);
     }
 
@@ -1761,12 +1753,7 @@ mod tests {
     #[test]
     fn stated_credit_after_a_429_is_spaced_even_unlimited() {
         let mut c = Controller::new(None, 1);
-        let window = |remaining| Quota {
-            limit: Some(10),
-            window: Some(1.0),
-            remaining: Some(remaining),
-            reset: Some(1.0),
-        };
+        let window = |remaining| window_of(10, 1.0, remaining, 1.0);
         let p = c.grant(0.0);
         c.on_success(p, 0.001, Some(window(9)));
         let p = c.grant(c.ready_at().max(0.001));
