@@ -621,6 +621,31 @@ impl Controller {
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
         }
+        if let Some(episode) = self.episode
+            && permit.seq >= episode.from_seq
+            && episode.refusals_after_pause > 0
+            && !self.refuses_in_spells
+            && self.stated.is_none()
+            && self.upper_inferred
+            && self.first_burst.is_some_and(|burst| burst < BURST_MIN)
+            && let Some(pace) = self.pace
+        {
+            // A limit that took one request, refused one sent after a
+            // pause, then took one sent after a longer one: a bucket of one
+            // gave its token back between the two (a burst could have been
+            // a window's, ended by its boundary), so its rate lies between
+            // one per this wait and the bound the refusal set. The pace
+            // just under that bound would draw a 429 at once, and the cut
+            // after it halve the pace: go from the low end, no lower than
+            // that cut, and let calm climb.
+            let waited = permit.at - episode.first_sent;
+            if waited > 0.0 {
+                let low = (1.0 / waited).max(pace * CUT).max(self.lower).max(FLOOR);
+                if low < pace {
+                    self.set_pace(low, now);
+                }
+            }
+        }
         if let Some(episode) = &mut self.episode
             && permit.at > episode.first_sent
         {
@@ -1644,6 +1669,32 @@ mod tests {
         let (_, upper) = c.bounds();
         assert!(upper <= 1.0 / (probe.at - 0.001) + 1e-6, "{upper}");
         assert!(c.pace().unwrap() <= upper, "{:?}", c.pace());
+    }
+
+    /// Found at 50× a bucket of one: once the refusal ended, the run went
+    /// on just under the bound the refusal set, and its next request was
+    /// refused at once (a 429 in every seed, one more than the 5 % goal).
+    #[test]
+    fn after_a_bucket_s_refusal_ends_the_pace_starts_below_its_bound() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let p = c.grant(0.0);
+        c.on_success(p, 0.002, None);
+        let first = c.grant(0.001);
+        c.on_throttled(first, 0.003, None, None);
+        let at = c.ready_at();
+        let probe = c.grant(at.max(0.026));
+        c.on_throttled(probe, probe.at + 0.002, None, None);
+        let (_, upper) = c.bounds();
+        let at = c.ready_at().max(0.08);
+        let taken = c.grant(at);
+        c.on_success(taken, at + 0.002, None);
+        let pace = c.pace().unwrap();
+        // Between one per the wait (12.7/s) and the bound (40/s); from the
+        // low side, no lower than the cut a 429 there would have made.
+        assert!(pace <= upper * 0.75, "{pace} under {upper}");
+        assert!(pace >= upper * UNDER * CUT - 1e-9, "{pace} under {upper}");
+        // Paced from the permit taken: not due at once.
+        assert!(c.ready_at() >= at + 1.0 / pace - 1e-9);
     }
 
     #[test]
