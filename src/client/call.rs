@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::Semaphore;
+
 use crate::client::api::{ApiClient, Exchange, Request};
 use crate::client::pacing::Pacer;
 use crate::client::retry::{RETRY_AFTER_MAX, RetryPolicy, Verdict, classify, retry_wait};
@@ -14,6 +16,10 @@ use crate::run::stop::{StopReason, StopSignal};
 pub struct Caller {
     pub api: ApiClient,
     pub pacer: Pacer,
+    /// One permit per request that may be in flight (`--concurrency`):
+    /// taken before the pacer's permit, given back when the answer comes,
+    /// so that a request waiting to be retried holds none.
+    pub slots: Arc<Semaphore>,
     pub policy: RetryPolicy,
     pub stats: Arc<Stats>,
     pub stop: Arc<StopSignal>,
@@ -21,6 +27,12 @@ pub struct Caller {
     /// workers were refused.
     pub announced_pause: Mutex<Option<Instant>>,
 }
+
+/// Rows a run keeps open per request that may be in flight: a row waiting
+/// out its `Retry-After` or backoff leaves its slot to another row. With one
+/// row per slot, eight rows told `Retry-After: 1` stopped the whole run for
+/// a second, though the pacer would have let others go.
+pub const ROWS_PER_SLOT: usize = 2;
 
 /// A pause at least this long is announced: shorter ones pass before a
 /// status line would show them.
@@ -106,9 +118,20 @@ impl Caller {
         let mut throttled = 0;
         let mut last: Option<Exchange> = None;
         loop {
+            // A slot first, then the pacer's permit: the permit's time is
+            // when the request goes.
+            let slot = tokio::select! {
+                biased;
+                _ = self.stop.token().cancelled() => None,
+                slot = Arc::clone(&self.slots).acquire_owned() => slot.ok(),
+            };
             // Checked again after the wait: a stop that came while this attempt
             // queued must not let it out.
-            let permit = match self.pacer.acquire(self.stop.token()).await {
+            let permit = match slot {
+                Some(_) => self.pacer.acquire(self.stop.token()).await,
+                None => Err(crate::client::pacing::Stopped),
+            };
+            let permit = match permit {
                 Ok(permit) if !self.stop.is_stopped() => permit,
                 _ => {
                     let end = match last {
@@ -143,6 +166,7 @@ impl Caller {
             } else {
                 self.api.send(request).await
             };
+            drop(slot);
             last_status = exchange.status.or(last_status);
             let verdict = classify(exchange.reply);
             let end = match verdict {
@@ -300,6 +324,7 @@ impl Caller {
             )
             .expect("a loopback URL"),
             pacer: Pacer::new(crate::client::pacing::Rate::Unlimited, 1),
+            slots: Arc::new(Semaphore::new(8)),
             policy: RetryPolicy::new(max_attempts),
             stats: Arc::new(Stats::new()),
             stop: StopSignal::new(),

@@ -106,6 +106,9 @@ impl Target {
         Ok(Caller {
             api,
             pacer: Pacer::new(rate, pacing.burst),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                (pacing.concurrency as usize).max(1),
+            )),
             policy: RetryPolicy::new(pacing.max_attempts),
             stats,
             stop,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Mutex, mpsc};
 
+use crate::client::call::ROWS_PER_SLOT;
 use crate::fields::ClientPatch;
 use crate::input::reader::{InputRow, RowReader};
 use crate::outcome::{Outcome, RowResult};
@@ -393,8 +394,10 @@ impl Pipeline {
         }
     }
 
-    /// Starts `concurrency` workers (one at least), each running what
-    /// `worker` makes of its handles.
+    /// Starts a worker per row kept open (`ROWS_PER_SLOT` per request that
+    /// may be in flight, one at least), each running what `worker` makes of
+    /// its handles. The caller's slots keep `concurrency` requests in flight
+    /// at most.
     fn start_workers<W, Fut>(
         self: &Arc<Self>,
         queue: &Arc<Mutex<WorkQueue>>,
@@ -405,7 +408,7 @@ impl Pipeline {
         W: Fn(Worker) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        (0..self.concurrency.max(1))
+        (0..self.concurrency.max(1) * ROWS_PER_SLOT)
             .map(|_| {
                 tokio::spawn(worker(Worker {
                     pipeline: Arc::clone(self),

@@ -239,3 +239,70 @@ fn windows_and_sliding_logs_are_learned_end_to_end() {
         );
     }
 }
+
+/// Found in the pacing harness: a row told `Retry-After: 1` held its
+/// worker for that second, so once every worker's row was refused the run
+/// stood still, though the pacer would have let other rows go (a bucket
+/// holding 5, asked 50×: 1.17× its time). A row waiting to retry now leaves
+/// its slot to another row, and requests in flight stay within
+/// `--concurrency`.
+#[test]
+fn a_row_waiting_out_its_retry_after_leaves_its_slot_to_another() {
+    let slow = Duration::from_millis(300);
+    let sim = Sim::with_faults(
+        1..=3,
+        faults(vec![
+            rule(
+                Fault::TooManyRequests {
+                    retry_after: Some("1".into()),
+                },
+                Trigger::Ids(vec![1]),
+            )
+            .on_method("PATCH"),
+            rule(Fault::Slow(slow), Trigger::Ids(vec![2, 3])).on_method("PATCH"),
+        ]),
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=3, 9));
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
+            "--rate",
+            "10/s",
+            "--concurrency",
+            "1",
+            "--max-attempts",
+            "2",
+        ])
+        .ran();
+    let rows = work.results("out.csv");
+    let outcome = |id: &str| {
+        rows.iter()
+            .find(|r| r["client_id"] == id)
+            .map(|r| r["outcome"].clone())
+    };
+    assert_eq!(outcome("1").as_deref(), Some("failed"), "{}", ran.stderr);
+    assert_eq!(outcome("2").as_deref(), Some("updated"));
+    assert_eq!(outcome("3").as_deref(), Some("updated"));
+    let refused = sim.patches_for(1);
+    assert_eq!(refused.len(), 2);
+    let other = &sim.patches_for(2)[0];
+    assert!(
+        other.at < refused[1].at,
+        "account 2 sent at {:?}, only after account 1's retry at {:?}",
+        other.at,
+        refused[1].at
+    );
+    // One request in flight at a time: a slow answer holds the only slot.
+    let patches = sim.patches();
+    for pair in patches.windows(2) {
+        if matches!(pair[0].client_id, Some(2 | 3)) {
+            assert!(
+                pair[1].at >= pair[0].at + slow,
+                "{:?} sent while {:?} was in flight",
+                pair[1].client_id,
+                pair[0].client_id
+            );
+        }
+    }
+}

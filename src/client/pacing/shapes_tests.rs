@@ -48,6 +48,8 @@ pub struct Outcome {
     pub first_success: f64,
     pub last_success: f64,
     pub learned: Option<Learned>,
+    /// The lowest the controller ever bounded the limit from above.
+    pub lowest_upper: f64,
     /// Every permit's time, in order.
     pub permits: Vec<f64>,
 }
@@ -97,6 +99,7 @@ pub fn run_at(
         other: None,
         delay,
         jitter,
+        processing: processing(),
     };
     run_around(server, rows, asked, burst, seed, around)
 }
@@ -112,6 +115,9 @@ pub struct Around {
     /// The one-way network delay and up to how much more, seconds.
     pub delay: f64,
     pub jitter: f64,
+    /// The server's own time on each request, between the two figures
+    /// (seconds, evenly spread), after its limit decides.
+    pub processing: Option<(f64, f64)>,
 }
 
 /// [`run`] in the surroundings `around`.
@@ -128,11 +134,11 @@ pub fn run_around(
         other,
         delay,
         jitter,
+        processing,
     } = around;
     let mut other_next = other.map_or(f64::INFINITY, |(from, _)| from);
     let mut last_admit = f64::NEG_INFINITY;
     let mut other_rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
-    let processing = processing();
     let mut processing_rng = fastrand::Rng::with_seed(seed ^ 0x9e37);
     let mut controller = Controller::new(asked, burst);
     let mut limiter = Limiter::new(server.shape);
@@ -147,14 +153,20 @@ pub fn run_around(
         events.push(Reverse((ns(t), tie, kind, worker)));
     };
     let concurrency = 8;
+    // Rows open at once, as a run keeps them (`WORKERS=8` for another
+    // count): a row waiting to retry holds none of the `concurrency` slots
+    // for requests in flight.
+    let open = concurrency * crate::client::call::ROWS_PER_SLOT;
+    let workers: usize = std::env::var("WORKERS").map_or(open, |w| w.parse().unwrap_or(open));
+    let mut in_flight = 0;
     // Per worker: its row's attempts, the permit in flight, the answer.
-    let mut attempts = vec![0u32; concurrency];
-    let mut permit_of = vec![None::<Permit>; concurrency];
+    let mut attempts = vec![0u32; workers];
+    let mut permit_of = vec![None::<Permit>; workers];
     // The server's answer and when it gave it.
     let mut answer_of: Vec<Option<(Result<crate::sim::Standing, crate::sim::Refused>, f64)>> =
-        vec![None; concurrency];
+        vec![None; workers];
     let mut next_row = 0;
-    for worker in 0..concurrency {
+    for worker in 0..workers {
         if next_row < rows {
             next_row += 1;
             push(&mut events, 0.0, Kind::Ready, worker);
@@ -168,6 +180,7 @@ pub fn run_around(
         first_success: f64::NAN,
         last_success: f64::NAN,
         learned: None,
+        lowest_upper: f64::INFINITY,
         permits: Vec::new(),
     };
     let mut clock = 0.0_f64;
@@ -194,7 +207,8 @@ pub fn run_around(
             );
         }
         let next_event = events.peek().map(|Reverse((t, ..))| *t as f64 / 1e9);
-        let next_permit = (!waiting.is_empty()).then(|| controller.ready_at().max(clock));
+        let next_permit = (!waiting.is_empty() && in_flight < concurrency)
+            .then(|| controller.ready_at().max(clock));
         let permit_first = match (next_permit, next_event) {
             (Some(p), Some(e)) => p <= e,
             (Some(_), None) => true,
@@ -215,6 +229,7 @@ pub fn run_around(
                 eprintln!("{t:7.3} permit {} {}", permit.seq, controller.debug_line());
             }
             out.permits.push(t);
+            in_flight += 1;
             permit_of[worker] = Some(permit);
             attempts[worker] += 1;
             let up = delay + jitter * rng.f64();
@@ -246,6 +261,8 @@ pub fn run_around(
                 push(&mut events, clock + down, Kind::Answer, worker);
             }
             Kind::Answer => {
+                in_flight -= 1;
+                out.lowest_upper = out.lowest_upper.min(controller.bounds().1);
                 let permit = permit_of[worker].expect("sent");
                 let (answer, answered_at) = answer_of[worker].take().expect("arrived");
                 let standing = match &answer {
@@ -311,6 +328,7 @@ pub fn run_around(
             }
         }
     }
+    out.lowest_upper = out.lowest_upper.min(controller.bounds().1);
     out.learned = controller.learned();
     out
 }
@@ -890,6 +908,7 @@ fn a_limit_shared_midway_never_stalls_the_run() {
                     other: Some((from, 10.0)),
                     delay: LATENCY,
                     jitter: LATENCY,
+                    processing: None,
                 };
                 let out = run_around(server, ROWS, Some(100.0), 1, seed, around);
                 let cell = format!(
@@ -949,6 +968,7 @@ fn a_request_taken_during_a_refusal_ends_what_it_proves() {
             other: None,
             delay: 0.025,
             jitter: 0.002,
+            processing: None,
         };
         let out = run_around(server, ROWS, Some(100.0), 1, seed, around);
         let ratio = out.ratio(server, ROWS, Some(100.0));
@@ -983,6 +1003,7 @@ fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_42
         other: None,
         delay: 0.025,
         jitter: 0.002,
+        processing: None,
     };
     let mut missed = Vec::new();
     for server in every_server() {
@@ -1057,6 +1078,7 @@ fn far_from_the_server_a_window_begun_late_and_a_shared_bucket_hold() {
         other: None,
         delay: 0.025,
         jitter: 0.002,
+        processing: None,
     };
     let window = Server {
         shape: Shape::Window {
@@ -1078,6 +1100,7 @@ fn far_from_the_server_a_window_begun_late_and_a_shared_bucket_hold() {
         other: Some((0.0, 5.0)),
         delay: 0.025,
         jitter: 0.002,
+        processing: None,
     };
     let bucket = Server {
         shape: Shape::Bucket {
