@@ -71,7 +71,7 @@
 //!   allows, and nothing released because a pause ended.) Only time spent
 //!   sending counts as calm: a pause or an idle spell does not.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::mirror::Mirror;
 use super::quota::Quota;
@@ -263,6 +263,8 @@ pub struct Controller {
     /// When the latest episode began, and the successes until then.
     last_episode: Option<(f64, u64)>,
     successes: u64,
+    /// When the latest request taken was sent.
+    taken_until: f64,
     first_success: Option<f64>,
     /// The latest successes' times.
     recent_successes: VecDeque<f64>,
@@ -282,6 +284,15 @@ pub struct Controller {
     /// The latest refusal (by sequence): a bucket was (nearly) empty when
     /// it arrived. What it has accepted since measures its rate.
     anchor: Option<Anchor>,
+    /// Requests not yet answered (sequence number, when sent), for a while.
+    unanswered: BTreeMap<u64, f64>,
+    /// The first permit after the latest cut, and how many sent since were
+    /// taken: until anything is proven, the requests on the way at a new
+    /// pace are one more than that (doubling each round trip), so that a
+    /// pace still too fast costs a 429 or two, not one per request on the
+    /// way.
+    cut_seq: u64,
+    taken_since_cut: u64,
     /// The latest round trip, seconds: how far the server's arrival times
     /// may stand from the send times.
     round_trip: f64,
@@ -371,8 +382,9 @@ struct Episode {
     successes_before: u64,
     /// When the request that began it was sent, or the latest sent since
     /// and taken: refused since then with nothing taken is what bounds a
-    /// bucket's rate.
+    /// bucket's rate. And its sequence number.
     first_sent: f64,
+    first_seq: u64,
     /// Refused this long with nothing accepted, the limit refuses in
     /// spells: five times the gap between the successes before the
     /// episode (a bucket would have refilled a token by then), and at least
@@ -466,12 +478,16 @@ impl Controller {
             episode: None,
             last_episode: None,
             successes: 0,
+            taken_until: f64::NEG_INFINITY,
             first_success: None,
             recent_successes: VecDeque::new(),
             refuses_in_spells: false,
             refuses_one_by_one: false,
             lower_measured: false,
             anchor: None,
+            unanswered: BTreeMap::new(),
+            cut_seq: 0,
+            taken_since_cut: 0,
             round_trip: 0.0,
             fastest_trip: f64::INFINITY,
             trips: VecDeque::new(),
@@ -507,6 +523,15 @@ impl Controller {
             None => f64::NEG_INFINITY,
         };
         let mut ready = paced.max(self.pause_until);
+        if self.throttles > 0 && self.lower == 0.0 && self.stated.is_none() {
+            let mut on_the_way = self.unanswered.range(self.cut_seq..);
+            if let Some((_, &oldest)) = on_the_way.next()
+                && on_the_way.count() as u64 + 1 > self.taken_since_cut
+            {
+                // Wait for an answer (or that one to be lost).
+                ready = ready.max(oldest + PROBE_TIMEOUT);
+            }
+        }
         if let Some(Episode {
             probe: Some(probe), ..
         }) = self.episode
@@ -589,6 +614,13 @@ impl Controller {
             seq: self.next_seq,
         };
         self.mirror.record(permit.seq, now);
+        self.unanswered.insert(permit.seq, now);
+        while let Some((&seq, &at)) = self.unanswered.first_key_value()
+            && at < now - MAX_PAUSE
+        {
+            // Lost: a request whose answer never came (a transport error).
+            self.unanswered.remove(&seq);
+        }
         if let Some(episode) = &mut self.episode
             && episode.probe.is_none()
             && permit.seq >= episode.from_seq
@@ -613,6 +645,7 @@ impl Controller {
             anchor.latest = anchor.latest.max(permit.at);
         }
         self.successes += 1;
+        self.taken_until = self.taken_until.max(permit.at);
         self.first_success.get_or_insert(now);
         self.recent_successes.push_back(now);
         if self.recent_successes.len() > 8 {
@@ -620,6 +653,9 @@ impl Controller {
         }
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
+        }
+        if permit.seq >= self.cut_seq {
+            self.taken_since_cut += 1;
         }
         if let Some(episode) = self.episode
             && permit.seq >= episode.from_seq
@@ -652,6 +688,7 @@ impl Controller {
             // Sent after the request that began the episode, and taken: the
             // limit gave a token back then, whatever came after.
             episode.first_sent = permit.at;
+            episode.first_seq = permit.seq;
         }
         if let Some(episode) = self.episode
             && permit.seq >= episode.from_seq
@@ -706,7 +743,12 @@ impl Controller {
         // What the bucket took between the latest refusal and this one.
         let mut pair = None;
         if self.anchor.is_none_or(|anchor| permit.seq > anchor.seq) {
-            if let Some(anchor) = self.anchor {
+            // (Only once every request sent between the two is answered:
+            // with the server's own time varying, many still on the way
+            // would be missing from what it took.)
+            if let Some(anchor) = self.anchor
+                && self.answered_between(anchor.seq, permit.seq, now)
+            {
                 let slack = self.round_trip;
                 pair = Some((
                     anchor.lower(slack),
@@ -846,7 +888,13 @@ impl Controller {
         }
         if let Some(episode) = &mut self.episode {
             if permit.seq < episode.from_seq {
-                // Sent before the last pause: the same refusal again.
+                // Sent before the last pause: the same refusal again. Sent
+                // before the one that began it (its answer took longer) and
+                // after every request taken: the refusal began then.
+                if permit.at < episode.first_sent && permit.at > self.taken_until {
+                    episode.first_sent = permit.at;
+                    episode.first_seq = permit.seq;
+                }
                 return row_wait;
             }
             // Sent after a pause and refused again: the server refuses
@@ -914,7 +962,13 @@ impl Controller {
             episode.probe = None;
             let episode = *episode;
             self.pause(now, until - now);
-            if !in_spells && refused_for > 0.0 && 1.0 / refused_for < self.upper {
+            // (Only once every request sent since is answered: one still
+            // on the way may have taken a token.)
+            if !in_spells
+                && refused_for > 0.0
+                && 1.0 / refused_for < self.upper
+                && self.answered_between(episode.first_seq, permit.seq, now)
+            {
                 // Still refused this long after the limit was reached: were
                 // it a bucket, no token came back in that time, so its rate
                 // is below one per that long.
@@ -1073,6 +1127,7 @@ impl Controller {
             started: now,
             successes_before: self.successes,
             first_sent: permit.at,
+            first_seq: permit.seq,
             spell: self.spell_after(),
             // No Retry-After yet: nothing allows anything sooner.
             reopen_by: retry_after.map_or(f64::NEG_INFINITY, |asked| now + asked),
@@ -1091,7 +1146,18 @@ impl Controller {
         row_wait
     }
 
+    /// Whether every request sent after `from` and before `to` (sequence
+    /// numbers) has been answered by `now`, or is so old it is lost.
+    fn answered_between(&self, from: u64, to: u64, now: f64) -> bool {
+        from >= to
+            || self
+                .unanswered
+                .range(from + 1..to)
+                .all(|(_, &at)| at < now - PROBE_TIMEOUT)
+    }
+
     fn note_trip(&mut self, permit: Permit, now: f64) {
+        self.unanswered.remove(&permit.seq);
         self.round_trip = (now - permit.at).max(0.0);
         self.fastest_trip = self.fastest_trip.min(self.round_trip);
         self.trips.push_back(self.round_trip);
@@ -1293,6 +1359,8 @@ impl Controller {
         let pace = self.ceiling.map_or(pace, |c| pace.min(c));
         if pace < self.pace.unwrap_or(f64::INFINITY) {
             self.decreased_at = now;
+            self.cut_seq = self.next_seq;
+            self.taken_since_cut = 0;
         }
         self.pace = Some(pace);
         self.pace_set_at = now;
@@ -1669,6 +1737,112 @@ mod tests {
         let (_, upper) = c.bounds();
         assert!(upper <= 1.0 / (probe.at - 0.001) + 1e-6, "{upper}");
         assert!(c.pace().unwrap() <= upper, "{:?}", c.pace());
+    }
+
+    /// Found 25 ms from a bucket of one, with rows free to go while others
+    /// wait out their Retry-After: after the first cut, a probe taken after
+    /// the pause let the requests go at half the asked rate, seven on the
+    /// way before the first answer, each refused (30 × 429 in 200 rows).
+    /// Until a pace is proven, a new one has one request more on the way
+    /// than it has had taken.
+    #[test]
+    fn after_a_cut_a_new_pace_has_few_requests_on_the_way_until_taken() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let mut sent = Vec::new();
+        for i in 0..8 {
+            let at = c.ready_at().max(i as f64 * 0.001);
+            sent.push(c.grant(at));
+        }
+        c.on_success(sent[0], 0.05, None);
+        c.on_throttled(sent[1], 0.051, None, None);
+        for p in &sent[2..] {
+            c.on_throttled(*p, 0.052, None, None);
+        }
+        let on_the_way = |c: &mut Controller, from: f64| {
+            let mut granted = Vec::new();
+            let mut now = from;
+            loop {
+                let at = c.ready_at().max(now);
+                if at > from + 1.0 {
+                    return granted;
+                }
+                granted.push(c.grant(at));
+                now = at;
+            }
+        };
+        let probe = on_the_way(&mut c, 0.052);
+        assert_eq!(probe.len(), 1, "{probe:?}");
+        c.on_success(probe[0], probe[0].at + 0.05, None);
+        let two = on_the_way(&mut c, probe[0].at + 0.05);
+        assert_eq!(two.len(), 2, "{two:?}");
+        for p in &two {
+            c.on_success(*p, p.at + 0.05, None);
+        }
+        let four = on_the_way(&mut c, two[1].at + 0.05);
+        assert_eq!(four.len(), 4, "{four:?}");
+    }
+
+    /// Found with the server's own time varying: the first 429 back was
+    /// not for the first request refused, and a request sent between the
+    /// first refusal and a refused probe was taken but not yet answered.
+    /// The refusal is dated from the earliest refused request sent after
+    /// every one taken, and says nothing of a bucket's rate while a request
+    /// sent since is on the way.
+    #[test]
+    fn a_refusal_is_dated_by_sending_and_read_once_the_requests_since_are_answered() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let taken = c.grant(0.0);
+        c.on_success(taken, 0.01, None);
+        let first = c.grant(0.001);
+        let second = c.grant(0.002);
+        // The later one's refusal comes back first.
+        c.on_throttled(second, 0.03, None, None);
+        c.on_throttled(first, 0.2, None, None);
+        assert_eq!(c.episode.map(|e| e.first_sent), Some(0.001));
+
+        let mut c = Controller::new(Some(1000.0), 1);
+        let taken = c.grant(0.0);
+        c.on_success(taken, 0.01, None);
+        let refused = c.grant(0.001);
+        // Sent before the refusal came back, and still on the way...
+        let on_the_way = c.grant(0.05);
+        c.on_throttled(refused, 0.1, None, None);
+        // ...when the probe after the pause is refused: that request may
+        // have taken the token.
+        let probe = c.grant(c.ready_at().max(0.1));
+        let (_, before) = c.bounds();
+        c.on_throttled(probe, probe.at + 0.01, None, None);
+        assert_eq!(c.bounds().1, before, "bounded with a request on the way");
+        c.on_success(on_the_way, 0.3, None);
+    }
+
+    /// Found with the server's own time varying (50–500 ms): a bucket
+    /// holding a burst, measured between two of its 429s, counted only the
+    /// requests between them answered so far, and with six still on the way
+    /// bounded its rate far below what it took. A measure between two
+    /// refusals now waits until every request between them is answered.
+    #[test]
+    fn a_bucket_is_not_measured_while_requests_between_its_429s_are_on_the_way() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        for i in 0..5 {
+            let p = c.grant(i as f64 * 0.001);
+            c.on_success(p, p.at + 0.002, None);
+        }
+        let refused = c.grant(0.005);
+        c.on_throttled(refused, 0.007, None, None);
+        let probe = c.grant(c.ready_at().max(0.007));
+        c.on_success(probe, probe.at + 0.002, None);
+        assert!(c.refuses_one_by_one);
+        let from = probe.at + 0.01;
+        let sent: Vec<Permit> = (0..10).map(|i| c.grant(from + i as f64 * 0.01)).collect();
+        for p in &sent[..3] {
+            c.on_success(*p, p.at + 0.002, None);
+        }
+        let (_, before) = c.bounds();
+        // Six still on the way when the tenth is refused.
+        c.on_throttled(sent[9], sent[9].at + 0.002, None, None);
+        let (_, upper) = c.bounds();
+        assert!(upper >= before.min(100.0), "bounded at {upper:.1}/s");
     }
 
     /// Found at 50× a bucket of one: once the refusal ended, the run went
