@@ -333,6 +333,61 @@ pub fn run_around(
     out
 }
 
+/// First-to-last success of a client that knows the limit exactly: each
+/// request goes when the server will take it (and no faster than asked),
+/// with the same concurrency, network and server time as [`run_around`]
+/// (drawn alike, not the same draws). With the server's own time varying,
+/// eight requests in flight carry only so many a second, and a greedy
+/// client's time (`greedy_seconds`) is out of anyone's reach: this is.
+pub fn oracle_seconds(server: Server, rows: u64, asked: Option<f64>, seed: u64, around: Around) -> f64 {
+    let Around {
+        phase,
+        delay,
+        jitter,
+        processing,
+        ..
+    } = around;
+    let mut limiter = Limiter::new(server.shape);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x0a11);
+    let concurrency = 8;
+    // When each slot is free again.
+    let mut free = vec![0.0_f64; concurrency];
+    let mut last_send = f64::NEG_INFINITY;
+    let mut last_arrival = f64::NEG_INFINITY;
+    let spacing = asked.map_or(0.0, |a| 1.0 / a);
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for _ in 0..rows {
+        let slot = (0..concurrency)
+            .min_by(|&a, &b| free[a].total_cmp(&free[b]))
+            .expect("slots");
+        let up = delay + jitter * rng.f64();
+        let send = free[slot].max(last_send + spacing);
+        let mut arrival = (send + up).max(last_arrival);
+        let mut peek = limiter.clone();
+        for _ in 0..100 {
+            match peek.admit(arrival + phase) {
+                Ok(_) => break,
+                Err(refused) => {
+                    arrival += refused.wait.max(1e-9) + 1e-9;
+                    peek = limiter.clone();
+                }
+            }
+        }
+        let _ = limiter.admit(arrival + phase);
+        last_arrival = arrival;
+        last_send = arrival - up;
+        let mut down = delay + jitter * rng.f64();
+        if let Some((lo, hi)) = processing {
+            down += lo + (hi - lo) * rng.f64();
+        }
+        let answered = arrival + down;
+        free[slot] = answered;
+        first = first.min(answered);
+        last = last.max(answered);
+    }
+    last - first
+}
+
 /// A limit of `shape` (as `simulate --limit` writes it) stating nothing of
 /// itself.
 fn silent(shape: &str, retry_after: bool) -> Server {
@@ -615,22 +670,33 @@ fn across_seeds() {
     for server in every_server() {
         for &asked in &asked_rates {
             let (mut worst, mut most, mut sum) = (0.0_f64, 0, 0.0);
+            let mut worst_oracle = 0.0_f64;
             for seed in 1..=10 {
                 let out = run(server, ROWS, Some(asked), 1, seed);
                 let ratio = out.ratio(server, ROWS, Some(asked));
                 worst = worst.max(ratio);
                 sum += ratio;
                 most = most.max(out.throttles);
+                let around = Around {
+                    phase: std::env::var("PHASE").map_or(0.0, |p| p.parse().unwrap_or(0.0)),
+                    other: None,
+                    delay: latency().0,
+                    jitter: latency().1,
+                    processing: processing(),
+                };
+                let oracle = oracle_seconds(server, ROWS, Some(asked), seed, around);
+                worst_oracle = worst_oracle.max((out.last_success - out.first_success) / oracle);
             }
             eprintln!(
-                "{:<16} retry-after {:<5} headers {:<15?} asked {:<5} mean {:.3} worst {:.3} most-429s {}",
+                "{:<16} retry-after {:<5} headers {:<15?} asked {:<5} mean {:.3} worst {:.3} most-429s {} vs-oracle {:.3}",
                 server.shape.to_string(),
                 server.retry_after,
                 server.headers,
                 asked,
                 sum / 10.0,
                 worst,
-                most
+                most,
+                worst_oracle
             );
         }
     }
