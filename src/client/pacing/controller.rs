@@ -427,6 +427,20 @@ struct Stated {
     stated_until: u64,
     /// When the latest request whose answer stated that much went.
     stated_until_at: f64,
+    /// The least of what answers since the quota last grew all at once
+    /// (by more than half of it: a window's boundary) stated remains, each
+    /// counted from its own request (sequence number plus remaining). A
+    /// request that reached the server in its turn states the window's last
+    /// exactly, one that came late states less, one that overtook others
+    /// more: the least is never past it once every request sent before
+    /// the latest of those answers is answered too (one that overtook
+    /// others is then outweighed by those it overtook), however far answers
+    /// overtake each other on the way back; once the window's requests are
+    /// all answered it is exact. And the latest of those answers, and the
+    /// least remaining they stated (with nothing on the way, what remains).
+    least_until: u64,
+    least_latest: u64,
+    least_remaining: u64,
     /// The latest permit that went on credit.
     last_on_credit: Option<u64>,
     /// Seconds added to each interval of the pace, once requests sent at
@@ -1435,6 +1449,12 @@ impl Controller {
         let rate = self.ceiling.map_or(rate, |c| rate.min(c));
         let remaining = quota.remaining.unwrap_or(0);
         let mut grew = false;
+        // (Lost, if sent long ago: a transport error.)
+        let oldest_unanswered = self
+            .unanswered
+            .iter()
+            .find(|&(_, &at)| at >= now - PROBE_TIMEOUT)
+            .map(|(&seq, _)| seq);
         match &mut self.stated {
             Some(stated) => {
                 if permit.seq >= stated.freshest {
@@ -1471,12 +1491,36 @@ impl Controller {
                     }
                     stated.freshest = permit.seq;
                     stated.credit_until = stated.credit_until.max(until);
+
                     if stated_until >= stated.stated_until {
                         // (Stated again, by a request sent later: the time
                         // since which it could have refilled is from then.)
                         stated.stated_until = stated_until;
                         stated.stated_until_at = stated.stated_until_at.max(permit.at);
                     }
+                }
+                let stated_until = permit.seq.saturating_add(remaining);
+                if stated_until > stated.least_until.saturating_add(limit / 2) {
+                    stated.least_until = stated_until;
+                    stated.least_latest = permit.seq;
+                    stated.least_remaining = remaining;
+                } else {
+                    stated.least_until = stated.least_until.min(stated_until);
+                    stated.least_latest = stated.least_latest.max(permit.seq);
+                    stated.least_remaining = stated.least_remaining.min(remaining);
+                }
+                let settled = oldest_unanswered.is_none_or(|seq| seq > stated.least_latest);
+                if settled {
+                    stated.credit_until = stated
+                        .credit_until
+                        .max(stated.least_until.saturating_sub(stated.margin));
+                }
+                if oldest_unanswered.is_none() {
+                    // Nothing on the way: the least remaining stated is all
+                    // that remains (whichever request reached it last).
+                    let sent = self.next_seq.saturating_sub(1);
+                    let left = stated.least_remaining.saturating_sub(stated.margin);
+                    stated.credit_until = stated.credit_until.max(sent.saturating_add(left));
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
                     // Another quota: the spacing found for the old one
@@ -1506,6 +1550,9 @@ impl Controller {
                     margin: 0,
                     stated_until: permit.seq.saturating_add(remaining),
                     stated_until_at: permit.at,
+                    least_until: permit.seq.saturating_add(remaining),
+                    least_latest: permit.seq,
+                    least_remaining: remaining,
                     last_on_credit: None,
                     spacing: 0.0,
                     widened_at: f64::NEG_INFINITY,

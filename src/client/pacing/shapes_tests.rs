@@ -339,7 +339,13 @@ pub fn run_around(
 /// (drawn alike, not the same draws). With the server's own time varying,
 /// eight requests in flight carry only so many a second, and a greedy
 /// client's time (`greedy_seconds`) is out of anyone's reach: this is.
-pub fn oracle_seconds(server: Server, rows: u64, asked: Option<f64>, seed: u64, around: Around) -> f64 {
+pub fn oracle_seconds(
+    server: Server,
+    rows: u64,
+    asked: Option<f64>,
+    seed: u64,
+    around: Around,
+) -> f64 {
     let Around {
         phase,
         delay,
@@ -1211,4 +1217,46 @@ fn with_the_server_s_own_time_a_bucket_is_never_bounded_below_its_rate() {
         }
     }
     assert!(lowest >= 20.0 * 0.9, "bounded at {lowest:.2}/s");
+}
+
+/// With the server's own time varying (50–500 ms after its limit decides),
+/// measured against a client that knows the limit under the same
+/// concurrency, network and server time: a stated window's credit held
+/// back every request sent within the round trips' spread (the server's
+/// time) before each answer's, so a window's last request waited for the
+/// next window though every answer was in and the last said one remained
+/// (`window:100:5` at 1.25× the oracle). Once every request sent before
+/// the answers of a window is answered, the least they state (each from
+/// its own request) is the window's end, and with nothing on the way the
+/// least remaining is what remains. Every limit that states itself now
+/// ends within 1.15× of the oracle.
+#[test]
+fn with_the_server_s_own_time_stated_limits_end_near_a_client_that_knows_them() {
+    let around = Around {
+        phase: 0.0,
+        other: None,
+        delay: LATENCY,
+        jitter: LATENCY,
+        processing: Some((0.05, 0.5)),
+    };
+    let mut missed = Vec::new();
+    for server in every_server() {
+        if server.headers == HeaderStyle::None {
+            continue;
+        }
+        for asked in [100.0, 1000.0] {
+            for seed in 1..=3 {
+                let out = run_around(server, ROWS, Some(asked), 1, seed, around);
+                let oracle = oracle_seconds(server, ROWS, Some(asked), seed, around);
+                let ratio = (out.last_success - out.first_success) / oracle;
+                if out.updated != ROWS || ratio > 1.15 || out.throttles > 10 {
+                    missed.push(format!(
+                        "{} retry-after {} {:?} asked {asked} seed {seed}: {ratio:.3}, {} × 429",
+                        server.shape, server.retry_after, server.headers, out.throttles
+                    ));
+                }
+            }
+        }
+    }
+    assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
 }
