@@ -154,6 +154,7 @@ impl Caller {
                 tokio::select! {
                     biased;
                     _ = self.stop.token().cancelled() => {
+                        self.pacer.on_lost(permit);
                         return Called {
                             end: CallEnd::Abandoned,
                             attempts,
@@ -166,7 +167,8 @@ impl Caller {
             } else {
                 self.api.send(request).await
             };
-            drop(slot);
+            // (The slot is given back once the pacer has heard the answer:
+            // a request let go meanwhile must meet the pace it sets.)
             last_status = exchange.status.or(last_status);
             let verdict = classify(exchange.reply);
             let end = match verdict {
@@ -179,10 +181,13 @@ impl Caller {
                     // the server's limit: the limit took it.
                     if exchange.status.is_some() {
                         self.pacer.on_success(permit, exchange.quota);
+                    } else {
+                        self.pacer.on_lost(permit);
                     }
                     CallEnd::Failed(exchange)
                 }
                 Verdict::StopRun => {
+                    self.pacer.on_lost(permit);
                     self.stop
                         .stop(StopReason::Unauthorized(exchange.describe_failure()));
                     CallEnd::Unauthorized(exchange)
@@ -196,9 +201,12 @@ impl Caller {
                     );
                     // A 429 slows the whole run, whether or not this request
                     // has attempts left.
-                    if exchange.status.is_some_and(|code| code != 429) {
+                    match exchange.status {
                         // A 5xx that came back passed the limit too.
-                        self.pacer.on_success(permit, exchange.quota);
+                        Some(code) if code != 429 => self.pacer.on_success(permit, exchange.quota),
+                        Some(_) => {}
+                        // No answer: the connection failed or timed out.
+                        None => self.pacer.on_lost(permit),
                     }
                     if exchange.status == Some(429) {
                         throttled += 1;
@@ -221,6 +229,8 @@ impl Caller {
                         exchange.describe_failure(),
                         humantime::format_duration(round_ms(wait))
                     );
+                    // Waiting to retry holds no slot: another row may go.
+                    drop(slot);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {
                             last = Some(exchange);

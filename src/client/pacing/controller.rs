@@ -311,6 +311,13 @@ pub struct Controller {
     /// spent.
     early_credit: Option<(u64, u64)>,
     early_refill: bool,
+    /// The latest answers stating the quota (sequence number, when sent, sequence number
+    /// plus remaining, remaining), over the longest spread of round trips:
+    /// when the quota seems to grow all at once, those sent within the
+    /// round trips' spread before the request that says so may have
+    /// reached the server after it, and go on counting (requests that
+    /// overtook others on the way there make it seem to grow too).
+    stated_answers: VecDeque<(u64, f64, u64, u64)>,
     /// Longest `reset` seen, standing in for a window no policy states.
     longest_reset: f64,
     /// When the quota next grows, as the answers since it last grew narrow
@@ -433,11 +440,12 @@ struct Stated {
     /// request that reached the server in its turn states the window's last
     /// exactly, one that came late states less, one that overtook others
     /// more: the least is never past it once every request sent before
-    /// the latest of those answers is answered too (one that overtook
-    /// others is then outweighed by those it overtook), however far answers
-    /// overtake each other on the way back; once the window's requests are
-    /// all answered it is exact. And the latest of those answers, and the
-    /// least remaining they stated (with nothing on the way, what remains).
+    /// the latest of those answers is answered too (the one of them that
+    /// reached the server last states at most the window's last), however
+    /// far answers overtake each other on the way back; once the window's
+    /// requests are all answered it is exact. And the latest of those
+    /// answers, and the least remaining they stated (with nothing on the
+    /// way, what remains).
     least_until: u64,
     least_latest: u64,
     least_remaining: u64,
@@ -512,6 +520,7 @@ impl Controller {
             recent: VecDeque::new(),
             stated: None,
             longest_reset: 0.0,
+            stated_answers: VecDeque::new(),
             reset_by: None,
             narrowed_from: None,
             narrowing_failed: false,
@@ -630,9 +639,10 @@ impl Controller {
         self.mirror.record(permit.seq, now);
         self.unanswered.insert(permit.seq, now);
         while let Some((&seq, &at)) = self.unanswered.first_key_value()
-            && at < now - MAX_PAUSE
+            && at < now - PROBE_TIMEOUT
         {
-            // Lost: a request whose answer never came (a transport error).
+            // Taken for lost: unanswered this long (a transport error the
+            // caller did not report, or an answer slower than this).
             self.unanswered.remove(&seq);
         }
         if let Some(episode) = &mut self.episode
@@ -644,6 +654,19 @@ impl Controller {
         self.next_seq += 1;
         self.raise_if_calm(now);
         permit
+    }
+
+    /// `permit`'s request got no answer from the server (a transport error,
+    /// or given up in flight): nothing is learned from it, but it is no
+    /// longer on the way.
+    pub fn on_lost(&mut self, permit: Permit) {
+        self.unanswered.remove(&permit.seq);
+        if let Some(episode) = &mut self.episode
+            && episode.probe.is_some_and(|probe| probe.seq == permit.seq)
+        {
+            // The next request looks for the refusal's end instead.
+            episode.probe = None;
+        }
     }
 
     /// A success for `permit`, answered at `now`, with the server's figures
@@ -1500,10 +1523,25 @@ impl Controller {
                     }
                 }
                 let stated_until = permit.seq.saturating_add(remaining);
+                let answers = &mut self.stated_answers;
+                answers.push_back((permit.seq, permit.at, stated_until, remaining));
+                while answers
+                    .front()
+                    .is_some_and(|a| a.1 < permit.at - 2.0 * MAX_SPREAD)
+                {
+                    answers.pop_front();
+                }
                 if stated_until > stated.least_until.saturating_add(limit / 2) {
+                    let since = permit.at - spread;
+                    let counted = answers.iter().filter(|a| a.1 >= since);
                     stated.least_until = stated_until;
                     stated.least_latest = permit.seq;
                     stated.least_remaining = remaining;
+                    for &(seq, _, until, left) in counted {
+                        stated.least_until = stated.least_until.min(until);
+                        stated.least_latest = stated.least_latest.max(seq);
+                        stated.least_remaining = stated.least_remaining.min(left);
+                    }
                 } else {
                     stated.least_until = stated.least_until.min(stated_until);
                     stated.least_latest = stated.least_latest.max(permit.seq);
@@ -1531,6 +1569,12 @@ impl Controller {
                 }
             }
             None => {
+                self.stated_answers.push_back((
+                    permit.seq,
+                    permit.at,
+                    permit.seq.saturating_add(remaining),
+                    remaining,
+                ));
                 // The requests of the last second went before any figure
                 // was known: charged like credit, from the first of them,
                 // unless the quota was seen to refill meanwhile.
@@ -1892,6 +1936,42 @@ mod tests {
         assert!(upper >= before.min(100.0), "bounded at {upper:.1}/s");
     }
 
+    /// Found in review: a request lost after a cut (a transport error,
+    /// never reported) stayed "on the way" for a minute, and once it was
+    /// two seconds old the window let everything go at the pace: 251
+    /// permits in half a second with no answer. A lost request reported
+    /// leaves the window at once; one never reported is taken for lost
+    /// after two seconds, and the window holds.
+    #[test]
+    fn a_lost_request_neither_holds_nor_opens_the_requests_on_the_way() {
+        let cut = || {
+            let mut c = Controller::new(Some(1000.0), 1);
+            let a = c.grant(0.0);
+            let b = c.grant(0.001);
+            c.on_success(a, 0.02, None);
+            c.on_throttled(b, 0.021, None, None);
+            c
+        };
+        let mut c = cut();
+        let lost = c.grant(c.ready_at().max(0.021));
+        c.on_lost(lost);
+        let next = c.ready_at();
+        assert!(next < lost.at + 0.1, "waited for a lost request: {next}");
+        let on_the_way = c.grant(next);
+        assert!(c.ready_at() >= on_the_way.at + PROBE_TIMEOUT - 1e-9);
+
+        let mut c = cut();
+        let lost = c.grant(c.ready_at().max(0.021));
+        let mut now = c.ready_at().max(lost.at);
+        let mut granted = 0;
+        while now < lost.at + PROBE_TIMEOUT + 0.5 {
+            c.grant(now);
+            granted += 1;
+            now = c.ready_at().max(now);
+        }
+        assert!(granted <= 2, "{granted} granted with no answer");
+    }
+
     /// Found at 50× a bucket of one: once the refusal ended, the run went
     /// on just under the bound the refusal set, and its next request was
     /// refused at once (a 429 in every seed, one more than the 5 % goal).
@@ -2049,6 +2129,35 @@ mod tests {
             remaining: Some(remaining),
             reset: Some(reset),
         }
+    }
+
+    /// Found in review: requests overtaking each other on the way to the
+    /// server by more than half a window's quota looked like the quota
+    /// growing all at once, and the least any answer stated was taken
+    /// afresh from there, forgetting answers of requests that reached the
+    /// server later: three requests past the window, each refused. The
+    /// answers of requests sent within the round trips' spread before one
+    /// go on counting.
+    #[test]
+    fn requests_overtaking_each_other_never_stretch_a_window_s_credit() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let permits: Vec<Permit> = (0..8).map(|i| c.grant(i as f64 * 0.001)).collect();
+        // Where each reached the server (0 1 7 6 5 4 3 2), answered in the
+        // order sent: the server took 8, so only 8 and 9 may still go.
+        let position = [1u64, 2, 8, 7, 6, 5, 4, 3];
+        let answered = [0.020, 0.021, 0.030, 0.031, 0.032, 0.200, 0.210, 0.220];
+        for (i, p) in permits.iter().enumerate() {
+            c.on_success(
+                *p,
+                answered[i],
+                Some(window_of(10, 1.0, 10 - position[i], 1.0)),
+            );
+        }
+        let credit = c.stated.map(|s| s.credit_until);
+        assert!(
+            credit.is_some_and(|seq| seq <= 9),
+            "credit until {credit:?}"
+        );
     }
 
     /// Found at 25 ms from the server: the answer to a request that reached

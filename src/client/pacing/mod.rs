@@ -204,6 +204,13 @@ impl Pacer {
         self.after_change(state, before);
     }
 
+    /// The request of `permit` got no answer (a transport error, or given
+    /// up in flight), or one that says nothing of the limit (a 401): it is
+    /// no longer on the way.
+    pub fn on_lost(&self, permit: Permit) {
+        self.shared.lock().controller.on_lost(permit);
+    }
+
     /// The request of `permit` was answered 429. Returns the least time
     /// before that request may be sent again (its `Retry-After`); the
     /// controller slows and, if needed, pauses the whole run.
