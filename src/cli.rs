@@ -160,7 +160,8 @@ pub struct PacingArgs {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub burst: u32,
 
-    /// Most requests in flight at once.
+    /// Most requests in flight at once (a row waiting to be retried holds
+    /// none of them).
     #[arg(long, default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
