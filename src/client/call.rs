@@ -133,7 +133,11 @@ impl Caller {
             };
             let permit = match permit {
                 Ok(permit) if !self.stop.is_stopped() => permit,
-                _ => {
+                unused => {
+                    if let Ok(permit) = unused {
+                        // Granted, but the run stopped: never sent.
+                        self.pacer.on_lost(permit);
+                    }
                     let end = match last {
                         Some(exchange) => CallEnd::Interrupted(exchange),
                         None => CallEnd::NotStarted,

@@ -311,12 +311,12 @@ pub struct Controller {
     /// spent.
     early_credit: Option<(u64, u64)>,
     early_refill: bool,
-    /// The latest answers stating the quota (sequence number, when sent, sequence number
-    /// plus remaining, remaining), over the longest spread of round trips:
-    /// when the quota seems to grow all at once, those sent within the
-    /// round trips' spread before the request that says so may have
-    /// reached the server after it, and go on counting (requests that
-    /// overtook others on the way there make it seem to grow too).
+    /// The latest answers stating the quota (sequence number, when sent,
+    /// sequence number plus remaining, remaining), for requests sent over
+    /// the last two seconds: when the quota seems to grow all at once, any
+    /// of them may have reached the server after the request that says so,
+    /// and they go on counting (requests that overtook others on the way
+    /// there make it seem to grow too).
     stated_answers: VecDeque<(u64, f64, u64, u64)>,
     /// Longest `reset` seen, standing in for a window no policy states.
     longest_reset: f64,
@@ -449,6 +449,9 @@ struct Stated {
     least_until: u64,
     least_latest: u64,
     least_remaining: u64,
+    /// Requests reported lost since the least was last taken afresh: the
+    /// server may have counted them.
+    lost: u64,
     /// The latest permit that went on credit.
     last_on_credit: Option<u64>,
     /// Seconds added to each interval of the pace, once requests sent at
@@ -547,7 +550,11 @@ impl Controller {
         };
         let mut ready = paced.max(self.pause_until);
         if self.throttles > 0 && self.lower == 0.0 && self.stated.is_none() {
-            let mut on_the_way = self.unanswered.range(self.cut_seq..);
+            let now = self.last_grant.unwrap_or(0.0);
+            let mut on_the_way = self
+                .unanswered
+                .range(self.cut_seq..)
+                .filter(move |(_, at)| **at >= now - PROBE_TIMEOUT);
             if let Some((_, &oldest)) = on_the_way.next()
                 && on_the_way.count() as u64 + 1 > self.taken_since_cut
             {
@@ -639,7 +646,7 @@ impl Controller {
         self.mirror.record(permit.seq, now);
         self.unanswered.insert(permit.seq, now);
         while let Some((&seq, &at)) = self.unanswered.first_key_value()
-            && at < now - PROBE_TIMEOUT
+            && at < now - MAX_PAUSE
         {
             // Taken for lost: unanswered this long (a transport error the
             // caller did not report, or an answer slower than this).
@@ -661,6 +668,9 @@ impl Controller {
     /// longer on the way.
     pub fn on_lost(&mut self, permit: Permit) {
         self.unanswered.remove(&permit.seq);
+        if let Some(stated) = &mut self.stated {
+            stated.lost += 1;
+        }
         if let Some(episode) = &mut self.episode
             && episode.probe.is_some_and(|probe| probe.seq == permit.seq)
         {
@@ -1472,12 +1482,9 @@ impl Controller {
         let rate = self.ceiling.map_or(rate, |c| rate.min(c));
         let remaining = quota.remaining.unwrap_or(0);
         let mut grew = false;
-        // (Lost, if sent long ago: a transport error.)
-        let oldest_unanswered = self
-            .unanswered
-            .iter()
-            .find(|&(_, &at)| at >= now - PROBE_TIMEOUT)
-            .map(|(&seq, _)| seq);
+        let (reset_by, round_trip) = (self.reset_by, self.round_trip);
+        // Every request not answered nor reported lost may still count.
+        let oldest_unanswered = self.unanswered.iter().next().map(|(&seq, _)| seq);
         match &mut self.stated {
             Some(stated) => {
                 if permit.seq >= stated.freshest {
@@ -1527,16 +1534,20 @@ impl Controller {
                 answers.push_back((permit.seq, permit.at, stated_until, remaining));
                 while answers
                     .front()
-                    .is_some_and(|a| a.1 < permit.at - 2.0 * MAX_SPREAD)
+                    .is_some_and(|a| a.1 < permit.at - PROBE_TIMEOUT)
                 {
                     answers.pop_front();
                 }
                 if stated_until > stated.least_until.saturating_add(limit / 2) {
-                    let since = permit.at - spread;
-                    let counted = answers.iter().filter(|a| a.1 >= since);
+                    // (Every answer of the last two seconds' requests goes
+                    // on counting: one sent before this one may have
+                    // reached the server after it, however steady the round
+                    // trips. From an older window, it only holds back.)
+                    let counted = answers.iter();
                     stated.least_until = stated_until;
                     stated.least_latest = permit.seq;
                     stated.least_remaining = remaining;
+                    stated.lost = 0;
                     for &(seq, _, until, left) in counted {
                         stated.least_until = stated.least_until.min(until);
                         stated.least_latest = stated.least_latest.max(seq);
@@ -1548,16 +1559,26 @@ impl Controller {
                     stated.least_remaining = stated.least_remaining.min(remaining);
                 }
                 let settled = oldest_unanswered.is_none_or(|seq| seq > stated.least_latest);
-                if settled {
-                    stated.credit_until = stated
-                        .credit_until
-                        .max(stated.least_until.saturating_sub(stated.margin));
+                // Until the quota is known to come back all at once, only
+                // while the answers say it cannot turn before requests sent
+                // now arrive: credit landing in the next window would look
+                // like a quota refilling while spent (a bucket).
+                let safe = stated.refills.is_some()
+                    || reset_by.is_some_and(|(after, _)| after > now + round_trip);
+                if settled && safe {
+                    stated.credit_until = stated.credit_until.max(
+                        stated
+                            .least_until
+                            .saturating_sub(stated.margin + stated.lost),
+                    );
                 }
-                if oldest_unanswered.is_none() {
+                if oldest_unanswered.is_none() && safe {
                     // Nothing on the way: the least remaining stated is all
                     // that remains (whichever request reached it last).
                     let sent = self.next_seq.saturating_sub(1);
-                    let left = stated.least_remaining.saturating_sub(stated.margin);
+                    let left = stated
+                        .least_remaining
+                        .saturating_sub(stated.margin + stated.lost);
                     stated.credit_until = stated.credit_until.max(sent.saturating_add(left));
                 }
                 if (stated.rate - rate).abs() > rate * 1e-6 {
@@ -1597,6 +1618,7 @@ impl Controller {
                     least_until: permit.seq.saturating_add(remaining),
                     least_latest: permit.seq,
                     least_remaining: remaining,
+                    lost: 0,
                     last_on_credit: None,
                     spacing: 0.0,
                     widened_at: f64::NEG_INFINITY,
@@ -1970,6 +1992,46 @@ mod tests {
             now = c.ready_at().max(now);
         }
         assert!(granted <= 2, "{granted} granted with no answer");
+    }
+
+    /// Found in review: a request the server counted, then reported lost
+    /// (its connection dropped), was no longer on the way, and "nothing on
+    /// the way" gave its place away again; and requests of a slow batch
+    /// (three seconds at the server) were taken for lost after two seconds
+    /// while the server still counted them. Credit one past the window
+    /// each, where the code before gave none.
+    #[test]
+    fn requests_lost_or_slow_still_count_against_a_window() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.02, Some(window_of(10, 10.0, 9, 10.0)));
+        let sent: Vec<Permit> = (1..10).map(|i| c.grant(0.02 + i as f64 * 0.001)).collect();
+        // The ninth was counted (tenth at the server), then lost.
+        c.on_lost(sent[8]);
+        for (k, p) in sent[..8].iter().enumerate() {
+            let taken = k as u64 + 2;
+            c.on_success(
+                *p,
+                0.05 + k as f64 * 0.001,
+                Some(window_of(10, 10.0, 10 - taken, 10.0)),
+            );
+        }
+        let credit = c.stated.map(|s| s.credit_until);
+        assert!(
+            credit.is_some_and(|seq| seq <= 9),
+            "lost: credit until {credit:?}"
+        );
+
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.02, Some(window_of(100, 60.0, 99, 60.0)));
+        let sent: Vec<Permit> = (1..=8).map(|i| c.grant(0.02 + i as f64 * 0.001)).collect();
+        c.on_success(sent[0], 3.03, Some(window_of(100, 60.0, 98, 57.0)));
+        let credit = c.stated.map(|s| s.credit_until);
+        assert!(
+            credit.is_some_and(|seq| seq <= 99),
+            "slow: credit until {credit:?}"
+        );
     }
 
     /// Found at 50× a bucket of one: once the refusal ended, the run went

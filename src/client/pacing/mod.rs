@@ -208,7 +208,11 @@ impl Pacer {
     /// up in flight), or one that says nothing of the limit (a 401): it is
     /// no longer on the way.
     pub fn on_lost(&self, permit: Permit) {
-        self.shared.lock().controller.on_lost(permit);
+        let mut state = self.shared.lock();
+        let before = state.controller.pace();
+        state.controller.on_lost(permit);
+        // (A waiter may have waited for that answer.)
+        self.after_change(state, before);
     }
 
     /// The request of `permit` was answered 429. Returns the least time
@@ -337,8 +341,9 @@ impl Shared {
                 let permit = state.controller.grant(now);
                 if let Err(unused) = waiter.send(permit) {
                     // The waiter gave up between the check and the grant:
-                    // the permit was counted, which only errs on the slow side.
-                    let _ = unused;
+                    // the permit was counted, which only errs on the slow
+                    // side; nothing is on the way for it.
+                    state.controller.on_lost(unused);
                 }
             }
         }
@@ -418,6 +423,29 @@ mod tests {
         assert!(b.at - a.at >= 0.02 - 1e-6, "{b:?} after {a:?}");
         assert_eq!(pacer.rate_changes(), 1);
         assert!(pacer.learned().is_some());
+    }
+
+    /// Found in review: a request reported lost did not wake the pacer
+    /// thread, so a row waiting for that answer slept until the two-second
+    /// deadline for a lost answer.
+    #[tokio::test]
+    async fn a_lost_request_wakes_those_waiting_for_its_answer() {
+        let pacer = Arc::new(Pacer::new(Rate::PerSecond(100.0), 1));
+        let stop = CancellationToken::new();
+        let first = pacer.acquire(&stop).await.unwrap();
+        pacer.on_throttled(first, None, None);
+        // The probe after the pause: the others wait for its answer.
+        let probe = pacer.acquire(&stop).await.unwrap();
+        let waiter = {
+            let (pacer, stop) = (Arc::clone(&pacer), stop.clone());
+            tokio::spawn(async move { pacer.acquire(&stop).await })
+        };
+        tokio::task::yield_now().await;
+        pacer.on_lost(probe);
+        let next = waiter.await.unwrap().unwrap();
+        // (The deadline is two seconds; the wake comes at once, and a busy
+        // host may delay it a little.)
+        assert!(next.at - probe.at < 1.5, "{next:?} after {probe:?}");
     }
 
     #[tokio::test]
