@@ -449,8 +449,8 @@ struct Stated {
     least_until: u64,
     least_latest: u64,
     least_remaining: u64,
-    /// Requests reported lost since the least was last taken afresh: the
-    /// server may have counted them.
+    /// Requests reported lost, or answered without figures: the server may
+    /// have counted them after any answer that states what remains.
     lost: u64,
     /// The latest permit that went on credit.
     last_on_credit: Option<u64>,
@@ -465,6 +465,8 @@ struct Stated {
     paced_taken: bool,
     /// When the first figures came.
     known_at: f64,
+    /// The span the quota is stated for, seconds.
+    window: f64,
 }
 
 impl Stated {
@@ -627,6 +629,15 @@ impl Controller {
         };
         if on_credit && let Some(pace) = self.pace {
             self.tat = self.tat.max(now) + 1.0 / pace;
+            if let Some(stated) = &self.stated
+                && stated.refills != Some(true)
+            {
+                // What credit was charged never holds the next permit
+                // back longer than the window it was stated for (a
+                // bucket read as a window gives credit a permit at a
+                // time as it refills, and the charge would outrun it).
+                self.tat = self.tat.min(now + stated.window / UNDER_QUOTA);
+            }
         }
         if let (Some(anchor), Some(last)) = (&mut self.anchor, self.last_grant)
             && last >= anchor.at
@@ -748,8 +759,13 @@ impl Controller {
             }
             self.episode = None;
         }
-        if let Some(quota) = quota {
-            self.on_quota(permit, now, quota);
+        match quota {
+            Some(quota) => self.on_quota(permit, now, quota),
+            None => {
+                if let Some(stated) = &mut self.stated {
+                    stated.lost += 1;
+                }
+            }
         }
         if let Some(stated) = &mut self.stated
             && stated.last_on_credit.is_none_or(|seq| permit.seq > seq)
@@ -1547,7 +1563,6 @@ impl Controller {
                     stated.least_until = stated_until;
                     stated.least_latest = permit.seq;
                     stated.least_remaining = remaining;
-                    stated.lost = 0;
                     for &(seq, _, until, left) in counted {
                         stated.least_until = stated.least_until.min(until);
                         stated.least_latest = stated.least_latest.max(seq);
@@ -1574,8 +1589,12 @@ impl Controller {
                 }
                 if oldest_unanswered.is_none() && safe {
                     // Nothing on the way: the least remaining stated is all
-                    // that remains (whichever request reached it last).
-                    let sent = self.next_seq.saturating_sub(1);
+                    // that remains (whichever request reached it last),
+                    // after the latest request whose answer stated it:
+                    // those sent since are charged by their place (an
+                    // answer without figures, or none, says nothing of
+                    // what they took).
+                    let sent = stated.least_latest;
                     let left = stated
                         .least_remaining
                         .saturating_sub(stated.margin + stated.lost);
@@ -1585,6 +1604,7 @@ impl Controller {
                     // Another quota: the spacing found for the old one
                     // says nothing of it.
                     stated.rate = rate;
+                    stated.window = window;
                     stated.spacing = 0.0;
                     self.follow_stated(now);
                 }
@@ -1624,6 +1644,7 @@ impl Controller {
                     widened_at: f64::NEG_INFINITY,
                     paced_taken: false,
                     known_at: now,
+                    window,
                 });
                 self.tolerance = 0.0;
                 self.pace = Some(rate);
@@ -2031,6 +2052,61 @@ mod tests {
         assert!(
             credit.is_some_and(|seq| seq <= 99),
             "slow: credit until {credit:?}"
+        );
+    }
+
+    /// Found in a third review: with nothing on the way, the least
+    /// remaining stated was counted from the latest request sent, though a
+    /// request answered without figures (or lost) may have been counted
+    /// after every answer that stated it: one past the window. It is now
+    /// counted from the latest request whose answer stated it.
+    #[test]
+    fn a_request_answered_without_figures_still_counts_against_a_window() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.02, Some(window_of(10, 5.0, 9, 5.0)));
+        let slow = c.grant(0.021);
+        // Counted after the slow one (7 left), answered without a figure.
+        let plain = c.grant(0.022);
+        c.on_success(plain, 0.03, None);
+        c.on_success(slow, 0.5, Some(window_of(10, 5.0, 8, 4.5)));
+        let credit = c.stated.map(|s| s.credit_until);
+        assert!(
+            credit.is_some_and(|seq| seq <= 9),
+            "credit until {credit:?}"
+        );
+    }
+
+    /// Found in a third review: a bucket read as a window (its reset a
+    /// Unix time from a clock 3 s ahead) gave credit a permit or two at a
+    /// time as it refilled, each charged to the pace, and the charge ran
+    /// two minutes ahead: nothing sent from 54 s to 172 s. What credit is
+    /// charged never holds the next permit back longer than the window.
+    #[test]
+    fn credit_charged_never_holds_the_run_back_past_the_window() {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, 0.01, Some(window_of(5, 3.0, 4, 3.0)));
+        if let Some(stated) = &mut c.stated {
+            stated.refills = Some(false);
+        }
+        let mut now = 0.01_f64;
+        for _ in 0..40 {
+            // Each answer says as much remains again (the bucket refilled).
+            let p = c.grant(now);
+            c.on_success(p, now + 0.01, Some(window_of(5, 3.0, 4, 3.0)));
+            now += 0.02;
+        }
+        // The credit spent, the charge holds the next permit back.
+        while c.stated.is_some_and(|s| c.next_seq <= s.credit_until) {
+            now = c.ready_at().max(now);
+            c.grant(now);
+        }
+        let last = c.last_grant.unwrap_or(0.0);
+        assert!(
+            c.ready_at() <= last + 3.0 / UNDER_QUOTA + 1e-9,
+            "next permit at {:.1} after {last:.1}",
+            c.ready_at()
         );
     }
 
