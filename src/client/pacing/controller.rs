@@ -2037,22 +2037,14 @@ mod tests {
                 Some(window_of(10, 10.0, 10 - taken, 10.0)),
             );
         }
-        let credit = c.stated.map(|s| s.credit_until);
-        assert!(
-            credit.is_some_and(|seq| seq <= 9),
-            "lost: credit until {credit:?}"
-        );
+        assert_credit_at_most(&c, 9, "lost");
 
         let mut c = Controller::new(Some(1000.0), 1);
         let first = c.grant(0.0);
         c.on_success(first, 0.02, Some(window_of(100, 60.0, 99, 60.0)));
         let sent: Vec<Permit> = (1..=8).map(|i| c.grant(0.02 + i as f64 * 0.001)).collect();
         c.on_success(sent[0], 3.03, Some(window_of(100, 60.0, 98, 57.0)));
-        let credit = c.stated.map(|s| s.credit_until);
-        assert!(
-            credit.is_some_and(|seq| seq <= 99),
-            "slow: credit until {credit:?}"
-        );
+        assert_credit_at_most(&c, 99, "slow");
     }
 
     /// Found in a third review: with nothing on the way, the least
@@ -2070,11 +2062,7 @@ mod tests {
         let plain = c.grant(0.022);
         c.on_success(plain, 0.03, None);
         c.on_success(slow, 0.5, Some(window_of(10, 5.0, 8, 4.5)));
-        let credit = c.stated.map(|s| s.credit_until);
-        assert!(
-            credit.is_some_and(|seq| seq <= 9),
-            "credit until {credit:?}"
-        );
+        assert_credit_at_most(&c, 9, "credit");
     }
 
     /// Found in a third review: a bucket read as a window (its reset a
@@ -2260,6 +2248,16 @@ mod tests {
         }
     }
 
+    /// Asserts that the stated credit goes no further than sequence
+    /// number `last` (what the server allows), naming the case `what`.
+    fn assert_credit_at_most(c: &Controller, last: u64, what: &str) {
+        let credit = c.stated.map(|s| s.credit_until);
+        assert!(
+            credit.is_some_and(|seq| seq <= last),
+            "{what}: credit until {credit:?}, the server allows up to {last}"
+        );
+    }
+
     fn window_of(limit: u64, seconds: f64, remaining: u64, reset: f64) -> Quota {
         Quota {
             limit: Some(limit),
@@ -2291,11 +2289,7 @@ mod tests {
                 Some(window_of(10, 1.0, 10 - position[i], 1.0)),
             );
         }
-        let credit = c.stated.map(|s| s.credit_until);
-        assert!(
-            credit.is_some_and(|seq| seq <= 9),
-            "credit until {credit:?}"
-        );
+        assert_credit_at_most(&c, 9, "credit");
     }
 
     /// Found at 25 ms from the server: the answer to a request that reached

@@ -394,6 +394,14 @@ pub fn oracle_seconds(
     last - first
 }
 
+/// One line for a cell that missed its goal.
+fn missed_cell(server: Server, asked: f64, seed: u64, ratio: f64, throttles: u64) -> String {
+    format!(
+        "{} retry-after {} {:?} asked {asked} seed {seed}: {ratio:.3}, {throttles} × 429",
+        server.shape, server.retry_after, server.headers
+    )
+}
+
 /// A limit of `shape` (as `simulate --limit` writes it) stating nothing of
 /// itself.
 fn silent(shape: &str, retry_after: bool) -> Server {
@@ -1100,10 +1108,7 @@ fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_42
                 let ratio = out.ratio(server, ROWS, Some(asked));
                 let most = if stated { ROWS / 20 } else { 20 };
                 if out.updated != ROWS || ratio > 1.15 || out.throttles > most {
-                    missed.push(format!(
-                        "{} retry-after {} {:?} asked {asked} seed {seed}: {ratio:.3}, {} × 429",
-                        server.shape, server.retry_after, server.headers, out.throttles
-                    ));
+                    missed.push(missed_cell(server, asked, seed, ratio, out.throttles));
                 }
             }
         }
@@ -1250,10 +1255,7 @@ fn with_the_server_s_own_time_stated_limits_end_near_a_client_that_knows_them() 
                 let oracle = oracle_seconds(server, ROWS, Some(asked), seed, around);
                 let ratio = (out.last_success - out.first_success) / oracle;
                 if out.updated != ROWS || ratio > 1.15 || out.throttles > 10 {
-                    missed.push(format!(
-                        "{} retry-after {} {:?} asked {asked} seed {seed}: {ratio:.3}, {} × 429",
-                        server.shape, server.retry_after, server.headers, out.throttles
-                    ));
+                    missed.push(missed_cell(server, asked, seed, ratio, out.throttles));
                 }
             }
         }
