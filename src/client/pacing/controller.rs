@@ -1574,10 +1574,11 @@ impl Controller {
                     stated.least_remaining = stated.least_remaining.min(remaining);
                 }
                 let settled = oldest_unanswered.is_none_or(|seq| seq > stated.least_latest);
-                // Until the quota is known to come back all at once, only
-                // while the answers say it cannot turn before requests sent
-                // now arrive: credit landing in the next window would look
-                // like a quota refilling while spent (a bucket).
+                // Until the run knows whether the quota refills while spent
+                // or comes back all at once, only while the answers say it
+                // cannot turn before requests sent now arrive: credit
+                // landing in the next window would look like a quota
+                // refilling while spent, and a window be paced as a bucket.
                 let safe = stated.refills.is_some()
                     || reset_by.is_some_and(|(after, _)| after > now + round_trip);
                 if settled && safe {
