@@ -2040,9 +2040,7 @@ mod tests {
         }
         assert_credit_at_most(&c, 9, "lost");
 
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.02, Some(window_of(100, 60.0, 99, 60.0)));
+        let mut c = told(window_of(100, 60.0, 99, 60.0), 0.02);
         let sent: Vec<Permit> = (1..=8).map(|i| c.grant(0.02 + i as f64 * 0.001)).collect();
         c.on_success(sent[0], 3.03, Some(window_of(100, 60.0, 98, 57.0)));
         assert_credit_at_most(&c, 99, "slow");
@@ -2055,9 +2053,7 @@ mod tests {
     /// counted from the latest request whose answer stated it.
     #[test]
     fn a_request_answered_without_figures_still_counts_against_a_window() {
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.02, Some(window_of(10, 5.0, 9, 5.0)));
+        let mut c = told(window_of(10, 5.0, 9, 5.0), 0.02);
         let slow = c.grant(0.021);
         // Counted after the slow one (7 left), answered without a figure.
         let plain = c.grant(0.022);
@@ -2073,9 +2069,7 @@ mod tests {
     /// charged never holds the next permit back longer than the window.
     #[test]
     fn credit_charged_never_holds_the_run_back_past_the_window() {
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.01, Some(window_of(5, 3.0, 4, 3.0)));
+        let mut c = told(window_of(5, 3.0, 4, 3.0), 0.01);
         if let Some(stated) = &mut c.stated {
             stated.refills = Some(false);
         }
@@ -2259,6 +2253,15 @@ mod tests {
         );
     }
 
+    /// A run asking 1000/s whose first request, sent at 0, was answered
+    /// at `at` with `quota`.
+    fn told(quota: Quota, at: f64) -> Controller {
+        let mut c = Controller::new(Some(1000.0), 1);
+        let first = c.grant(0.0);
+        c.on_success(first, at, Some(quota));
+        c
+    }
+
     fn window_of(limit: u64, seconds: f64, remaining: u64, reset: f64) -> Quota {
         Quota {
             limit: Some(limit),
@@ -2327,9 +2330,7 @@ mod tests {
     /// too: the window ends by 5.05 s.
     #[test]
     fn the_answers_before_a_429_narrow_when_the_window_ends() {
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.050, Some(window_of(100, 5.0, 99, 5.0)));
+        let mut c = told(window_of(100, 5.0, 99, 5.0), 0.050);
         let late = c.grant(0.630);
         c.on_throttled(late, 0.680, Some(5.0), Some(window_of(100, 5.0, 0, 5.0)));
         let until = c.pause_until();
@@ -2347,9 +2348,7 @@ mod tests {
     /// at the asked rate, and a 100-per-5 s window ran 2.1×.
     #[test]
     fn a_window_s_new_quota_goes_at_the_asked_rate_after_a_429() {
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.050, Some(window_of(100, 5.0, 99, 5.0)));
+        let mut c = told(window_of(100, 5.0, 99, 5.0), 0.050);
         let late = c.grant(0.630);
         c.on_throttled(late, 0.680, Some(5.0), Some(window_of(100, 5.0, 0, 5.0)));
         let probe = c.grant(c.ready_at());
@@ -2615,9 +2614,7 @@ mod tests {
         let first = c.grant(0.0);
         c.on_throttled(first, 0.05, Some(30.0), Some(window_of(10, 1.0, 0, 1.0)));
         assert!(c.ready_at() >= 30.0, "next permit at {:.3}", c.ready_at());
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.05, Some(window_of(10, 1.0, 9, 1.0)));
+        let mut c = told(window_of(10, 1.0, 9, 1.0), 0.05);
         let spent = c.grant(c.ready_at().max(0.05));
         c.on_throttled(spent, 0.1, Some(600.0), Some(window_of(10, 1.0, 0, 600.0)));
         assert!(c.ready_at() >= 600.0, "next permit at {:.3}", c.ready_at());
@@ -2632,9 +2629,7 @@ mod tests {
     #[test]
     fn the_spacing_is_the_way_s_and_the_quota_s_own() {
         let q = |limit, remaining| window_of(limit, 1.0, remaining, 1.0);
-        let mut c = Controller::new(Some(1000.0), 1);
-        let first = c.grant(0.0);
-        c.on_success(first, 0.050, Some(q(2, 0)));
+        let mut c = told(q(2, 0), 0.050);
         let mut at = c.ready_at();
         for trip in [0.052, 0.3, 0.050, 0.3, 0.05] {
             let p = c.grant(at);

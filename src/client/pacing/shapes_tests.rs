@@ -78,10 +78,7 @@ enum Kind {
 
 /// Runs `rows` rows through the controller against `server`.
 pub fn run(server: Server, rows: u64, asked: Option<f64>, burst: u32, seed: u64) -> Outcome {
-    // PHASE=0.3: the server's clock stands that far into its window (in
-    // seconds) when the run begins.
-    let phase = std::env::var("PHASE").map_or(0.0, |p| p.parse().unwrap_or(0.0));
-    run_at(server, rows, asked, burst, seed, phase)
+    run_around(server, rows, asked, burst, seed, Around::from_env())
 }
 
 /// [`run`], the server's clock `phase` seconds ahead of the run's.
@@ -93,13 +90,9 @@ pub fn run_at(
     seed: u64,
     phase: f64,
 ) -> Outcome {
-    let (delay, jitter) = latency();
     let around = Around {
         phase,
-        other: None,
-        delay,
-        jitter,
-        processing: processing(),
+        ..Around::from_env()
     };
     run_around(server, rows, asked, burst, seed, around)
 }
@@ -118,6 +111,31 @@ pub struct Around {
     /// The server's own time on each request, between the two figures
     /// (seconds, evenly spread), after its limit decides.
     pub processing: Option<(f64, f64)>,
+}
+
+impl Around {
+    /// `delay` each way plus up to `jitter`, nothing else around the run.
+    pub fn at(delay: f64, jitter: f64) -> Around {
+        Around {
+            phase: 0.0,
+            other: None,
+            delay,
+            jitter,
+            processing: None,
+        }
+    }
+
+    /// What the environment asks for: `PHASE=0.3` (the server's clock that
+    /// far into its window, seconds, when the run begins),
+    /// `PACING_LATENCY` and `PACING_PROCESSING`.
+    pub fn from_env() -> Around {
+        let (delay, jitter) = latency();
+        Around {
+            phase: std::env::var("PHASE").map_or(0.0, |p| p.parse().unwrap_or(0.0)),
+            processing: processing(),
+            ..Around::at(delay, jitter)
+        }
+    }
 }
 
 /// [`run`] in the surroundings `around`.
@@ -691,14 +709,7 @@ fn across_seeds() {
                 worst = worst.max(ratio);
                 sum += ratio;
                 most = most.max(out.throttles);
-                let around = Around {
-                    phase: std::env::var("PHASE").map_or(0.0, |p| p.parse().unwrap_or(0.0)),
-                    other: None,
-                    delay: latency().0,
-                    jitter: latency().1,
-                    processing: processing(),
-                };
-                let oracle = oracle_seconds(server, ROWS, Some(asked), seed, around);
+                let oracle = oracle_seconds(server, ROWS, Some(asked), seed, Around::from_env());
                 worst_oracle = worst_oracle.max((out.last_success - out.first_success) / oracle);
             }
             eprintln!(
@@ -984,11 +995,8 @@ fn a_limit_shared_midway_never_stalls_the_run() {
             for seed in 1..=3 {
                 let from = std::env::var("SHARED_FROM").map_or(4.0, |v| v.parse().unwrap_or(4.0));
                 let around = Around {
-                    phase: 0.0,
                     other: Some((from, 10.0)),
-                    delay: LATENCY,
-                    jitter: LATENCY,
-                    processing: None,
+                    ..Around::at(LATENCY, LATENCY)
                 };
                 let out = run_around(server, ROWS, Some(100.0), 1, seed, around);
                 let cell = format!(
@@ -1043,13 +1051,7 @@ fn a_request_taken_during_a_refusal_ends_what_it_proves() {
         headers: HeaderStyle::None,
     };
     for seed in 1..=10 {
-        let around = Around {
-            phase: 0.0,
-            other: None,
-            delay: 0.025,
-            jitter: 0.002,
-            processing: None,
-        };
+        let around = Around::at(0.025, 0.002);
         let out = run_around(server, ROWS, Some(100.0), 1, seed, around);
         let ratio = out.ratio(server, ROWS, Some(100.0));
         assert_eq!(out.updated, ROWS);
@@ -1078,13 +1080,7 @@ fn a_request_taken_during_a_refusal_ends_what_it_proves() {
 /// a round trip later read as a refusal that lasts, a window's).
 #[test]
 fn far_from_the_server_stated_limits_meet_the_goal_and_silent_ones_draw_fewer_429s() {
-    let around = Around {
-        phase: 0.0,
-        other: None,
-        delay: 0.025,
-        jitter: 0.002,
-        processing: None,
-    };
+    let around = Around::at(0.025, 0.002);
     let mut missed = Vec::new();
     for server in every_server() {
         let stated = server.headers != HeaderStyle::None;
@@ -1152,10 +1148,7 @@ fn a_short_refusal_read_as_a_bucket_s_is_given_up_once_calm() {
 fn far_from_the_server_a_window_begun_late_and_a_shared_bucket_hold() {
     let late = Around {
         phase: 0.9,
-        other: None,
-        delay: 0.025,
-        jitter: 0.002,
-        processing: None,
+        ..Around::at(0.025, 0.002)
     };
     let window = Server {
         shape: Shape::Window {
@@ -1173,11 +1166,8 @@ fn far_from_the_server_a_window_begun_late_and_a_shared_bucket_hold() {
         out.learned.map(|l| l.pace)
     );
     let shared = Around {
-        phase: 0.0,
         other: Some((0.0, 5.0)),
-        delay: 0.025,
-        jitter: 0.002,
-        processing: None,
+        ..Around::at(0.025, 0.002)
     };
     let bucket = Server {
         shape: Shape::Bucket {
@@ -1209,11 +1199,8 @@ fn with_the_server_s_own_time_a_bucket_is_never_bounded_below_its_rate() {
         for asked in [100.0, 1000.0] {
             for seed in 1..=10 {
                 let around = Around {
-                    phase: 0.0,
-                    other: None,
-                    delay: LATENCY,
-                    jitter: LATENCY,
                     processing: Some((0.05, 0.5)),
+                    ..Around::at(LATENCY, LATENCY)
                 };
                 let out = run_around(silent(shape, false), ROWS, Some(asked), 1, seed, around);
                 eprintln!("{shape} {asked} {seed}: {:.2}", out.lowest_upper);
@@ -1238,11 +1225,8 @@ fn with_the_server_s_own_time_a_bucket_is_never_bounded_below_its_rate() {
 #[test]
 fn with_the_server_s_own_time_stated_limits_end_near_a_client_that_knows_them() {
     let around = Around {
-        phase: 0.0,
-        other: None,
-        delay: LATENCY,
-        jitter: LATENCY,
         processing: Some((0.05, 0.5)),
+        ..Around::at(LATENCY, LATENCY)
     };
     let mut missed = Vec::new();
     for server in every_server() {
@@ -1272,11 +1256,8 @@ fn with_the_server_s_own_time_stated_limits_end_near_a_client_that_knows_them() 
 #[test]
 fn a_window_s_credit_holds_when_requests_reach_the_server_out_of_order() {
     let around = Around {
-        phase: 0.0,
-        other: None,
-        delay: 0.02,
-        jitter: 0.02,
         processing: Some((0.0, 0.3)),
+        ..Around::at(0.02, 0.02)
     };
     let mut refused = 0;
     for headers in [HeaderStyle::Ietf, HeaderStyle::X] {
@@ -1306,10 +1287,8 @@ fn a_window_s_credit_holds_when_requests_reach_the_server_out_of_order() {
 fn a_window_begun_late_is_not_taken_for_a_bucket_by_its_last_credit() {
     let around = Around {
         phase: 0.9,
-        other: None,
-        delay: 0.025,
-        jitter: 0.002,
         processing: Some((0.05, 0.5)),
+        ..Around::at(0.025, 0.002)
     };
     let server = Server {
         shape: "window:10:1".parse().expect("a shape"),
