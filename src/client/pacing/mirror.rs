@@ -161,7 +161,7 @@ impl Mirror {
     #[cfg(test)]
     pub fn debug(&self) -> String {
         format!(
-            "n {} lo {:.3} hi {:.3} windowed {} probe {:?} refused_last {} runs {}/{} log {} reopen {:.3}..{:.3}",
+            "n {} lo {:.3} hi {:.3} windowed {} probe {:?} refused_last {} runs {}/{} log {} reopen {:.3}..{:.3} margin {:.4}",
             self.n,
             self.lo,
             self.hi,
@@ -172,7 +172,8 @@ impl Mirror {
             self.run_from,
             self.log.len(),
             self.reopen_after,
-            self.reopen_by
+            self.reopen_by,
+            self.margin()
         )
     }
 
@@ -216,16 +217,23 @@ impl Mirror {
             return false;
         }
         self.n = n;
-        self.counted = self
-            .last_refused
-            .map(|(_, at)| (self.ended_run_from, at + self.margin()));
         self.settled_at = now;
-        // The latest refusal bounds the span from below.
+        // The latest refusal bounds the span from below: the N-th latest
+        // before it went longer ago than the span, or, when fewer than N
+        // went before it (the rest overtook it on the way), the run's first.
         if let Some((seq, at)) = self.last_refused
-            && let Some(nth) = self.nth_before(seq)
+            && let Some(nth) = self.nth_before(seq).or_else(|| {
+                let start = self.log.partition_point(|s| s.seq < self.ended_run_from);
+                self.log.get(start).map(|s| s.at)
+            })
         {
             self.lo = self.lo.max(at - nth);
         }
+        // (With that bound, not before: the margin for jitter is at most a
+        // share of the span tried, and nothing was tried yet.)
+        self.counted = self
+            .last_refused
+            .map(|(_, at)| (self.ended_run_from, at + self.margin()));
         true
     }
 
@@ -391,7 +399,7 @@ impl Mirror {
         if self.in_force() && self.probe.is_none() {
             let nth = self.log.len().checked_sub(self.n).map(|i| self.log[i].at);
             let (_, alone) = self.span();
-            let guessed = nth.is_none_or(|nth| at < nth + self.hi);
+            let guessed = nth.is_none_or(|nth| at < nth + self.hi + self.margin());
             if alone && (self.refused_last || guessed) {
                 self.probe = Some((seq, at));
             }
@@ -916,5 +924,58 @@ mod tests {
         m.record(5000, 0.5);
         m.refused(5000, 0.501, None);
         assert!(!m.take_over(0.501), "took over as n = {}", m.n);
+    }
+
+    /// Found with 2–22 ms of jitter each way against 20 per rolling second:
+    /// a request the run's own pace held until just past the proven span
+    /// went neither as the one trial nor with the margin for jitter, so it
+    /// and the next few reached the server inside the span of requests
+    /// sent a second before; the refusal read as "the limit takes fewer",
+    /// N was halved, and the run took twice as long (4 seeds in 30).
+    #[test]
+    fn a_request_sent_inside_the_margin_is_the_one_trial() {
+        let mut m = taken_over(20, 0.001);
+        m.hi = 1.0;
+        m.lo = 0.8;
+        m.spread = 0.02;
+        m.refused_last = false;
+        let margin = m.margin();
+        assert!(margin > 0.02, "{margin}");
+        // The N-th latest went at 0: past the proven span, inside the margin.
+        m.record(21, 1.0 + margin / 2.0);
+        // The next waits out the proven span and the margin after its N-th
+        // latest (which went at 0.001), not the shorter span a trial tries.
+        let ready = m.ready_at();
+        assert!(ready >= 0.001 + 1.0 + margin - 1e-9, "ready at {ready}");
+    }
+
+    /// Found with 2–22 ms of jitter against 100 per 5 s: three requests
+    /// sent after the refused one overtook it and were taken, so fewer
+    /// than N went before the refusal and it set no lower bound on the
+    /// span. The margin for jitter, a share of a span not yet bounded, was
+    /// then a millisecond, those three (answered after the refusal) were
+    /// not counted as the run's, and the last rows waited a whole window
+    /// (1.95×, 8 seeds in 30).
+    #[test]
+    fn requests_overtaking_the_refused_one_are_counted_in_its_run() {
+        let mut m = Mirror::new();
+        let sent = |seq: u64| seq as f64 * 0.001;
+        // Round trips of 10–30 ms.
+        let answered = |seq: u64| sent(seq) + 0.01 + (seq % 5) as f64 * 0.005;
+        for seq in 0..=102 {
+            m.record(seq, sent(seq));
+        }
+        for seq in (0..=96).chain([98]) {
+            m.accepted(seq, answered(seq));
+        }
+        m.refused(97, 0.127, Some(5.0));
+        assert!(m.take_over(0.127));
+        assert_eq!(m.n, 98);
+        assert!(m.lo >= 0.09, "{}", m.lo);
+        m.accepted(99, 0.13);
+        m.accepted(102, 0.131);
+        m.refused(100, 0.132, Some(5.0));
+        m.refused(101, 0.133, Some(5.0));
+        assert_eq!(m.n, 100);
     }
 }
