@@ -21,8 +21,9 @@
 //! S is learned between bounds: a refusal of a request sent at t proves S >
 //! t − (the N-th latest before it); an acceptance at t proves S ≤ t − (the
 //! N-th latest before it), for a log. (A request far slower on its round
-//! trip than the rest may have reached the server late: it counts from
-//! then.) Until an acceptance bounds it, the
+//! trip than the rest, as the first over a new connection is, may have
+//! reached the server a little late: it counts from then.) Until an
+//! acceptance bounds it, the
 //! span tried is what a `Retry-After` said, or the next round span (0.25,
 //! 0.5, 1, 2, 3, 5, 10 … 3600 s) past the longest refused; after, one
 //! request at a time tries shorter, so a wrong guess costs one 429. A
@@ -427,6 +428,9 @@ impl Mirror {
         if self.in_force() && self.probe.is_none() {
             let nth = self.log.len().checked_sub(self.n).map(|i| self.log[i].at);
             let (_, alone) = self.span();
+            // Sent before the proven span after its N-th latest, or inside
+            // the margin past it (the run's own pace held it there): it goes
+            // as the one trial, and the rest wait out the margin.
             let guessed = nth.is_none_or(|nth| at < nth + self.hi + self.margin());
             if alone && (self.refused_last || guessed) {
                 self.probe = Some((seq, at));
