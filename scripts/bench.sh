@@ -431,15 +431,17 @@ step_f() {
 
 # nginx with `limit_req` at 20 r/s, as a real API front end would be: one
 # server without burst (one request per 50 ms), one with `burst=20 nodelay`,
+# and one without burst keeping nginx's default status for a refusal (503),
 # each passing what it admits to the canned nginx (a `return` would answer
 # before `limit_req` runs).
 # Each logs `$msec $status $request_method` per request. Sets LIMITED_URLS
-# (strict, burst) and LIMITED_LOGS.
+# (strict, burst, strict answering 503) and LIMITED_LOGS.
 start_limited_nginx() {
-    local dir=$WORK/nginx-limited strict burst
+    local dir=$WORK/nginx-limited strict burst status503
     mkdir -p "$dir"
     strict=$("$PY" "$HELPER" freeport)
     burst=$("$PY" "$HELPER" freeport)
+    status503=$("$PY" "$HELPER" freeport)
     cat >"$dir/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -455,6 +457,7 @@ http {
     log_format limited '\$msec \$status \$request_method';
     limit_req_zone \$server_port zone=strict:1m rate=20r/s;
     limit_req_zone \$server_port zone=burst:1m rate=20r/s;
+    limit_req_zone \$server_port zone=status503:1m rate=20r/s;
     limit_req_status 429;
     default_type application/json;
     server {
@@ -467,14 +470,20 @@ http {
         access_log $dir/burst.log limited;
         location /iam/clients/ { limit_req zone=burst burst=20 nodelay; proxy_pass $NGINX_URL; }
     }
+    server {
+        listen 127.0.0.1:$status503;
+        access_log $dir/status503.log limited;
+        limit_req_status 503;
+        location /iam/clients/ { limit_req zone=status503; proxy_pass $NGINX_URL; }
+    }
 }
 EOF
     "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/stderr" &
     echo $! >>"$PIDS"
     "$PY" "$HELPER" wait-port "$strict" 10 ||
         die "limited nginx would not start: $(cat "$dir/stderr" "$dir/error.log" 2>/dev/null)"
-    LIMITED_URLS=("http://127.0.0.1:$strict" "http://127.0.0.1:$burst")
-    LIMITED_LOGS=("$dir/strict.log" "$dir/burst.log")
+    LIMITED_URLS=("http://127.0.0.1:$strict" "http://127.0.0.1:$burst" "http://127.0.0.1:$status503")
+    LIMITED_LOGS=("$dir/strict.log" "$dir/burst.log" "$dir/status503.log")
 }
 
 # (g) pacing against limits of the shapes real APIs use, asking 5x the
@@ -486,8 +495,10 @@ step_g() {
     input=$(input_csv "$G_ROWS")
     start_limited_nginx
     # name | label | judged | shape for the ideal | where | asked per second
+    # [| more flags for the run]
     local cases=(
         "nginx_strict|nginx limit_req 20r/s, no burst, no Retry-After|1|bucket:20:1|nginx:0|100"
+        "nginx_503|nginx limit_req 20r/s, no burst, default status 503, --throttle-status 503|1|bucket:20:1|nginx:2|100|--throttle-status 503"
         "nginx_burst|nginx limit_req 20r/s burst=20 nodelay|1|bucket:20:21|nginx:1|100"
         "bucket_ra|bucket 20/s burst 1, Retry-After|1|bucket:20:1|--limit bucket:20:1|100"
         "bucket_ietf|bucket 20/s burst 40, RateLimit headers|1|bucket:20:40|--limit bucket:20:40 --ratelimit-headers ietf-structured|100"
@@ -508,9 +519,9 @@ step_g() {
         "far_bucket5_50x|50 ms away: bucket 20/s burst 5, Retry-After, asking 50x|0|bucket:20:5|--latency=50ms --limit bucket:20:5|1000"
         "far_sliding_ra_50x|50 ms away: 20 per rolling 1 s, Retry-After, asking 50x|0|sliding:20:1|--latency=50ms --limit sliding:20:1|1000"
     )
-    local case name label judged shape where asked url source
+    local case name label judged shape where asked flags url source
     for case in "${cases[@]}"; do
-        IFS='|' read -r name label judged shape where asked <<<"$case"
+        IFS='|' read -r name label judged shape where asked flags <<<"$case"
         if [[ $where == nginx:* ]]; then
             url=${LIMITED_URLS[${where#nginx:}]}
             source=${LIMITED_LOGS[${where#nginx:}]}
@@ -525,7 +536,8 @@ step_g() {
         fi
         put "g_${name}_label" "$label"
         put "g_${name}_judged" "$judged"
-        tool_run "g_$name" "$input" --api-url "$url" --rate "$asked/s" --concurrency 8
+        # shellcheck disable=SC2086 # the flags are words on purpose
+        tool_run "g_$name" "$input" --api-url "$url" --rate "$asked/s" --concurrency 8 $flags
         "$PY" "$HELPER" limit-stats "$source" "g_$name" "$shape" "$G_ROWS" "$asked" >>"$MEASURE"
         [[ $where == nginx:* ]] || stop_pid "$SIM_PID"
     done

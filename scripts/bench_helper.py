@@ -177,7 +177,8 @@ def greedy_seconds(shape, rows, asked, before=0):
 def limit_stats(source, prefix, shape, rows, asked):
     """How a run against a rate limit went: from the simulator's record
     (source = its URL) or an nginx access log (`$msec $status $request_method`
-    lines), the first-to-last accepted PATCH, the 429s, and the ideal."""
+    lines), the first-to-last accepted PATCH, the 429s (or 503s), and the
+    ideal."""
     if source.startswith("http"):
         with urllib.request.urlopen(source.rstrip("/") + "/_sim/requests", timeout=10) as r:
             records = json.load(r)
@@ -190,7 +191,9 @@ def limit_stats(source, prefix, shape, rows, asked):
                 if len(parts) >= 3:
                     seen.append((float(parts[0]), int(parts[1]), parts[2]))
     ok = sorted(t for t, status, method in seen if method == "PATCH" and status == 200)
-    throttled = sum(1 for _, status, _ in seen if status == 429)
+    # (503: an nginx limit keeping its default status; nothing else here
+    # answers it.)
+    throttled = sum(1 for _, status, _ in seen if status in (429, 503))
     took = ok[-1] - ok[0] if len(ok) > 1 else 0.0
     # The run checks its token first, and the limit counts that request.
     ideal = greedy_seconds(shape, int(rows), float(asked), before=1)

@@ -174,6 +174,13 @@ pub struct PacingArgs {
     /// Time allowed for each attempt, e.g. 500ms, 30s, 2m.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Also read answers with this status as the server's rate limit, as
+    /// 429 is: they slow the run and teach the pace. 503 where nginx's
+    /// limit_req keeps its default status. 408 or a 5xx; repeatable or
+    /// comma-separated.
+    #[arg(long, value_name = "CODE", value_delimiter = ',', value_parser = parse_throttle_status)]
+    pub throttle_status: Vec<u16>,
 }
 
 /// Reports for unattended runs.
@@ -451,6 +458,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}`: the duration must be more than 0"));
     }
     Ok(d)
+}
+
+fn parse_throttle_status(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(429) => {
+            Err("`429` is always read as the rate limit; name another status (such as 503)".into())
+        }
+        Ok(code) if crate::client::retry::may_throttle(code) => Ok(code),
+        _ => Err(format!(
+            "`{s}` is not a status the tool retries: 408 or 500 to 599 (such as 503)"
+        )),
+    }
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {

@@ -203,22 +203,26 @@ impl Caller {
                         fastrand::f64(),
                         exchange.retry_after,
                     );
-                    // A 429 slows the whole run, whether or not this request
-                    // has attempts left.
+                    // A 429 (or a --throttle-status) slows the whole run,
+                    // whether or not this request has attempts left.
                     match exchange.status {
+                        Some(code) if self.policy.is_throttle(code) => {
+                            throttled += 1;
+                            self.stats.throttled();
+                            let asked = exchange.retry_after.map(|a| a.min(RETRY_AFTER_MAX));
+                            let at_least = self.pacer.on_throttled(permit, asked, exchange.quota);
+                            wait = wait.max(at_least);
+                            self.announce_pause(code, exchange.retry_after);
+                        }
                         // A 5xx that came back passed the limit too.
-                        Some(code) if code != 429 => self.pacer.on_success(permit, exchange.quota),
-                        Some(_) => {}
+                        Some(code) => {
+                            if code == 503 {
+                                self.stats.unnamed_503();
+                            }
+                            self.pacer.on_success(permit, exchange.quota);
+                        }
                         // No answer: the connection failed or timed out.
                         None => self.pacer.on_lost(permit),
-                    }
-                    if exchange.status == Some(429) {
-                        throttled += 1;
-                        self.stats.throttled();
-                        let asked = exchange.retry_after.map(|a| a.min(RETRY_AFTER_MAX));
-                        let at_least = self.pacer.on_throttled(permit, asked, exchange.quota);
-                        wait = wait.max(at_least);
-                        self.announce_pause(exchange.retry_after);
                     }
                     if attempts >= self.policy.max_attempts {
                         return Called {
@@ -258,7 +262,7 @@ impl Caller {
     /// Says, once per pause, that the whole run pauses for a while and until
     /// when (UTC: the only clock the tool can name without a time zone
     /// database), so that a run at "0.0 rows/s" is not taken for stuck.
-    fn announce_pause(&self, asked: Option<Duration>) {
+    fn announce_pause(&self, status: u16, asked: Option<Duration>) {
         let Some(until) = self.pacer.paused_until() else {
             return;
         };
@@ -279,11 +283,11 @@ impl Caller {
         let clock = utc_clock(SystemTime::now() + left);
         match asked {
             Some(asked) => tracing::warn!(
-                "HTTP 429: the server asks to wait {}; pausing until {clock} UTC",
+                "HTTP {status}: the server asks to wait {}; pausing until {clock} UTC",
                 humantime::format_duration(whole_seconds(asked))
             ),
             None => tracing::warn!(
-                "HTTP 429: pausing for {}, until {clock} UTC",
+                "HTTP {status}: pausing for {}, until {clock} UTC",
                 humantime::format_duration(whole_seconds(left))
             ),
         }

@@ -11,12 +11,17 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// wrong, and an unattended run must not sleep for a day.
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// HTTP attempts per request, the first included.
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
+    /// Statuses besides 429 that mean the server's rate limit refused the
+    /// request (`--throttle-status`: 503 where nginx's `limit_req` keeps
+    /// its default status). Each is retried as before and slows the run
+    /// as a 429 does.
+    pub throttle_statuses: Vec<u16>,
 }
 
 impl RetryPolicy {
@@ -25,8 +30,21 @@ impl RetryPolicy {
             max_attempts,
             base: BACKOFF_BASE,
             cap: BACKOFF_CAP,
+            throttle_statuses: Vec::new(),
         }
     }
+
+    /// Whether an answer with `status` is the server's rate limit refusing.
+    pub fn is_throttle(&self, status: u16) -> bool {
+        status == 429 || self.throttle_statuses.contains(&status)
+    }
+}
+
+/// Whether `--throttle-status` may name `status`: one the retry table
+/// retries anyway (408 or a 5xx), so reading it as the limit's changes
+/// only the pace, never whether a row is tried again.
+pub fn may_throttle(status: u16) -> bool {
+    status == 408 || (500..=599).contains(&status)
 }
 
 /// How an attempt ended, as far as retrying is concerned.

@@ -109,7 +109,10 @@ impl Target {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 (pacing.concurrency as usize).max(1),
             )),
-            policy: RetryPolicy::new(pacing.max_attempts),
+            policy: RetryPolicy {
+                throttle_statuses: pacing.throttle_status.clone(),
+                ..RetryPolicy::new(pacing.max_attempts)
+            },
             stats,
             stop,
             announced_pause: Default::default(),

@@ -243,6 +243,7 @@ mod tests {
             requests: 50,
             retries: 8,
             throttled: 0,
+            unnamed_503: 0,
             rows_read: 42,
             already_done: 8,
             changed_since_last_run: 0,

@@ -13,6 +13,7 @@ pub struct Stats {
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
+    unnamed_503: AtomicU64,
     rows_read: AtomicU64,
     already_done: AtomicU64,
     changed: AtomicU64,
@@ -28,6 +29,9 @@ pub struct Snapshot {
     pub requests: u64,
     pub retries: u64,
     pub throttled: u64,
+    /// 503 answers retried as server errors (503 not named by
+    /// `--throttle-status`): a rate limit may be behind them.
+    pub unnamed_503: u64,
     pub rows_read: u64,
     pub already_done: u64,
     /// Rows `--resume` sent again because their values changed since the
@@ -50,6 +54,7 @@ impl Stats {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            unnamed_503: AtomicU64::new(0),
             rows_read: AtomicU64::new(0),
             already_done: AtomicU64::new(0),
             changed: AtomicU64::new(0),
@@ -75,6 +80,11 @@ impl Stats {
 
     pub fn throttled(&self) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A 503 retried as a server error.
+    pub fn unnamed_503(&self) {
+        self.unnamed_503.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rows_read(&self, rows: u64) {
@@ -108,6 +118,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
+            unnamed_503: self.unnamed_503.load(Ordering::Relaxed),
             rows_read: self.rows_read.load(Ordering::Relaxed),
             already_done: self.already_done.load(Ordering::Relaxed),
             changed_since_last_run: self.changed.load(Ordering::Relaxed),

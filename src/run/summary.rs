@@ -14,6 +14,10 @@ use crate::logging::Console;
 use crate::outcome::Outcome;
 use crate::run::stats::Snapshot;
 
+/// 503 answers, not named by `--throttle-status`, from which the summary
+/// suggests it: a few are an outage's; many may be a limit's.
+const UNNAMED_503_HINT: u64 = 10;
+
 /// Everything known about a finished run.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -97,6 +101,15 @@ impl RunSummary {
                 s.throttled,
                 self.rate_changes,
                 self.request_rate()
+            );
+        }
+        if s.unnamed_503 >= UNNAMED_503_HINT {
+            let _ = write!(
+                out,
+                "\n  {} × HTTP 503, retried as server errors: if the server's rate limit \
+                 answers 503 (nginx's limit_req does by default), --throttle-status 503 \
+                 paces the run under it",
+                s.unnamed_503
             );
         }
         if let Some(learned) = &self.learned {
@@ -404,6 +417,7 @@ mod tests {
                 requests: 12,
                 retries: 3,
                 throttled: 1,
+                unnamed_503: 0,
                 rows_read: 10,
                 already_done: 0,
                 changed_since_last_run: 0,
@@ -423,6 +437,23 @@ mod tests {
             exported: None,
             command_line: Some("gcore-iam-bulk run in.csv -o out.csv".into()),
         }
+    }
+
+    /// Many 503s retried as server errors may be a limit answering 503
+    /// (nginx's default): the summary names the flag that paces for it;
+    /// a few (an outage's) say nothing.
+    #[test]
+    fn many_503s_suggest_throttle_status() {
+        let mut s = summary();
+        s.snapshot.unnamed_503 = UNNAMED_503_HINT - 1;
+        assert!(!s.text().contains("--throttle-status"), "{}", s.text());
+        s.snapshot.unnamed_503 = 400;
+        let text = s.text();
+        assert!(
+            text.contains("400 × HTTP 503, retried as server errors")
+                && text.contains("--throttle-status 503 paces the run under it"),
+            "{text}"
+        );
     }
 
     #[test]

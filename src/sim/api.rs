@@ -109,16 +109,21 @@ async fn answer_iam(
     let admission = sim.admit();
     *rate_headers = admission.headers;
     if let Some(retry_after) = admission.refused {
+        // 429, or what the limit was set to refuse with (nginx: 503).
+        let status = faults
+            .limit
+            .as_ref()
+            .and_then(|limit| StatusCode::from_u16(limit.status).ok())
+            .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
         let answer = match retry_after {
-            Some(seconds) => Answer::detail(
-                StatusCode::TOO_MANY_REQUESTS,
+            Some(seconds) if status == StatusCode::TOO_MANY_REQUESTS => Answer::detail(
+                status,
                 format!("Request was throttled. Expected available in {seconds} seconds."),
             )
             .with_header(RETRY_AFTER, HeaderValue::from(seconds)),
-            None => Answer::detail(
-                StatusCode::TOO_MANY_REQUESTS,
-                detail_for_status(StatusCode::TOO_MANY_REQUESTS.as_u16()),
-            ),
+            Some(seconds) => Answer::detail(status, detail_for_status(status.as_u16()))
+                .with_header(RETRY_AFTER, HeaderValue::from(seconds)),
+            None => Answer::detail(status, detail_for_status(status.as_u16())),
         };
         return sim.answered(seq, answer.into_response());
     }

@@ -65,6 +65,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub no_retry_after: bool,
 
+    /// The status the server-side limit refuses with: 429, or 503 as
+    /// nginx's `limit_req` does by default.
+    #[arg(long, value_name = "CODE", default_value_t = 429,
+          value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub limit_status: u16,
+
     /// Share of /iam requests (0 to 1) answered 500, 502 or 503, in equal parts.
     #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_share)]
     pub fail_share: f64,
@@ -146,6 +152,7 @@ impl SimulateArgs {
                     shape,
                     retry_after: !self.no_retry_after,
                     headers: self.ratelimit_headers,
+                    status: self.limit_status,
                 }),
             ignore_fields: self.ignore_fields.clone(),
             forbidden_ids: Vec::new(),
@@ -315,6 +322,7 @@ mod tests {
             "--limit=sliding:60:3",
             "--ratelimit-headers=x-epoch",
             "--no-retry-after",
+            "--limit-status=503",
         ])
         .expect("flags parse");
         let config = args.config().expect("valid flags");
@@ -327,6 +335,7 @@ mod tests {
                 },
                 retry_after: false,
                 headers: HeaderStyle::XEpoch,
+                status: 503,
             })
         );
         assert!(parse(&["--limit=bucket:5:1", "--server-rate=5"]).is_err());

@@ -46,15 +46,19 @@ pub struct ServerLimit {
     pub retry_after: bool,
     /// Rate-limit header fields on every `/iam` answer.
     pub headers: HeaderStyle,
+    /// The status a refusal is answered with: 429, or 503 as nginx's
+    /// `limit_req` answers by default.
+    pub status: u16,
 }
 
 impl ServerLimit {
-    /// A limit with `Retry-After` and no rate-limit headers.
+    /// A limit answering 429 with `Retry-After` and no rate-limit headers.
     pub fn new(shape: Shape) -> ServerLimit {
         ServerLimit {
             shape,
             retry_after: true,
             headers: HeaderStyle::None,
+            status: 429,
         }
     }
 }
@@ -400,6 +404,7 @@ mod tests {
                 },
                 retry_after: false,
                 headers: HeaderStyle::X,
+                status: 429,
             }),
             ..Faults::default()
         };

@@ -108,6 +108,18 @@ fn run_against_limit(
     rows: u64,
     asked: &str,
 ) -> (f64, u64, serde_json::Value, String) {
+    run_against_limit_with(limit, rows, asked, &[])
+}
+
+/// [`run_against_limit`] with more flags for `run`; the refusals counted
+/// are the answers with the limit's own status.
+fn run_against_limit_with(
+    limit: ServerLimit,
+    rows: u64,
+    asked: &str,
+    flags: &[&str],
+) -> (f64, u64, serde_json::Value, String) {
+    let refusal = limit.status;
     let sim = Sim::with_faults(
         1..=rows,
         Faults {
@@ -117,21 +129,20 @@ fn run_against_limit(
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=rows, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
-            "--rate",
-            asked,
-            "--concurrency",
-            "8",
-            "--summary-json",
-            "s.json",
-        ],
-    );
+    let mut args = vec![
+        "run",
+        "in.csv",
+        "-o",
+        "out.csv",
+        "--rate",
+        asked,
+        "--concurrency",
+        "8",
+        "--summary-json",
+        "s.json",
+    ];
+    args.extend_from_slice(flags);
+    let ran = work.run_against(&sim, &args);
     assert_exit(&ran, 0);
     let results = work.results("out.csv");
     assert_eq!(results.len() as u64, rows);
@@ -142,7 +153,10 @@ fn run_against_limit(
         .filter(|r| r.method == "PATCH" && r.status == Some(200))
         .map(|r| r.at.as_secs_f64())
         .collect();
-    let throttled = requests.iter().filter(|r| r.status == Some(429)).count() as u64;
+    let throttled = requests
+        .iter()
+        .filter(|r| r.status == Some(refusal))
+        .count() as u64;
     let span = successes.last().unwrap() - successes.first().unwrap();
     let summary: serde_json::Value = serde_json::from_str(&work.read("s.json")).unwrap();
     (span, throttled, summary, ran.stderr)
@@ -161,6 +175,7 @@ fn a_strict_limit_without_retry_after_is_learned() {
         },
         retry_after: false,
         headers: HeaderStyle::None,
+        status: 429,
     };
     let (span, throttled, summary, stderr) = run_against_limit(limit, 200, "100/s");
     assert!(span < 10.0 * 1.5, "took {span:.1}s; the limit needs 10s");
@@ -172,6 +187,99 @@ fn a_strict_limit_without_retry_after_is_learned() {
     assert!(learned["suggested_rate"].as_str().is_some(), "{learned}");
     assert!(stderr.contains("server limit ≈"), "{stderr}");
     assert!(stderr.contains("next time use --rate"), "{stderr}");
+}
+
+/// nginx's `limit_req` keeps answering 503 unless `limit_req_status` says
+/// otherwise. Read as a server error, each 503 was retried at the asked
+/// pace and the run never slowed: rows ran out of attempts. Named with
+/// `--throttle-status 503`, the limit is learned as a 429's would be, the
+/// pause is announced with the status the server sent, and the summary
+/// counts those answers as throttled.
+#[test]
+fn a_limit_answering_503_is_learned_when_named() {
+    let limit = ServerLimit {
+        shape: Shape::Bucket {
+            rate: 20.0,
+            burst: 1,
+        },
+        retry_after: false,
+        headers: HeaderStyle::None,
+        status: 503,
+    };
+    let (span, refused, summary, stderr) =
+        run_against_limit_with(limit, 200, "100/s", &["--throttle-status", "503"]);
+    assert!(span < 10.0 * 1.5, "took {span:.1}s; the limit needs 10s");
+    assert!(refused <= 20, "{refused} × 503");
+    assert_eq!(
+        summary["throttled_429"].as_u64(),
+        Some(refused),
+        "{summary}"
+    );
+    let learned = &summary["server_limit"];
+    let per_second = learned["per_second"].as_f64().unwrap();
+    assert!((15.0..=25.0).contains(&per_second), "{learned}");
+    assert_eq!(learned["source"], "throttling");
+    assert!(stderr.contains("server limit ≈"), "{stderr}");
+}
+
+/// Unnamed, the same limit's 503s are server errors: nothing is learned,
+/// and the summary says which flag would pace the run under them.
+#[test]
+fn unnamed_503s_are_retried_and_the_summary_names_the_flag() {
+    let sim = Sim::with_faults(
+        1..=40,
+        Faults {
+            limit: Some(ServerLimit {
+                status: 503,
+                retry_after: false,
+                ..ServerLimit::new(Shape::Bucket {
+                    rate: 20.0,
+                    burst: 1,
+                })
+            }),
+            ..Faults::default()
+        },
+    );
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=40, 9));
+    let ran = work.run_against(
+        &sim,
+        &[
+            "run",
+            "in.csv",
+            "-o",
+            "out.csv",
+            "--rate",
+            "100/s",
+            "--concurrency",
+            "8",
+            "--summary-json",
+            "s.json",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&work.read("s.json")).unwrap();
+    assert_eq!(summary["throttled_429"], 0, "{summary}");
+    assert!(summary["server_limit"].is_null(), "{summary}");
+    assert!(
+        ran.stderr
+            .contains("--throttle-status 503 paces the run under it"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// `--throttle-status` names only what is retried anyway: a 404 (or 429,
+/// which always is the limit) is refused with a message that says what
+/// to use instead.
+#[test]
+fn throttle_status_names_only_statuses_that_are_retried() {
+    let work = Work::new();
+    work.write("in.csv", reseller_moves(1..=1, 9));
+    for (status, says) in [("404", "408 or 500 to 599"), ("429", "always")] {
+        let ran = work.run(&["run", "in.csv", "--dry-run", "--throttle-status", status]);
+        assert_exit(&ran, 2);
+        assert!(ran.stderr.contains(says), "{status}: {}", ran.stderr);
+    }
 }
 
 /// A server that states its limit in `RateLimit` headers is not pushed into
@@ -191,6 +299,7 @@ fn a_stated_limit_is_kept_without_a_429() {
             },
             retry_after: true,
             headers,
+            status: 429,
         };
         let (_span, throttled, summary, _stderr) = run_against_limit(limit, 100, "200/s");
         assert!(throttled <= 3, "{throttled} × 429 with {headers:?}");
@@ -213,6 +322,7 @@ fn windows_and_sliding_logs_are_learned_end_to_end() {
             },
             retry_after: true,
             headers: HeaderStyle::None,
+            status: 429,
         },
         ServerLimit {
             shape: Shape::Window {
@@ -221,6 +331,7 @@ fn windows_and_sliding_logs_are_learned_end_to_end() {
             },
             retry_after: false,
             headers: HeaderStyle::None,
+            status: 429,
         },
     ] {
         let (span, throttled, summary, _stderr) = run_against_limit(limit, 100, "100/s");
