@@ -177,8 +177,8 @@ pub struct PacingArgs {
 
     /// Also read answers with this status as the server's rate limit, as
     /// 429 is: they slow the run and teach the pace. 503 where nginx's
-    /// limit_req keeps its default status. 408 or a 5xx; repeatable or
-    /// comma-separated.
+    /// limit_req keeps its default status. 408, 500, 502, 503 or 504;
+    /// repeatable or comma-separated.
     #[arg(long, value_name = "CODE", value_delimiter = ',', value_parser = parse_throttle_status)]
     pub throttle_status: Vec<u16>,
 }
@@ -467,7 +467,7 @@ fn parse_throttle_status(s: &str) -> Result<u16, String> {
         }
         Ok(code) if crate::client::retry::may_throttle(code) => Ok(code),
         _ => Err(format!(
-            "`{s}` is not a status the tool retries: 408 or 500 to 599 (such as 503)"
+            "`{s}` is not a status the tool always retries: 408, 500, 502, 503 or 504 (such as 503)"
         )),
     }
 }

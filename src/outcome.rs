@@ -69,7 +69,8 @@ pub struct RowResult {
     pub finished_at: u64,
     /// Attempts beyond the first of each of the row's requests.
     pub retries: u32,
-    /// HTTP 429 answers the row's requests got.
+    /// Answers of the server's limit refusing the row's requests got (HTTP
+    /// 429, and any `--throttle-status`).
     pub throttled: u32,
 }
 

@@ -41,10 +41,10 @@ impl RetryPolicy {
 }
 
 /// Whether `--throttle-status` may name `status`: one the retry table
-/// retries anyway (408 or a 5xx), so reading it as the limit's changes
-/// only the pace, never whether a row is tried again.
+/// retries whatever its body (408, 500, 502, 503, 504), so reading it as
+/// the limit's changes only the pace, never whether a row is tried again.
 pub fn may_throttle(status: u16) -> bool {
-    status == 408 || (500..=599).contains(&status)
+    matches!(status, 408 | 500 | 502 | 503 | 504)
 }
 
 /// How an attempt ended, as far as retrying is concerned.

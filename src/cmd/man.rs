@@ -168,8 +168,8 @@ fn main_sections(see_also: &[String]) -> String {
          throttled. line is the input line where the row starts (the header is line 1); \
          attempts is 0 when nothing was sent; error is empty on success and otherwise one \
          line saying what failed and why; finished_at is when the row ended (UTC, RFC 3339 \
-         with milliseconds); retries and throttled count attempts beyond the first and HTTP \
-         429 answers. -o - writes to standard output; --excel starts the file with a UTF-8 \
+         with milliseconds); retries and throttled count attempts beyond the first and the \
+         answers that were the server's limit refusing (HTTP 429, and any --throttle-status). -o - writes to standard output; --excel starts the file with a UTF-8 \
          byte-order mark. report RESULTS... -o report.html makes one HTML page of it.",
     );
 

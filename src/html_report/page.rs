@@ -380,7 +380,7 @@ impl Page<'_> {
                         tr { th { "requests" } td id="requests" data-requests=(requests) {
                             (requests) " ("
                             span id="retries" data-retries=(retries) { (retries) } " retries, "
-                            span id="throttled" data-throttled=(throttled) { (throttled) } " × HTTP 429)"
+                            span id="throttled" data-throttled=(throttled) { (throttled) } " throttled)"
                         } }
                         @if !changes.is_empty() {
                             tr { th { @if self.is_plan() { "would change" } @else { "changed" } } td id="changed" {

@@ -11,7 +11,8 @@ use crate::outcome::{Outcome, RowResult, unix_millis};
 /// `duration_ms`, `diff`, `requested` (the values the input row asked for,
 /// which `--resume` compares), `undo_file` (the undo file the run kept),
 /// `finished_at` (when the row ended, UTC), `retries` (attempts beyond the
-/// first of each request) and `throttled` (the HTTP 429 answers the row got)
+/// first of each request) and `throttled` (the answers of the server's limit
+/// refusing the row got: HTTP 429, and any `--throttle-status`)
 /// follow.
 pub const RESULT_HEADER: [&str; 15] = [
     "line",

@@ -15,7 +15,9 @@ use crate::outcome::Outcome;
 use crate::run::stats::Snapshot;
 
 /// 503 answers, not named by `--throttle-status`, from which the summary
-/// suggests it: a few are an outage's; many may be a limit's.
+/// suggests it: a few are an outage's; many, in a run no 429 slowed, may
+/// be a limit's. (A run that got 429s has its limit's answers already:
+/// the built-in simulator's demo answers some 503s at random besides.)
 const UNNAMED_503_HINT: u64 = 10;
 
 /// Everything known about a finished run.
@@ -103,10 +105,10 @@ impl RunSummary {
                 self.request_rate()
             );
         }
-        if s.unnamed_503 >= UNNAMED_503_HINT {
+        if s.unnamed_503 >= UNNAMED_503_HINT && s.throttled == 0 {
             let _ = write!(
                 out,
-                "\n  {} × HTTP 503, retried as server errors: if the server's rate limit \
+                "\n  {} × HTTP 503, read as server errors: if the server's rate limit \
                  answers 503 (nginx's limit_req does by default), --throttle-status 503 \
                  paces the run under it",
                 s.unnamed_503
@@ -209,6 +211,7 @@ impl RunSummary {
             requests: s.requests,
             retries: s.retries,
             throttled_429: s.throttled,
+            answers_503_as_server_errors: s.unnamed_503,
             rate_changes: self.rate_changes,
             server_limit: self.learned.map(|l| ServerLimitJson {
                 per_second: round3(l.limit),
@@ -287,7 +290,7 @@ impl RunSummary {
         );
         gauge(
             "throttled",
-            "HTTP 429 answers the last run received.",
+            "Answers of the server's limit refusing (HTTP 429, and any --throttle-status) the last run received.",
             &one(s.throttled as f64),
         );
         if let Some(learned) = &self.learned {
@@ -333,6 +336,8 @@ struct SummaryJson<'a> {
     requests: u64,
     retries: u64,
     throttled_429: u64,
+    /// 503s not named by `--throttle-status`, read as server errors.
+    answers_503_as_server_errors: u64,
     rate_changes: u64,
     /// Absent when nothing was learned (no 429, no rate-limit headers).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -439,21 +444,27 @@ mod tests {
         }
     }
 
-    /// Many 503s retried as server errors may be a limit answering 503
+    /// Many 503s read as server errors may be a limit answering 503
     /// (nginx's default): the summary names the flag that paces for it;
-    /// a few (an outage's) say nothing.
+    /// a few (an outage's), or many in a run that 429s slowed (the demo's
+    /// random 503s), say nothing.
     #[test]
     fn many_503s_suggest_throttle_status() {
         let mut s = summary();
+        s.snapshot.throttled = 0;
         s.snapshot.unnamed_503 = UNNAMED_503_HINT - 1;
         assert!(!s.text().contains("--throttle-status"), "{}", s.text());
         s.snapshot.unnamed_503 = 400;
         let text = s.text();
         assert!(
-            text.contains("400 × HTTP 503, retried as server errors")
+            text.contains("400 × HTTP 503, read as server errors")
                 && text.contains("--throttle-status 503 paces the run under it"),
             "{text}"
         );
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["answers_503_as_server_errors"], 400);
+        s.snapshot.throttled = 3;
+        assert!(!s.text().contains("--throttle-status"), "{}", s.text());
     }
 
     #[test]
