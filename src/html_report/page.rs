@@ -176,11 +176,14 @@ impl Page<'_> {
         Some(self.runs.iter().filter_map(|r| r.asked_rate).sum())
     }
 
+    /// The limits learned, summed over the runs (the timeline's line): only
+    /// those known well enough to go by.
     fn server_limit(&self) -> Option<f64> {
         let limits: Vec<f64> = self
             .runs
             .iter()
-            .filter_map(|r| r.server_limit.as_ref().map(|l| l.per_second))
+            .filter_map(|r| r.server_limit.as_ref().filter(|l| l.firm))
+            .map(|l| l.per_second)
             .collect();
         (!limits.is_empty()).then(|| limits.iter().sum())
     }
@@ -370,10 +373,14 @@ impl Page<'_> {
                         @for run in self.runs {
                             @if let Some(limit) = &run.server_limit {
                                 tr { th { "server limit learned" } td id="server-limit" data-per-second=(format!("{:.3}", limit.per_second)) {
-                                    "≈ " (crate::client::pacing::format_rate(limit.per_second))
-                                    @if limit.source == "headers" { " (from its rate-limit headers)" }
-                                    @else { " (learned from " (limit.learned_from_429s) " × 429)" }
-                                    @if let Some(next) = &limit.suggested_rate { "; next time use " code { "--rate " (next) } }
+                                    @if !limit.firm {
+                                        "not yet clear (" (limit.learned_from_429s) " × 429 so far)"
+                                    } @else {
+                                        "≈ " (crate::client::pacing::format_rate(limit.per_second))
+                                        @if limit.source == "headers" { " (from its rate-limit headers)" }
+                                        @else { " (learned from " (limit.learned_from_429s) " × 429)" }
+                                        @if let Some(next) = &limit.suggested_rate { "; next time use " code { "--rate " (next) } }
+                                    }
                                 } }
                             }
                         }
@@ -680,6 +687,36 @@ mod tests {
             ),
             "{html}"
         );
+    }
+
+    /// A limit known well enough suggests a rate; one learned from a lone
+    /// 429 (the demo's random ones) is not yet clear and suggests none.
+    #[test]
+    fn a_limit_not_yet_clear_suggests_no_rate() {
+        let row = "2,1,updated,200,1,,,{},5,,{},,2026-11-30T00:53:20.007Z,0,0".to_string();
+        let run = |firm: bool| RunFacts {
+            server_limit: Some(crate::html_report::ServerLimit {
+                per_second: 8.6,
+                source: "throttling".into(),
+                learned_from_429s: 1,
+                firm,
+                suggested_rate: firm.then(|| "8.5/s".to_string()),
+            }),
+            ..RunFacts::default()
+        };
+        let html = render_rows(std::slice::from_ref(&row), &[run(true)]);
+        assert!(
+            html.contains("≈ 8.6/s (learned from 1 × 429); next time use"),
+            "{html}"
+        );
+        assert!(
+            html.contains("server limit ≈ 8.6/s"),
+            "the timeline's line: {html}"
+        );
+        let html = render_rows(&[row], &[run(false)]);
+        assert!(html.contains("not yet clear (1 × 429 so far)"), "{html}");
+        assert!(!html.contains("next time use"), "{html}");
+        assert!(!html.contains("server limit ≈"), "no line drawn: {html}");
     }
 
     #[test]

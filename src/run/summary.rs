@@ -221,6 +221,7 @@ impl RunSummary {
                     Source::Throttling => "throttling",
                 },
                 learned_from_429s: l.throttles,
+                firm: l.firm,
                 suggested_rate: l.suggested_rate(self.asked_rate),
                 requests_per_span: l.per_span.map(|(requests, _)| requests),
                 span_seconds: l.per_span.map(|(_, span)| round3(span)),
@@ -364,6 +365,9 @@ struct ServerLimitJson {
     pace_per_second: f64,
     source: &'static str,
     learned_from_429s: u64,
+    /// Known well enough to go by (stated, measured, or bounded closely):
+    /// `per_second` is otherwise the pace proven so far.
+    firm: bool,
     suggested_rate: Option<String>,
     /// For a limit that refuses in spells: what it takes per span.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -500,9 +504,17 @@ mod tests {
         s.learned = s.learned.map(|l| Learned { firm: false, ..l });
         assert!(!s.text().contains("next time"), "{}", s.text());
         assert!(summary().to_json().find("server_limit").is_none());
+        // (And says it is not yet clear.)
+        assert!(
+            s.text()
+                .contains("server limit not yet clear (6 × 429 so far; pacing at 19.3/s)"),
+            "{}",
+            s.text()
+        );
         // A limit that refuses in spells says what it takes per span.
         s.learned = s.learned.map(|l| Learned {
             per_span: Some((20, 1.012)),
+            firm: true,
             ..l
         });
         assert!(

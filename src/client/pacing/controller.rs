@@ -180,8 +180,17 @@ pub struct Learned {
 }
 
 impl Learned {
-    /// `server limit ≈ 19.7/s (learned from 6 × 429)`.
+    /// `server limit ≈ 19.7/s (learned from 6 × 429)`; while too little is
+    /// known to go by, `server limit not yet clear (1 × 429 so far; pacing
+    /// at 14.3/s)`.
     pub fn describe(&self) -> String {
+        if !self.firm {
+            return format!(
+                "server limit not yet clear ({} × 429 so far; pacing at {})",
+                self.throttles,
+                super::format_rate(self.pace)
+            );
+        }
         let mut how = match self.source {
             Source::Headers => "from its rate-limit headers".to_string(),
             Source::Throttling => format!("learned from {} × 429", self.throttles),
@@ -281,6 +290,11 @@ pub struct Controller {
     refused_at_pace: u64,
     /// The lower bound came from a measure, not a calm stretch.
     lower_measured: bool,
+    /// The limit itself was measured: between two bursts of 429s, between
+    /// two refusals of a bucket, or by a spell's refusal after what it
+    /// took. (A pace proven since a refusal is not: at a calm pace it
+    /// measures the run's own sending.)
+    measured: bool,
     /// The latest refusal (by sequence): a bucket was (nearly) empty when
     /// it arrived. What it has accepted since measures its rate.
     anchor: Option<Anchor>,
@@ -514,6 +528,7 @@ impl Controller {
             refuses_in_spells: false,
             refuses_one_by_one: false,
             lower_measured: false,
+            measured: false,
             anchor: None,
             unanswered: BTreeMap::new(),
             cut_seq: 0,
@@ -1074,6 +1089,7 @@ impl Controller {
                 if taken >= MEASURE_SUCCESSES as f64 && span > 0.0 && self.lower == 0.0 {
                     self.lower = (taken / span).min(self.upper * UNDER);
                     self.lower_measured = true;
+                    self.measured = true;
                     self.last_episode = None;
                     let pace = self.lower.max(FLOOR);
                     self.set_pace(pace, now);
@@ -1147,10 +1163,12 @@ impl Controller {
             };
             self.lower = lower.min(self.upper * UNDER);
             self.lower_measured = true;
+            self.measured = true;
             estimate = Some(accepted as f64 / span * UNDER);
         } else if let Some(measured) = measured {
             self.lower = (measured * UNDER).min(self.upper * UNDER);
             self.lower_measured = true;
+            self.measured = true;
         } else if self.lower >= self.upper * UNDER {
             // The limit fell, or a lucky stretch overstated it: a bucket's
             // burst holds a pace above its rate for a while. Calm proves
@@ -1749,7 +1767,7 @@ impl Controller {
             pace,
             source: Source::Throttling,
             throttles: self.learning_throttles,
-            firm: self.converged() || self.lower_measured || self.learning_throttles >= 3,
+            firm: self.converged() || self.measured || self.learning_throttles >= 3,
             per_span: None,
         })
     }
@@ -2673,6 +2691,57 @@ mod tests {
         assert!(!learned.firm);
         assert_eq!(learned.suggested_rate(Some(100.0)), None);
         assert_eq!(learned.throttles, 1);
+    }
+
+    /// The built-in simulator's demo answers about one PATCH in thirty 429
+    /// at random, with no limit behind it. One such 429 in 60 rows asked
+    /// 20/s printed "server limit ≈ 8.6/s (learned from 1 × 429); next time
+    /// use --rate 8.5/s": the pace proven since the refusal, at the calm
+    /// pace after the cut, was taken for a measure of the limit. It proves
+    /// that pace only: nothing is suggested, and the figure says so.
+    #[test]
+    fn one_429_at_random_suggests_no_rate() {
+        let mut c = Controller::new(Some(20.0), 1);
+        let (mut now, mut sent) = (0.0_f64, 0);
+        let mut pending: Vec<(f64, Permit, bool)> = Vec::new();
+        let mut retry_at: Option<f64> = None;
+        while sent < 60 || retry_at.is_some() || !pending.is_empty() {
+            let ready = c.ready_at().max(now);
+            let answer = pending.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+            let retry_due = retry_at.is_some_and(|at| at <= ready);
+            if (sent < 60 || retry_due) && pending.len() < 4 && ready <= answer {
+                now = ready;
+                let permit = c.grant(now);
+                if retry_due {
+                    retry_at = None;
+                } else {
+                    sent += 1;
+                }
+                // The 25th request is refused (Retry-After: 1).
+                pending.push((now + 0.04, permit, sent == 25 && !retry_due));
+            } else if answer.is_finite() {
+                now = answer;
+                let i = pending.iter().position(|p| p.0 == answer).expect("due");
+                let (_, permit, refused) = pending.remove(i);
+                if refused {
+                    retry_at = Some(now + c.on_throttled(permit, now, Some(1.0), None));
+                } else {
+                    c.on_success(permit, now, None);
+                }
+            } else {
+                now = retry_at.expect("a retry is due");
+            }
+        }
+        let learned = c.learned().expect("a 429 came");
+        assert!(!learned.firm, "{learned:?}");
+        assert_eq!(learned.suggested_rate(Some(20.0)), None);
+        assert!(
+            learned
+                .describe()
+                .starts_with("server limit not yet clear (1 × 429 so far"),
+            "{}",
+            learned.describe()
+        );
     }
 
     /// Found in review: with the first 429 (Retry-After: 2) coming back
