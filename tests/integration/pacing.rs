@@ -168,25 +168,7 @@ fn run_against_limit_with(
 /// draws few 429s, and says what it learned and what to ask next time.
 #[test]
 fn a_strict_limit_without_retry_after_is_learned() {
-    let limit = ServerLimit {
-        shape: Shape::Bucket {
-            rate: 20.0,
-            burst: 1,
-        },
-        retry_after: false,
-        headers: HeaderStyle::None,
-        status: 429,
-    };
-    let (span, throttled, summary, stderr) = run_against_limit(limit, 200, "100/s");
-    assert!(span < 10.0 * 1.5, "took {span:.1}s; the limit needs 10s");
-    assert!(throttled <= 20, "{throttled} × 429");
-    let learned = &summary["server_limit"];
-    let per_second = learned["per_second"].as_f64().unwrap();
-    assert!((15.0..=25.0).contains(&per_second), "{learned}");
-    assert_eq!(learned["source"], "throttling");
-    assert!(learned["suggested_rate"].as_str().is_some(), "{learned}");
-    assert!(stderr.contains("server limit ≈"), "{stderr}");
-    assert!(stderr.contains("next time use --rate"), "{stderr}");
+    strict_limit_is_learned(429, &[]);
 }
 
 /// nginx's `limit_req` keeps answering 503 unless `limit_req_status` says
@@ -196,19 +178,23 @@ fn a_strict_limit_without_retry_after_is_learned() {
 /// the summary counts those answers as throttled.
 #[test]
 fn a_limit_answering_503_is_learned_when_named() {
+    strict_limit_is_learned(503, &["--throttle-status", "503"]);
+}
+
+/// 200 rows asked 100/s against a bucket of 20/s holding one, refusing
+/// with `status` and no Retry-After, run with `flags`.
+fn strict_limit_is_learned(status: u16, flags: &[&str]) {
     let limit = ServerLimit {
-        shape: Shape::Bucket {
+        status,
+        retry_after: false,
+        ..ServerLimit::new(Shape::Bucket {
             rate: 20.0,
             burst: 1,
-        },
-        retry_after: false,
-        headers: HeaderStyle::None,
-        status: 503,
+        })
     };
-    let (span, refused, summary, stderr) =
-        run_against_limit_with(limit, 200, "100/s", &["--throttle-status", "503"]);
+    let (span, refused, summary, stderr) = run_against_limit_with(limit, 200, "100/s", flags);
     assert!(span < 10.0 * 1.5, "took {span:.1}s; the limit needs 10s");
-    assert!(refused <= 20, "{refused} × 503");
+    assert!(refused <= 20, "{refused} × {status}");
     assert_eq!(
         summary["throttled_429"].as_u64(),
         Some(refused),
@@ -218,7 +204,9 @@ fn a_limit_answering_503_is_learned_when_named() {
     let per_second = learned["per_second"].as_f64().unwrap();
     assert!((15.0..=25.0).contains(&per_second), "{learned}");
     assert_eq!(learned["source"], "throttling");
+    assert!(learned["suggested_rate"].as_str().is_some(), "{learned}");
     assert!(stderr.contains("server limit ≈"), "{stderr}");
+    assert!(stderr.contains("next time use --rate"), "{stderr}");
 }
 
 /// Unnamed, the same limit's 503s are server errors: nothing is learned,
