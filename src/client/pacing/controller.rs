@@ -307,9 +307,6 @@ pub struct Controller {
     /// way.
     cut_seq: u64,
     taken_since_cut: u64,
-    /// The first permit after the latest raise of the pace: what went
-    /// before it went at a pace proven calm.
-    raised_seq: u64,
     /// The latest round trip, seconds: how far the server's arrival times
     /// may stand from the send times.
     round_trip: f64,
@@ -533,7 +530,6 @@ impl Controller {
             unanswered: BTreeMap::new(),
             cut_seq: 0,
             taken_since_cut: 0,
-            raised_seq: 0,
             round_trip: 0.0,
             fastest_trip: f64::INFINITY,
             trips: VecDeque::new(),
@@ -1065,7 +1061,7 @@ impl Controller {
                 // A step past such a limit costs a whole spell: climb in
                 // small steps from here on.
                 self.refuses_in_spells = true;
-                if self.mirror.take_over(now, self.raised_seq) {
+                if self.mirror.take_over(now) {
                     // Paced by the server's own rule from here: the log
                     // says when the next request may go, not the pause.
                     if retry_after.is_none_or(|asked| asked <= 1.0) {
@@ -1220,9 +1216,7 @@ impl Controller {
             probe: None,
         });
         self.pause(now, pause);
-        if retry_after.is_some_and(|asked| asked > 1.0)
-            && self.mirror.take_over(now, self.raised_seq)
-        {
+        if retry_after.is_some_and(|asked| asked > 1.0) && self.mirror.take_over(now) {
             // Refused for more than a second after a run of acceptances: a
             // limit that refuses in spells (a bucket refills sooner). The
             // run waits as told, then goes as the server's log allows.
@@ -1448,8 +1442,6 @@ impl Controller {
             self.decreased_at = now;
             self.cut_seq = self.next_seq;
             self.taken_since_cut = 0;
-        } else if self.pace.is_some_and(|before| pace > before) {
-            self.raised_seq = self.next_seq;
         }
         self.pace = Some(pace);
         self.pace_set_at = now;

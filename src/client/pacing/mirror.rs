@@ -213,7 +213,7 @@ impl Mirror {
     /// Takes over pacing: the requests known taken in the run the latest
     /// refusals ended are what the limit takes per span. Returns false when
     /// that says nothing (too few), or more than the log keeps.
-    pub fn take_over(&mut self, now: f64, raised_from: u64) -> bool {
+    pub fn take_over(&mut self, now: f64) -> bool {
         if self.released {
             return false;
         }
@@ -221,12 +221,7 @@ impl Mirror {
             // The run began before the oldest request kept.
             return false;
         }
-        // (A run whose pace was raised on the way counts from the raise:
-        // before it, the run went at a pace proven calm, across as many of
-        // the limit's spans as it took, and what it got then says nothing
-        // of what one span takes.)
-        let from = self.ended_run_from.max(raised_from);
-        let n = self.taken_from(from);
+        let n = self.taken_from(self.ended_run_from);
         if !(2..=MAX_N).contains(&n) {
             return false;
         }
@@ -237,7 +232,7 @@ impl Mirror {
         // went before it (the rest overtook it on the way), the run's first.
         if let Some((seq, at)) = self.last_refused
             && let Some(nth) = self.nth_before(seq).or_else(|| {
-                let start = self.log.partition_point(|s| s.seq < from);
+                let start = self.log.partition_point(|s| s.seq < self.ended_run_from);
                 self.log.get(start).map(|s| s.at)
             })
         {
@@ -245,7 +240,9 @@ impl Mirror {
         }
         // (With that bound, not before: the margin for jitter is at most a
         // share of the span tried, and nothing was tried yet.)
-        self.counted = self.last_refused.map(|(_, at)| (from, at + self.margin()));
+        self.counted = self
+            .last_refused
+            .map(|(_, at)| (self.ended_run_from, at + self.margin()));
         true
     }
 
@@ -736,7 +733,7 @@ mod tests {
         let (mut seq, mut now) = (0, 0.0);
         // 20 taken at 1000/s, then refused: not yet in force, nothing held.
         assert_eq!(send(&mut m, &mut server, &mut seq, &mut now, 21), 1);
-        assert!(m.take_over(now, 0));
+        assert!(m.take_over(now));
         assert_eq!(m.n, 20);
         assert!(m.lo >= 0.019 && m.lo < 0.03, "{}", m.lo);
         // The span is found, and bounded to within a few percent above a
@@ -764,7 +761,7 @@ mod tests {
         let at = n as f64 * gap;
         m.record(n, at);
         m.refused(n, at + 0.001, None);
-        assert!(m.take_over(at + 0.001, 0));
+        assert!(m.take_over(at + 0.001));
         m
     }
 
@@ -784,75 +781,10 @@ mod tests {
                 m.accepted(seq, 0.05 + seq as f64 * 0.001);
             }
             m.refused(99, 0.151, Some(5.0));
-            assert!(m.take_over(0.151, 0));
+            assert!(m.take_over(0.151));
             assert_eq!(m.n, 99);
             m.accepted(last, 0.152);
             assert_eq!(m.n, 100, "taken {last} answered late");
-        }
-    }
-
-    /// Found with the server's own time varying (50–500 ms): a fixed
-    /// window of 20 a second, paced calmly at 16.9/s for three seconds,
-    /// then raised to 53/s and refused. The mirror counted the whole run
-    /// since the refusals before, 44 taken across three windows, found a
-    /// span of 5 s to match, and paced the rest at 8.4/s (2.46×). Now a
-    /// run whose pace was raised on the way is counted from the raise.
-    #[test]
-    fn a_run_raised_on_the_way_is_counted_from_the_raise() {
-        for raised_from in [0, 51] {
-            let mut server = Window {
-                n: 20,
-                span: 1.0,
-                start: 0.0,
-                taken: 0,
-            };
-            let mut m = Mirror::new();
-            let (mut seq, mut now, mut refused) = (0, 0.0, None);
-            // Calm at 16.9/s for three seconds, then 53/s until refused.
-            while refused.is_none() {
-                let gap = if seq < raised_from.max(51) {
-                    1.0 / 16.9
-                } else {
-                    1.0 / 53.0
-                };
-                now += gap;
-                seq += 1;
-                m.record(seq, now);
-                if server.admit(now) {
-                    m.accepted(seq, now + 0.002);
-                } else {
-                    m.refused(seq, now + 0.002, None);
-                    refused = Some(seq);
-                }
-            }
-            assert!(m.take_over(now + 0.002, raised_from));
-            if raised_from == 0 {
-                assert!(m.n > 40, "counted from the start: {}", m.n);
-            } else {
-                assert!((10..=20).contains(&m.n), "counted from the raise: {}", m.n);
-            }
-        }
-    }
-
-    /// A fixed window of `n` per `span` seconds, from `start`.
-    struct Window {
-        n: usize,
-        span: f64,
-        start: f64,
-        taken: usize,
-    }
-
-    impl Window {
-        fn admit(&mut self, now: f64) -> bool {
-            while now >= self.start + self.span {
-                self.start += self.span;
-                self.taken = 0;
-            }
-            let accepted = self.taken < self.n;
-            if accepted {
-                self.taken += 1;
-            }
-            accepted
         }
     }
 
@@ -899,7 +831,7 @@ mod tests {
         let mut m = Mirror::new();
         m.record(0, 0.0);
         m.refused(0, 0.01, Some(1.0));
-        assert!(!m.take_over(0.01, 0));
+        assert!(!m.take_over(0.01));
         assert_eq!(m.ready_at(), f64::NEG_INFINITY);
         assert_eq!(m.limit(), None);
     }
@@ -928,7 +860,7 @@ mod tests {
         m.accepted(9, 0.021);
         m.accepted(10, 0.021);
         m.refused(11, 0.022, None);
-        assert!(m.take_over(0.03, 0));
+        assert!(m.take_over(0.03));
         assert_eq!(m.n, 10);
     }
 
@@ -949,7 +881,7 @@ mod tests {
             m.record(20, now);
             assert!(!server.admit(now));
             m.refused(20, now + 0.002, retry_after.map(|r: f64| now + 0.002 + r));
-            assert!(m.take_over(now + 0.002, 0));
+            assert!(m.take_over(now + 0.002));
             let (mut seq, mut refusals) = (21, 0);
             while now < 9.9 {
                 now = m.ready_at().max(now + 0.003);
@@ -980,7 +912,7 @@ mod tests {
         let mut server = log(20, 1.0);
         let (mut seq, mut now) = (0, 0.0);
         send(&mut m, &mut server, &mut seq, &mut now, 21);
-        assert!(m.take_over(now, 0));
+        assert!(m.take_over(now));
         send(&mut m, &mut server, &mut seq, &mut now, 300);
         // A refusal (another client took a slot); the request after it is lost.
         seq += 1;
@@ -1006,7 +938,7 @@ mod tests {
         let mut server = log(20, 1.0);
         let (mut seq, mut now) = (0, 0.0);
         send(&mut m, &mut server, &mut seq, &mut now, 21);
-        assert!(m.take_over(now, 0));
+        assert!(m.take_over(now));
         send(&mut m, &mut server, &mut seq, &mut now, 300);
         assert!(m.settled() && m.hi < 1.1, "{} {}", m.lo, m.hi);
         now += 30.0;
@@ -1029,7 +961,7 @@ mod tests {
         }
         m.record(5000, 0.5);
         m.refused(5000, 0.501, None);
-        assert!(!m.take_over(0.501, 0), "took over as n = {}", m.n);
+        assert!(!m.take_over(0.501), "took over as n = {}", m.n);
     }
 
     /// Found with 2–22 ms of jitter each way against 20 per rolling second:
@@ -1075,7 +1007,7 @@ mod tests {
             m.accepted(seq, answered(seq));
         }
         m.refused(97, 0.127, Some(5.0));
-        assert!(m.take_over(0.127, 0));
+        assert!(m.take_over(0.127));
         assert_eq!(m.n, 98);
         assert!(m.lo >= 0.09, "{}", m.lo);
         m.accepted(99, 0.13);
@@ -1103,7 +1035,7 @@ mod tests {
                 Some(false) => {
                     m.refused(seq, now, None);
                     if seq == take_over_at {
-                        assert!(m.take_over(now, 0));
+                        assert!(m.take_over(now));
                     }
                 }
             }
@@ -1197,7 +1129,7 @@ mod tests {
         }
         m.record(20, 0.02);
         m.refused(20, 0.022, None);
-        assert!(m.take_over(0.022, 0));
+        assert!(m.take_over(0.022));
         m.hi = 1.0;
         m.lo = 0.99;
         m.refused_last = false;
