@@ -2685,7 +2685,7 @@ mod tests {
         assert_eq!(learned.throttles, 1);
     }
 
-    /// The built-in simulator's demo answers about one PATCH in thirty 429
+    /// The built-in simulator's demo answered about one PATCH in thirty 429
     /// at random, with no limit behind it. One such 429 in 60 rows asked
     /// 20/s printed "server limit ≈ 8.6/s (learned from 1 × 429); next time
     /// use --rate 8.5/s": the pace proven since the refusal, at the calm
