@@ -123,7 +123,7 @@ impl Target {
 }
 
 /// What the built-in simulator does to show retries and pacing at work: a
-/// limit of 15 requests in any second, answering 429 with `Retry-After` as
+/// limit of [`DEMO_LIMIT`] requests in any second, answering 429 with `Retry-After` as
 /// Django REST framework's throttle does (Gcore's error bodies are DRF's),
 /// and about one PATCH in ten answered 503. Every row still ends `updated`
 /// (five attempts each). (One PATCH in thirty answered 429 at random, with

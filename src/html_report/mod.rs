@@ -46,7 +46,9 @@ pub struct ServerLimit {
     /// `headers` or `throttling`.
     pub source: String,
     pub learned_from_429s: u64,
-    /// Known well enough to go by (a file from before this field: yes).
+    /// Known well enough to show as a figure: firm, or a span found for a
+    /// limit that refuses in spells (as the summary's text). A file from
+    /// before `firm` was written: yes.
     pub firm: bool,
     pub suggested_rate: Option<String>,
 }
@@ -68,7 +70,7 @@ impl RunFacts {
                     crate::client::pacing::Source::Throttling => "throttling".into(),
                 },
                 learned_from_429s: l.throttles,
-                firm: l.firm,
+                firm: l.firm || l.per_span.is_some(),
                 suggested_rate: l.suggested_rate(summary.asked_rate),
             }),
             started_at_ms: Some(crate::outcome::unix_millis(summary.started_at)),
@@ -111,7 +113,8 @@ impl RunFacts {
                         .get("learned_from_429s")
                         .and_then(|n| n.as_u64())
                         .unwrap_or(0),
-                    firm: l.get("firm").and_then(|f| f.as_bool()).unwrap_or(true),
+                    firm: l.get("firm").and_then(|f| f.as_bool()).unwrap_or(true)
+                        || l.get("requests_per_span").is_some(),
                     suggested_rate: l
                         .get("suggested_rate")
                         .and_then(|s| s.as_str())

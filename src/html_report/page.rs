@@ -700,7 +700,8 @@ mod tests {
                 source: "throttling".into(),
                 learned_from_429s: 1,
                 firm,
-                suggested_rate: firm.then(|| "8.5/s".to_string()),
+                // (Even given one, a limit not yet clear shows none.)
+                suggested_rate: Some("8.5/s".to_string()),
             }),
             ..RunFacts::default()
         };

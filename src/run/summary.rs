@@ -300,6 +300,11 @@ impl RunSummary {
                 "The server's rate limit as the last run learned it (requests/s).",
                 &one(round3(learned.limit)),
             );
+            gauge(
+                "server_limit_firm",
+                "1 when that limit is known well enough to suggest a --rate from, else 0.",
+                &one(if learned.firm { 1.0 } else { 0.0 }),
+            );
         }
         gauge(
             "last_run_start_timestamp_seconds",
@@ -497,6 +502,10 @@ mod tests {
             s.to_prometheus()
                 .contains("gcore_iam_bulk_server_limit_per_second{command=\"run\"} 19.72")
         );
+        assert!(
+            s.to_prometheus()
+                .contains("gcore_iam_bulk_server_limit_firm{command=\"run\"} 1")
+        );
         // Asked below the limit, or learned from a lone 429: nothing to suggest.
         s.asked_rate = Some(10.0);
         assert!(!s.text().contains("next time"));
@@ -511,15 +520,26 @@ mod tests {
             "{}",
             s.text()
         );
-        // A limit that refuses in spells says what it takes per span.
+        assert!(
+            s.to_prometheus()
+                .contains("gcore_iam_bulk_server_limit_firm{command=\"run\"} 0")
+        );
+        // A limit that refuses in spells says what it takes per span, once
+        // a span was found, settled or not (settled, it suggests a rate).
         s.learned = s.learned.map(|l| Learned {
             per_span: Some((20, 1.012)),
-            firm: true,
             ..l
         });
         assert!(
             s.text()
-                .contains("server limit ≈ 19.7/s (20 per 1.01 s, learned from 6 × 429)"),
+                .contains("server limit ≈ 19.7/s (20 per 1.01 s, learned from 6 × 429)")
+                && !s.text().contains("next time"),
+            "{}",
+            s.text()
+        );
+        s.learned = s.learned.map(|l| Learned { firm: true, ..l });
+        assert!(
+            s.text().contains("next time use --rate 19/s"),
             "{}",
             s.text()
         );

@@ -181,10 +181,11 @@ pub struct Learned {
 
 impl Learned {
     /// `server limit ≈ 19.7/s (learned from 6 × 429)`; while too little is
-    /// known to go by, `server limit not yet clear (1 × 429 so far; pacing
-    /// at 14.3/s)`.
+    /// known to go by (and no span was found for a limit that refuses in
+    /// spells, whose figure is what it took), `server limit not yet clear
+    /// (1 × 429 so far; pacing at 14.3/s)`.
     pub fn describe(&self) -> String {
-        if !self.firm {
+        if !self.firm && self.per_span.is_none() {
             return format!(
                 "server limit not yet clear ({} × 429 so far; pacing at {})",
                 self.throttles,
