@@ -229,21 +229,17 @@ fn unnamed_503s_are_retried_and_the_summary_names_the_flag() {
     );
     let work = Work::new();
     work.write("in.csv", reseller_moves(1..=40, 9));
-    let ran = work.run_against(
-        &sim,
-        &[
-            "run",
-            "in.csv",
-            "-o",
-            "out.csv",
+    let ran = work
+        .run_rows(&sim, "in.csv", "out.csv")
+        .args([
             "--rate",
             "100/s",
             "--concurrency",
             "8",
             "--summary-json",
             "s.json",
-        ],
-    );
+        ])
+        .ran();
     // (Rows may run out of attempts: 1 is a run that ended with failures.)
     assert!(matches!(ran.code, 0 | 1), "{}: {}", ran.code, ran.stderr);
     let summary: serde_json::Value = serde_json::from_str(&work.read("s.json")).unwrap();
