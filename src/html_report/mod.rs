@@ -70,7 +70,7 @@ impl RunFacts {
                     crate::client::pacing::Source::Throttling => "throttling".into(),
                 },
                 learned_from_429s: l.throttles,
-                firm: l.firm || l.per_span.is_some(),
+                firm: l.clear(),
                 suggested_rate: l.suggested_rate(summary.asked_rate),
             }),
             started_at_ms: Some(crate::outcome::unix_millis(summary.started_at)),

@@ -185,7 +185,7 @@ impl Learned {
     /// spells, whose figure is what it took), `server limit not yet clear
     /// (1 × 429 so far; pacing at 14.3/s)`.
     pub fn describe(&self) -> String {
-        if !self.firm && self.per_span.is_none() {
+        if !self.clear() {
             return format!(
                 "server limit not yet clear ({} × 429 so far; pacing at {})",
                 self.throttles,
@@ -200,6 +200,12 @@ impl Learned {
             how = format!("{requests} per {} s, {how}", round_span(span));
         }
         format!("server limit ≈ {} ({how})", super::format_rate(self.limit))
+    }
+
+    /// Whether the figure is worth showing: firm, or what a limit that
+    /// refuses in spells took once a span was found (settled or not).
+    pub fn clear(&self) -> bool {
+        self.firm || self.per_span.is_some()
     }
 
     /// The `--rate` to ask for next time, when the asked one was above the
