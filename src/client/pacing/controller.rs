@@ -85,6 +85,12 @@ const UNDER_QUOTA: f64 = 0.97;
 /// Seconds of calm sending that prove a pace holds against a limit that
 /// refuses request by request (a bucket).
 const CALM_BUCKET: f64 = 0.5;
+/// Answers taken for requests sent at a pace that prove it against a
+/// bucket of one.
+const ONE_PROVEN: f64 = 3.0;
+/// Against a bucket of one, each raise proven in a row is this many times
+/// the step before (from `RAISE_STEP`).
+const CLIMB_GROWTH: f64 = 3.0;
 /// Seconds of calm sending that prove a pace holds.
 const CALM: f64 = 1.0;
 /// Calm that proves a pace is at most this many times longer.
@@ -295,6 +301,11 @@ pub struct Controller {
     pace_set_at: f64,
     accepted_at_pace: u64,
     refused_at_pace: u64,
+    /// Requests sent at the pace's own spacing (not after a pause) and not
+    /// yet answered, and how many such were taken: only they prove a pace
+    /// against a bucket of one.
+    spaced: std::collections::BTreeSet<u64>,
+    taken_spaced: u64,
     /// The lower bound came from a measure, not a calm stretch.
     lower_measured: bool,
     /// The limit itself was measured: between two bursts of 429s, between
@@ -353,6 +364,9 @@ pub struct Controller {
     /// How many times the calm that proves a pace is longer than at first:
     /// doubled each time a pace proven calm draws a 429 after all.
     calm_scale: f64,
+    /// Raises proven in a row since the latest 429 that taught anything:
+    /// against a bucket of one each step is twice the one before.
+    climbs: u32,
     /// The run's copy of the server's log: paces the run once the limit is
     /// seen to refuse in spells and states nothing.
     mirror: Mirror,
@@ -543,6 +557,8 @@ impl Controller {
             first_burst: None,
             pace_set_at: f64::NEG_INFINITY,
             accepted_at_pace: 0,
+            spaced: Default::default(),
+            taken_spaced: 0,
             refused_at_pace: 0,
             recent: VecDeque::new(),
             stated: None,
@@ -555,6 +571,7 @@ impl Controller {
             early_refill: false,
             mirror: Mirror::new(),
             calm_scale: 1.0,
+            climbs: 0,
         }
     }
 
@@ -624,6 +641,9 @@ impl Controller {
             // couple of intervals was a pause or an idle spell.
             let gap = (now - last).max(0.0);
             self.calm += gap.min(2.0 / pace);
+            if gap <= 1.5 / pace {
+                self.spaced.insert(self.next_seq);
+            }
         }
         let next_seq = self.next_seq;
         let on_credit = match &mut self.stated {
@@ -701,6 +721,7 @@ impl Controller {
     /// longer on the way.
     pub fn on_lost(&mut self, permit: Permit) {
         self.unanswered.remove(&permit.seq);
+        self.spaced.remove(&permit.seq);
         if let Some(stated) = &mut self.stated {
             stated.lost += 1;
         }
@@ -733,6 +754,9 @@ impl Controller {
         }
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
+        }
+        if self.spaced.remove(&permit.seq) {
+            self.taken_spaced += 1;
         }
         if permit.seq >= self.cut_seq {
             self.taken_since_cut += 1;
@@ -824,6 +848,7 @@ impl Controller {
         if permit.at >= self.pace_set_at {
             self.refused_at_pace += 1;
         }
+        self.spaced.remove(&permit.seq);
         self.note_trip(permit, now);
         // What the bucket took between the latest refusal and this one.
         let mut pair = None;
@@ -1104,6 +1129,7 @@ impl Controller {
             return row_wait;
         }
         self.learning_throttles += 1;
+        self.climbs = 0;
         self.first_burst.get_or_insert(self.successes);
         let mut measured = None;
         match self.last_episode {
@@ -1375,11 +1401,19 @@ impl Controller {
             // less than it seems, and a step past costs a spell.
             CALM * self.calm_scale
         };
-        if self.calm < needed {
-            return;
-        }
         let bucket = self.refuses_one_by_one && !self.refuses_in_spells;
         let bursts = self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
+        // A bucket of one refuses the first request that reaches it sooner
+        // than its interval after the one it took: a few answers for
+        // requests sent at a pace prove it, and a step past costs one 429.
+        let of_one = bucket && !bursts && !was_converged;
+        if of_one {
+            if (self.taken_spaced as f64) < ONE_PROVEN * self.calm_scale {
+                return;
+            }
+        } else if self.calm < needed {
+            return;
+        }
         if bucket && bursts && !was_converged {
             // A calm stretch may be a bucket's burst draining: only what it
             // accepted since it was last found empty proves a pace.
@@ -1418,6 +1452,14 @@ impl Controller {
         if (self.lower_measured && !bucket) || self.refuses_in_spells {
             next = next.min(self.lower * (1.0 + RAISE_STEP));
         }
+        if of_one {
+            // From a small step, doubling while they hold: a limit just
+            // over the pace costs one 429, one far over is reached in as
+            // few steps as bisection takes.
+            let step = RAISE_STEP * CLIMB_GROWTH.powi(self.climbs.min(8) as i32);
+            next = next.min(self.lower * (1.0 + step));
+            self.climbs += 1;
+        }
         // Far from the server, a step past the limit costs a 429 for each
         // request on the way when the first comes back: a step adds at most
         // a few requests on the way.
@@ -1454,6 +1496,8 @@ impl Controller {
         self.pace_set_at = now;
         self.accepted_at_pace = 0;
         self.refused_at_pace = 0;
+        self.spaced.clear();
+        self.taken_spaced = 0;
         self.calm = 0.0;
         self.tat = match self.last_grant {
             Some(last) => last + 1.0 / pace,

@@ -559,33 +559,52 @@ fn every_shape_ends_with_every_row_updated() {
 
 /// The goal — within 1.15× of the least time the limit allows at the asked
 /// rate, 429s on at most 5 % of the rows — for every shape, with and
-/// without Retry-After and rate-limit headers, asked 5× the limit; asked
-/// 50×, for the limits that state themselves, buckets holding a burst and
-/// limits that refuse in spells. A bucket of one asked 50× and saying
-/// nothing of itself is held to the time but a looser share of 429s here,
-/// and its figures are in BENCHMARKS.md as the work still open.
+/// without Retry-After and rate-limit headers, asked 5× and 50× the limit.
 #[test]
-fn meets_the_goal_where_the_limit_can_be_seen() {
+fn meets_the_goal_for_every_shape() {
     let mut missed = Vec::new();
     for cell in every_cell() {
         eprintln!("{}", cell.line());
-        let stated = cell.server.headers != HeaderStyle::None;
-        // A bucket holding no burst shows its rate only a step at a time.
-        let bucket_of_one = matches!(cell.server.shape, Shape::Bucket { burst, .. } if burst < 2);
-        let in_scope = cell.asked <= 100.0 || stated || !bucket_of_one;
-        let met = if in_scope {
-            cell.meets_the_goal(ROWS)
-        } else {
-            // Asked 50×, a bucket of one stating nothing: up to 7.5 % 429s.
-            cell.out.updated == ROWS
-                && cell.ratio <= 1.15
-                && cell.out.throttles as f64 <= 0.075 * ROWS as f64
-        };
-        if !met {
+        if !cell.meets_the_goal(ROWS) {
             missed.push(cell.line());
         }
     }
     assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
+}
+
+/// Found at 50× a bucket of one stating nothing (seed 9: 11 × 429 on 200
+/// rows, and 10 in most other seeds): under it by half after the first
+/// refusals, the pace climbed by bisection, a step past the limit each
+/// time it sat just over the pace (five 429s from 19.2/s to 19.9/s against
+/// 20/s). Such a bucket refuses the first request that comes too soon, so
+/// a few taken at a pace's own spacing prove it: the climb now goes from a
+/// small step, tripled while they hold. Over ten seeds, asked 5× and 50×:
+/// the goal every time.
+#[test]
+fn a_bucket_of_one_is_climbed_to_in_growing_steps() {
+    for asked in [100.0, 1000.0] {
+        for retry_after in [true, false] {
+            let server = Server {
+                shape: Shape::Bucket {
+                    rate: 20.0,
+                    burst: 1,
+                },
+                retry_after,
+                headers: HeaderStyle::None,
+            };
+            for seed in 1..=10 {
+                let out = run(server, ROWS, Some(asked), 1, seed);
+                let ratio = out.ratio(server, ROWS, Some(asked));
+                let line = format!(
+                    "asked {asked}, retry-after {retry_after}, seed {seed}: {ratio:.3}, {} × 429",
+                    out.throttles
+                );
+                assert_eq!(out.updated, ROWS, "{line}");
+                assert!(ratio <= 1.15, "{line}");
+                assert!(out.throttles <= ROWS / 20, "{line}");
+            }
+        }
+    }
 }
 
 /// Against a server without a limit, the permits are the asked pacing: at
