@@ -34,8 +34,12 @@
 //!   the limit; a calm second of sending proves a pace and the pace rises by
 //!   bisection, in small steps from a measure, each adding at most two
 //!   requests on the way (far from the server, a step past the limit costs
-//!   a 429 for each). Once the bounds meet it stays just under, and looks a
-//!   little higher every 20 calm seconds.
+//!   a 429 for each). Against a bucket of one (the start took a single
+//!   request before the first 429), which refuses the first request that
+//!   comes too soon, three taken at a pace's own spacing prove it, and the
+//!   climb goes from a 5 % step, tripled while steps hold. Once the bounds
+//!   meet it stays just under, and looks a little higher every 20 calm
+//!   seconds.
 //! - Requests refused after pauses for a while, with nothing accepted (or
 //!   for longer than a bucket taking the pace proven before would refuse,
 //!   or with a `Retry-After` of more than a second), mark a limit that
