@@ -901,6 +901,9 @@ impl Controller {
             self.pace = Some(self.lower.max(FLOOR));
             self.episode = None;
             self.decreased_at = f64::NEG_INFINITY;
+            // What the server took while the log paced the run, through its
+            // searches for a span, measures those searches, not the limit.
+            self.last_episode = None;
         }
         if self.mirrored() {
             // The log paces the run; a Retry-After of more than a second
