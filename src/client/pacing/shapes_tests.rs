@@ -115,6 +115,9 @@ pub struct Around {
     /// random, whatever its limit says: the built-in simulator's demo
     /// fault, or a gateway in front of the API.
     pub refused_at_random: f64,
+    /// The limit spent before the run begins (a run started right after
+    /// another, or another client just used it up).
+    pub drained: bool,
 }
 
 impl Around {
@@ -127,6 +130,7 @@ impl Around {
             jitter,
             processing: None,
             refused_at_random: 0.0,
+            drained: false,
         }
     }
 
@@ -159,6 +163,7 @@ pub fn run_around(
         jitter,
         processing,
         refused_at_random,
+        drained,
     } = around;
     let mut random_rng = fastrand::Rng::with_seed(seed ^ 0x7a11);
     let mut other_next = other.map_or(f64::INFINITY, |(from, _)| from);
@@ -167,6 +172,9 @@ pub fn run_around(
     let mut processing_rng = fastrand::Rng::with_seed(seed ^ 0x9e37);
     let mut controller = Controller::new(asked, burst);
     let mut limiter = Limiter::new(server.shape);
+    if drained {
+        while limiter.admit(phase).is_ok() {}
+    }
     let policy = RetryPolicy::new(5);
     let mut rng = fastrand::Rng::with_seed(seed);
     // (time in ns, tie-breaker, kind, worker)
@@ -386,9 +394,13 @@ pub fn oracle_seconds(
         delay,
         jitter,
         processing,
+        drained,
         ..
     } = around;
     let mut limiter = Limiter::new(server.shape);
+    if drained {
+        while limiter.admit(phase).is_ok() {}
+    }
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x0a11);
     let concurrency = 8;
     // When each slot is free again.
@@ -794,9 +806,13 @@ fn one_cell_by_seed() {
         headers,
     };
     let asked: f64 = asked.parse().expect("a rate");
-    let seeds = std::env::var("SEEDS").map_or(1..=10, |s| {
-        let n: u64 = s.parse().expect("a seed");
-        n..=n
+    // SEEDS=3 for one seed, SEEDS=1..100 for a range.
+    let seeds = std::env::var("SEEDS").map_or(1..=10, |s| match s.split_once("..") {
+        Some((from, to)) => from.parse().expect("a seed")..=to.parse().expect("a seed"),
+        None => {
+            let n: u64 = s.parse().expect("a seed");
+            n..=n
+        }
     });
     for seed in seeds {
         let out = run(server, ROWS, Some(asked), 1, seed);
@@ -1006,6 +1022,51 @@ fn a_silent_spell_is_told_from_a_bucket_at_the_first_round_span() {
     }
 }
 
+/// Found in review: a bucket holding a burst but spent when the run began
+/// (a rerun right after another) refuses the run's first request, and was
+/// taken for a bucket of one, whose pace three answers proved: at 100/s its
+/// refilled credit "proved" 22.6, 61, 81, then 90/s within 0.1 s, and the
+/// refusals after that false bound read as a window's spells. 50,000 rows
+/// took up to 2.8× the least time (7 of 20 seeds). A bucket of one is now
+/// one that took exactly one request before refusing, and its pace needs
+/// the calm a bucket's does as well as the three answers.
+#[test]
+fn a_spent_bucket_is_not_taken_for_a_bucket_of_one() {
+    for shape in ["bucket:20:10", "bucket:20:40"] {
+        let server = silent(shape, true);
+        for seed in 1..=10 {
+            let around = Around {
+                drained: true,
+                ..Around::at(LATENCY, LATENCY)
+            };
+            let rows = 2000;
+            let out = run_around(server, rows, Some(100.0), 1, seed, around);
+            let least = oracle_seconds(server, rows, Some(100.0), seed, around);
+            let ratio = (out.last_success - out.first_success) / least;
+            assert_eq!(out.updated, rows, "{shape} seed {seed}");
+            assert!(ratio <= 1.15, "{shape} seed {seed}: {ratio:.3}");
+        }
+    }
+    // Also found in review: with 50–500 ms of the server's own time, a
+    // bucket of 5 whose first answers came back out of order was taken for
+    // one, and answers to pairs sent after idle spells (credit refilled)
+    // proved 505/s: seed 34 took 3.7× the least time (1.29× before).
+    let server = silent("bucket:20:5", true);
+    for seed in 1..=40 {
+        let around = Around {
+            processing: Some((0.05, 0.5)),
+            ..Around::at(LATENCY, LATENCY)
+        };
+        let out = run_around(server, ROWS, Some(1000.0), 1, seed, around);
+        let ratio = out.ratio(server, ROWS, Some(1000.0));
+        assert_eq!(out.updated, ROWS, "seed {seed}");
+        assert!(
+            ratio <= 1.5,
+            "bucket:20:5, server time, seed {seed}: {ratio:.3}"
+        );
+    }
+}
+
 /// Found tracing the worst of thirty seeds of the test below (a bucket of
 /// one, no Retry-After, 5,007 s for 200 rows): once the log mirror was
 /// given up, the pace went back to the one proven before, but the same
@@ -1036,6 +1097,39 @@ fn a_log_given_up_measures_nothing_across_its_searches() {
     );
 }
 
+/// Found tracing the same thirty seeds after the fix above: once another
+/// client holds a bucket of one half the time, the run's requests are
+/// refused about as often at 5/s as at 17/s, and each refusal cut the pace
+/// again (a measure of what the server took, which can only read under
+/// the pace): 17.2 → 10.7 → 6.0 → 1.2 → 0.23/s. Now the answers kept with
+/// the pace each request was sent at tell such refusals from a limit's
+/// (slower, refused as often and taken in no larger a share), and the run
+/// goes back to the faster pace and climbs while the share taken holds.
+/// Thirty seeds without Retry-After: 53 s on average, 342 s at worst (375
+/// s and 2,433 s before); with it 21 s and 46 s (142 s and 1,003 s).
+#[test]
+fn refusals_at_random_do_not_cut_the_pace_for_good() {
+    for retry_after in [false, true] {
+        let server = silent("bucket:20:1", retry_after);
+        let (mut total, mut worst) = (0.0, 0.0_f64);
+        for seed in 1..=30 {
+            let around = Around {
+                other: Some((4.0, 10.0)),
+                ..Around::at(LATENCY, LATENCY)
+            };
+            let out = run_around(server, ROWS, Some(100.0), 1, seed, around);
+            assert_eq!(out.updated + out.failed, ROWS, "seed {seed}");
+            total += out.last_success;
+            worst = worst.max(out.last_success);
+        }
+        let mean = total / 30.0;
+        assert!(
+            mean < 80.0 && worst < 500.0,
+            "retry-after {retry_after}: mean {mean:.0} s, worst {worst:.0} s"
+        );
+    }
+}
+
 /// A limit shared midway: from 4 s on, another client (not in step with
 /// the run) takes half of a 20/s limit. Found in review: against a bucket
 /// of one, whose refusals then come at random whatever the pace, the log
@@ -1045,15 +1139,13 @@ fn a_log_given_up_measures_nothing_across_its_searches() {
 /// changes to the mirror. Now the mirror looks at least once a minute
 /// while no Retry-After says longer, and is given up once its span is 8
 /// times the first it saw taken and it allows under a quarter of the pace
-/// proven before. Open: the controller still cuts its pace at each such
-/// refusal, and pauses twice as long at each refused look after a pause,
-/// so a bucket of one shared this way ends in minutes, not seconds (over
-/// thirty seeds without Retry-After, 415 s on average, 2,575 s at worst,
-/// 24 rows out of attempts in all; with it 62 s, 519 s and 6); with the
-/// other client there from the start (`SHARED_FROM=0`), 2,152–8,429 s
-/// and about one 429 a row: refusals that come at random whatever the
-/// pace keep cutting it. Telling those from a limit that fell (cutting
-/// the pace does not cut the share refused) is the next step.
+/// proven before; and refusals that come whatever the pace no longer cut
+/// it (the test after the next). Open: with the other client there from
+/// the start (`SHARED_FROM=0`), a bucket of one still takes hours (12,576
+/// s on average over thirty seeds with Retry-After, 21,845 s without) and
+/// draws about one 429 a row: the pace falls by halves within seconds,
+/// each level too short-lived to hold the answers that would tell the
+/// refusals from a limit's.
 #[test]
 fn a_limit_shared_midway_never_stalls_the_run() {
     for shape in ["bucket:20:1", "bucket:20:5", "sliding:20:1", "window:20:1"] {
@@ -1403,10 +1495,13 @@ fn a_sliding_log_behind_jitter_keeps_what_it_takes() {
 /// 3 % of requests refused with `Retry-After: 1`, asked 100/s, 1,000 rows
 /// 20 ms away: each refusal is read as the limit's and cuts the pace, and
 /// the runs take 33–56 s where 10 s would do (the real tool against the
-/// old demo, with its 503s too: 1/s, 3 min 19 s). Telling such refusals
-/// from a limit (cutting the pace does not cut the share refused) is the
-/// next step; `SHARE=0.01`, `ROWS_N=5000` for other runs. A tuning aid,
-/// not a check.
+/// old demo, with its 503s too: 1/s, 3 min 19 s). Refusals told to come
+/// at random by the answers kept (see
+/// `refusals_at_random_do_not_cut_the_pace_for_good`) do not help here: a
+/// refusal in thirty cuts the pace a few percent at a time, never to
+/// paces far enough apart among the answers kept to compare. At 10 %
+/// (`SHARE=0.1`) the run says so in 4 seeds of 5, and takes 117–788 s.
+/// `SHARE=0.01`, `ROWS_N=5000` for other runs. A tuning aid, not a check.
 #[test]
 #[ignore]
 fn refusals_at_random_with_no_limit_behind_them() {
