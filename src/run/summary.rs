@@ -225,7 +225,6 @@ impl RunSummary {
                 suggested_rate: l.suggested_rate(self.asked_rate),
                 requests_per_span: l.per_span.map(|(requests, _)| requests),
                 span_seconds: l.per_span.map(|(_, span)| round3(span)),
-                refused_at_random: l.at_random,
             }),
             elapsed_seconds: round3(elapsed),
             effective_rate: round3(s.rows_per_second()),
@@ -378,9 +377,6 @@ struct ServerLimitJson {
     /// For a limit that refuses in spells: what it takes per span.
     #[serde(skip_serializing_if = "Option::is_none")]
     requests_per_span: Option<u64>,
-    /// 429s came at random, whatever the pace: `per_second` is no limit.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    refused_at_random: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     span_seconds: Option<f64>,
 }
@@ -491,7 +487,6 @@ mod tests {
             throttles: 6,
             firm: true,
             per_span: None,
-            at_random: false,
         });
         let text = s.text();
         assert!(
@@ -551,24 +546,6 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["server_limit"]["requests_per_span"], 20);
         assert_eq!(json["server_limit"]["span_seconds"], 1.012);
-        assert!(json["server_limit"].get("refused_at_random").is_none());
-        // Refusals that come whatever the pace: no limit, nothing suggested.
-        s.learned = s.learned.map(|l| Learned {
-            at_random: true,
-            firm: false,
-            per_span: None,
-            ..l
-        });
-        assert!(
-            s.text().contains(
-                "429s come at random, whatever the pace (6 × 429 so far; pacing at 19.3/s)"
-            ) && !s.text().contains("next time"),
-            "{}",
-            s.text()
-        );
-        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-        assert_eq!(json["server_limit"]["refused_at_random"], true);
-        assert_eq!(json["server_limit"]["firm"], false);
     }
 
     #[test]

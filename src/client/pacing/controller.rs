@@ -67,15 +67,6 @@
 //!   the pace there is calm (a window's boundary may have ended the
 //!   refusal); a pace proven calm that later draws a 429 doubles the calm
 //!   the next proof needs.
-//! - Refusals that come whatever the pace (another client taking from the
-//!   same limit, something in the way refusing at random) are told from a
-//!   limit's by the latest answers, each kept with the pace its request
-//!   was sent at (one over the gap since the one before): sent slower, the
-//!   server refused as often and took no larger a share, where a limit
-//!   refuses less, and takes more of what is sent, the slower it is asked.
-//!   Then the run goes back to the faster pace, and climbs while the share
-//!   taken holds; the share falling far ends that, and the limit is
-//!   learned as before.
 //! - After the first 429 every permit is spaced (no burst), so a pause — a
 //!   `Retry-After`, or the gap after a 429 — never releases the requests that
 //!   waited together, and a change of pace never makes a permit due at once.
@@ -159,32 +150,6 @@ const BURST_MIN: u64 = 2;
 /// pace proven before it took over.
 const GIVE_UP_SPANS: f64 = 8.0;
 const GIVE_UP_SHARE: f64 = 0.25;
-/// Answers kept, with the pace their requests were sent at (one over the
-/// gap since the request before), to tell refusals that come whatever the
-/// pace from a limit's.
-const RECENT_ANSWERS: usize = 256;
-/// Refusals come at random when, among the answers kept, those sent at
-/// paces at most `RANDOM_PACES` times the others' (at least
-/// `RANDOM_ANSWERS` on each side) were refused as often (at least
-/// `RANDOM_REFUSED` times their share, `RANDOM_LEAST` times or more) and
-/// taken in no larger a share (at most `RANDOM_TAKEN` times theirs): a
-/// limit outrun refuses less, and takes a larger share, the slower it is
-/// asked, and refuses nothing once under.
-const RANDOM_PACES: f64 = 0.67;
-const RANDOM_ANSWERS: usize = 12;
-const RANDOM_REFUSED: f64 = 0.6;
-const RANDOM_LEAST: usize = 3;
-const RANDOM_TAKEN: f64 = 1.15;
-/// Refusals at random: while the share taken at a pace (over at least
-/// `RANDOM_ANSWERS`) stays above this share of what it was when they were
-/// found, the pace climbs, as the server takes more the more is sent ...
-const RANDOM_HOLDS: f64 = 0.8;
-/// ... by this share, then twice that at each climb that holds, up to
-/// doubling ...
-const RANDOM_STEP: f64 = 0.1;
-/// ... and under this share of it, the limit is refusing again (the run
-/// outran what is left of it): it is learned as before.
-const RANDOM_FELL: f64 = 0.6;
 /// The lowest pace: one request a minute.
 const FLOOR: f64 = 1.0 / 60.0;
 /// Round trips kept to tell how far requests overtake each other, and the
@@ -227,10 +192,6 @@ pub struct Learned {
     /// For a limit that refuses in spells: the requests it takes per span,
     /// and the span in seconds (`20 per 1 s`).
     pub per_span: Option<(u64, f64)>,
-    /// The server refuses at random, whatever the pace (another client
-    /// takes from the same limit, or something in the way refuses): the
-    /// run keeps its pace, and the limit is not clear.
-    pub at_random: bool,
 }
 
 impl Learned {
@@ -239,13 +200,6 @@ impl Learned {
     /// spells, whose figure is what it took), `server limit not yet clear
     /// (1 × 429 so far; pacing at 14.3/s)`.
     pub fn describe(&self) -> String {
-        if self.at_random {
-            return format!(
-                "429s come at random, whatever the pace ({} × 429 so far; pacing at {})",
-                self.throttles,
-                super::format_rate(self.pace)
-            );
-        }
         if !self.clear() {
             return format!(
                 "server limit not yet clear ({} × 429 so far; pacing at {})",
@@ -423,14 +377,6 @@ pub struct Controller {
     /// the bounds reopened): against a bucket of one each step is
     /// `CLIMB_GROWTH` times the one before.
     climbs: u32,
-    /// The pace each request on the way was sent at (once the server has
-    /// refused: the start's burst says nothing of paces), and the latest
-    /// answers with theirs: whether taken.
-    sent_at_pace: BTreeMap<u64, f64>,
-    recent_answers: VecDeque<(f64, bool)>,
-    /// Refusals come whatever the pace: the share taken when that was
-    /// found, the next climb's step, and the fastest pace whose share held.
-    at_random: Option<(f64, f64, f64)>,
     /// The run's copy of the server's log: paces the run once the limit is
     /// seen to refuse in spells and states nothing.
     mirror: Mirror,
@@ -636,9 +582,6 @@ impl Controller {
             mirror: Mirror::new(),
             calm_scale: 1.0,
             climbs: 0,
-            sent_at_pace: BTreeMap::new(),
-            recent_answers: VecDeque::new(),
-            at_random: None,
         }
     }
 
@@ -703,7 +646,6 @@ impl Controller {
 
     /// Grants a permit at `now` (not before [`Controller::ready_at`]).
     pub fn grant(&mut self, now: f64) -> Permit {
-        let previous_grant = self.last_grant;
         if let (Some(pace), Some(last)) = (self.pace, self.last_grant) {
             // Only time spent sending counts as calm: a gap longer than a
             // couple of intervals was a pause or an idle spell.
@@ -766,17 +708,6 @@ impl Controller {
         };
         self.mirror.record(permit.seq, now);
         self.unanswered.insert(permit.seq, now);
-        if self.learning_throttles > 0
-            && self.stated.is_none()
-            && let Some(pace) = self.pace
-        {
-            // The pace as sent: one over the gap since the request before
-            // (requests on the way, a slow server or few workers, hold the
-            // run under the pace in force, and after a pause the first
-            // goes alone).
-            let gap = previous_grant.map_or(1.0 / pace, |last| now - last);
-            self.sent_at_pace.insert(permit.seq, 1.0 / gap.max(1e-6));
-        }
         while let Some((&seq, &at)) = self.unanswered.first_key_value()
             && at < now - MAX_PAUSE
         {
@@ -800,7 +731,6 @@ impl Controller {
     /// longer on the way.
     pub fn on_lost(&mut self, permit: Permit) {
         self.unanswered.remove(&permit.seq);
-        self.sent_at_pace.remove(&permit.seq);
         self.spaced.remove(&permit.seq);
         if let Some(stated) = &mut self.stated {
             stated.lost += 1;
@@ -816,7 +746,6 @@ impl Controller {
     /// A success for `permit`, answered at `now`, with the server's figures
     /// if it gave any.
     pub fn on_success(&mut self, permit: Permit, now: f64, quota: Option<Quota>) {
-        self.note_answer(permit, true);
         self.mirror.accepted(permit.seq, now);
         self.follow_mirror(now);
         self.note_trip(permit, now);
@@ -886,9 +815,6 @@ impl Controller {
             }
             self.episode = None;
         }
-        if self.at_random.is_some() {
-            self.random_still(now);
-        }
         match quota {
             Some(quota) => self.on_quota(permit, now, quota),
             None => {
@@ -933,7 +859,6 @@ impl Controller {
             self.refused_at_pace += 1;
         }
         self.spaced.remove(&permit.seq);
-        self.note_answer(permit, false);
         self.note_trip(permit, now);
         // What the bucket took between the latest refusal and this one.
         let mut pair = None;
@@ -1084,11 +1009,6 @@ impl Controller {
             self.pause(now, pause.min(MAX_PAUSE.max(retry_after.unwrap_or(0.0))));
             return row_wait;
         }
-        if self.at_random.is_some() && self.random_still(now) {
-            // Not the pace's doing: the row waits and tries again, the run
-            // goes on at its pace.
-            return row_wait;
-        }
         if let Some(episode) = &mut self.episode {
             if permit.seq < episode.from_seq {
                 // Sent before the last pause: the same refusal again. Sent
@@ -1223,20 +1143,6 @@ impl Controller {
         }
         self.learning_throttles += 1;
         self.climbs = 0;
-        if self.stated.is_none()
-            && let Some((pace, taken)) = self.refused_whatever_the_pace()
-        {
-            // Slower, the server refused as often and took no larger a
-            // share: its refusals are not the pace's doing (another client
-            // takes from the same limit, or something in the way refuses
-            // at random). Back to the faster paces, and climb while the
-            // share taken holds.
-            let pace = self.ceiling.map_or(pace, |c| pace.min(c)).max(FLOOR);
-            self.at_random = Some((taken, RANDOM_STEP, pace));
-            self.episode = None;
-            self.set_pace(pace, now);
-            return row_wait;
-        }
         self.first_burst.get_or_insert(self.successes);
         let mut measured = None;
         match self.last_episode {
@@ -1462,92 +1368,6 @@ impl Controller {
         self.tat = self.tat.max(self.pause_until);
     }
 
-    /// Keeps `permit`'s answer with the pace it was sent at.
-    fn note_answer(&mut self, permit: Permit, taken: bool) {
-        if let Some(pace) = self.sent_at_pace.remove(&permit.seq) {
-            if self.recent_answers.len() == RECENT_ANSWERS {
-                self.recent_answers.pop_front();
-            }
-            self.recent_answers.push_back((pace, taken));
-        }
-    }
-
-    /// Whether the answers kept say refusals come whatever the pace: the
-    /// faster side's mean pace and the share taken over all, if so.
-    fn refused_whatever_the_pace(&self) -> Option<(f64, f64)> {
-        let (least, most) = self
-            .recent_answers
-            .iter()
-            .fold((f64::INFINITY, 0.0_f64), |(l, m), &(pace, _)| {
-                (l.min(pace), m.max(pace))
-            });
-        if most * RANDOM_PACES < least {
-            return None;
-        }
-        let split = (least * most).sqrt();
-        // (answers, taken, sum of gaps) on each side
-        let side = |faster: bool| {
-            self.recent_answers
-                .iter()
-                .filter(|&&(pace, _)| (pace >= split) == faster)
-                .fold((0usize, 0usize, 0.0), |(n, t, g), &(pace, taken)| {
-                    (n + 1, t + usize::from(taken), g + 1.0 / pace)
-                })
-        };
-        let (fast_n, fast_taken, fast_gaps) = side(true);
-        let (slow_n, slow_taken, slow_gaps) = side(false);
-        if fast_n < RANDOM_ANSWERS || slow_n < RANDOM_ANSWERS {
-            return None;
-        }
-        // Each side's pace: over its mean gap.
-        let fast_pace = fast_n as f64 / fast_gaps;
-        let slow_pace = slow_n as f64 / slow_gaps;
-        let share = |k: usize, n: usize| k as f64 / n as f64;
-        let (fast_kept, slow_kept) = (share(fast_taken, fast_n), share(slow_taken, slow_n));
-        let slow_refused = slow_n - slow_taken;
-        let random = slow_pace <= fast_pace * RANDOM_PACES
-            && slow_refused >= RANDOM_LEAST
-            && 1.0 - slow_kept >= (1.0 - fast_kept) * RANDOM_REFUSED
-            && slow_kept <= fast_kept * RANDOM_TAKEN;
-        random.then(|| (fast_pace, share(fast_taken + slow_taken, fast_n + slow_n)))
-    }
-
-    /// With refusals at random: whether the share the server takes at the
-    /// pace still says so. Enough answers at the pace and the share holds:
-    /// the pace climbs (the server takes more the more is sent). It falls
-    /// far: the limit refuses again, and refusals at random are over.
-    fn random_still(&mut self, now: f64) -> bool {
-        let (Some((taken_then, step, held)), Some(pace)) = (self.at_random, self.pace) else {
-            return false;
-        };
-        let answered = self.accepted_at_pace + self.refused_at_pace;
-        if answered < RANDOM_ANSWERS as u64 {
-            return true;
-        }
-        let taken = self.accepted_at_pace as f64 / answered as f64;
-        if taken < taken_then * RANDOM_FELL {
-            if pace > held {
-                // A climb past what is left of the limit: back to the
-                // fastest pace that held, in small steps again.
-                self.at_random = Some((taken_then, RANDOM_STEP, held));
-                self.set_pace(held, now);
-                return true;
-            }
-            self.at_random = None;
-            self.recent_answers.clear();
-            return false;
-        }
-        if taken >= taken_then * RANDOM_HOLDS {
-            let next = pace * (1.0 + step);
-            let next = self.ceiling.map_or(next, |c| next.min(c));
-            self.at_random = Some((taken_then, (step * 2.0).min(1.0), pace.max(held)));
-            if next > pace {
-                self.set_pace(next, now);
-            }
-        }
-        true
-    }
-
     /// The midpoint of the bounds, kept under the upper one.
     fn bisect(&self) -> f64 {
         ((self.lower + self.upper) / 2.0)
@@ -1564,8 +1384,7 @@ impl Controller {
     /// meet, probe upward now and then.
     fn raise_if_calm(&mut self, now: f64) {
         let Some(pace) = self.pace else { return };
-        if self.mirrored() || self.at_random.is_some() {
-            // (With refusals at random, the share taken paces the climb.)
+        if self.mirrored() {
             return;
         }
         if let Some(stated) = &mut self.stated {
@@ -1975,7 +1794,6 @@ impl Controller {
                 throttles: self.learning_throttles.max(1),
                 firm: self.mirror.settled(),
                 per_span: self.mirror.per_span(),
-                at_random: false,
             });
         }
         if let Some(stated) = self.stated {
@@ -1986,7 +1804,6 @@ impl Controller {
                 throttles: self.learning_throttles,
                 firm: true,
                 per_span: None,
-                at_random: false,
             });
         }
         if !self.upper.is_finite() {
@@ -2006,10 +1823,8 @@ impl Controller {
             pace,
             source: Source::Throttling,
             throttles: self.learning_throttles,
-            firm: self.at_random.is_none()
-                && (self.converged() || self.measured || self.learning_throttles >= 3),
+            firm: self.converged() || self.measured || self.learning_throttles >= 3,
             per_span: None,
-            at_random: self.at_random.is_some(),
         })
     }
 }
@@ -2932,33 +2747,6 @@ mod tests {
         assert!(!learned.firm);
         assert_eq!(learned.suggested_rate(Some(100.0)), None);
         assert_eq!(learned.throttles, 1);
-    }
-
-    /// Answers kept with the pace each was sent at: refused as often, and
-    /// taken in the same share, at 4/s as at 10/s is refusals at random; a
-    /// limit refuses nothing under it, and takes a larger share the slower
-    /// it is asked.
-    #[test]
-    fn refusals_at_random_are_told_from_a_limit_s() {
-        let kept = |answers: &[(f64, usize, usize)]| {
-            let mut c = Controller::new(Some(100.0), 1);
-            for &(pace, taken, refused) in answers {
-                for i in 0..taken + refused {
-                    c.recent_answers.push_back((pace, i < taken));
-                }
-            }
-            c.refused_whatever_the_pace()
-        };
-        // 40 % refused at either pace: at random; back to 10/s.
-        let (pace, taken) = kept(&[(10.0, 12, 8), (4.0, 12, 8)]).expect("at random");
-        assert!((pace - 10.0).abs() < 1e-9 && (taken - 0.6).abs() < 1e-9);
-        // Nothing refused at 4/s: a limit between the two.
-        assert_eq!(kept(&[(10.0, 12, 8), (4.0, 20, 0)]), None);
-        // Outrun at both, the slower taking twice the share: a limit.
-        assert_eq!(kept(&[(100.0, 2, 18), (40.0, 5, 15)]), None);
-        // Too few answers on a side, or paces too close: nothing said.
-        assert_eq!(kept(&[(10.0, 12, 8), (4.0, 6, 4)]), None);
-        assert_eq!(kept(&[(10.0, 12, 8), (8.0, 12, 8)]), None);
     }
 
     /// The built-in simulator's demo answered about one PATCH in thirty 429
