@@ -75,7 +75,7 @@
 //!   allows, and nothing released because a pause ended.) Only time spent
 //!   sending counts as calm: a pause or an idle spell does not.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::mirror::Mirror;
 use super::quota::Quota;
@@ -313,7 +313,7 @@ pub struct Controller {
     /// Requests sent at the pace's own spacing (not after a pause) and not
     /// yet answered, and how many such were taken: only they prove a pace
     /// against a bucket of one.
-    spaced: std::collections::BTreeSet<u64>,
+    spaced: BTreeSet<u64>,
     taken_spaced: u64,
     /// The lower bound came from a measure, not a calm stretch.
     lower_measured: bool,
@@ -1417,8 +1417,10 @@ impl Controller {
         let bucket = self.refuses_one_by_one && !self.refuses_in_spells;
         let bursts = self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
         // A bucket of one refuses the first request that reaches it sooner
-        // than its interval after the one it took: a few answers for
-        // requests sent at a pace prove it, and a step past costs one 429.
+        // than its interval after the one it took: the calm must include a
+        // few taken for requests sent at the pace's own spacing (one sent
+        // after a pause finds a token whatever the pace), and a step past
+        // costs one 429.
         let of_one = bucket && self.first_burst == Some(1) && !was_converged;
         if self.calm < needed
             || (of_one && (self.taken_spaced as f64) < ONE_PROVEN * self.calm_scale)
