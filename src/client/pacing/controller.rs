@@ -36,10 +36,9 @@
 //!   requests on the way (far from the server, a step past the limit costs
 //!   a 429 for each). Against a bucket of one (the start took a single
 //!   request before the first 429), which refuses the first request that
-//!   comes too soon, the calm must include three taken at the pace's own
-//!   spacing, and the climb goes from a 10 % step, doubled while steps
-//!   hold. Once the bounds meet it stays just under, and looks a little
-//!   higher every 20 calm seconds.
+//!   comes too soon, the climb goes from a 10 % step, doubled while steps
+//!   hold: a limit just over the pace costs one 429. Once the bounds meet
+//!   it stays just under, and looks a little higher every 20 calm seconds.
 //! - Requests refused after pauses for a while, with nothing accepted (or
 //!   for longer than a bucket taking the pace proven before would refuse,
 //!   or with a `Retry-After` of more than a second), mark a limit that
@@ -75,7 +74,7 @@
 //!   allows, and nothing released because a pause ended.) Only time spent
 //!   sending counts as calm: a pause or an idle spell does not.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::mirror::Mirror;
 use super::quota::Quota;
@@ -89,10 +88,6 @@ const UNDER_QUOTA: f64 = 0.97;
 /// Seconds of calm sending that prove a pace holds against a limit that
 /// refuses request by request (a bucket).
 const CALM_BUCKET: f64 = 0.5;
-/// Answers taken for requests sent at a pace's own spacing (not after a
-/// pause, when a token came back) that, with a calm stretch, prove it
-/// against a bucket of one.
-const ONE_PROVEN: f64 = 3.0;
 /// Against a bucket of one, the first raise after a 429 is this share of
 /// the pace, and each raise proven in a row this many times the step
 /// before.
@@ -141,9 +136,9 @@ const PROVEN_SHARE: f64 = 0.95;
 const CALM_LONG: f64 = 2.0;
 /// A bucket holds a burst when the run's start took this many before the
 /// first 429. One that took exactly one is a bucket of one: it fills again
-/// between two requests at its rate, so a calm stretch and a few answers
-/// taken at a pace's own spacing prove the pace. (One that took none says
-/// nothing: it may be a bucket holding a burst that another run spent.)
+/// between two requests at its rate, so a calm stretch is proof enough.
+/// (One that took none says nothing: it may be a bucket holding a burst
+/// that another run spent.)
 const BURST_MIN: u64 = 2;
 /// The log mirror is given up once its span is this many times the first
 /// it was seen to take, and what it allows falls below this share of the
@@ -310,11 +305,6 @@ pub struct Controller {
     pace_set_at: f64,
     accepted_at_pace: u64,
     refused_at_pace: u64,
-    /// Requests sent at the pace's own spacing (not after a pause) and not
-    /// yet answered, and how many such were taken: only they prove a pace
-    /// against a bucket of one.
-    spaced: BTreeSet<u64>,
-    taken_spaced: u64,
     /// The lower bound came from a measure, not a calm stretch.
     lower_measured: bool,
     /// The limit itself was measured: between two bursts of 429s, between
@@ -567,8 +557,6 @@ impl Controller {
             first_burst: None,
             pace_set_at: f64::NEG_INFINITY,
             accepted_at_pace: 0,
-            spaced: Default::default(),
-            taken_spaced: 0,
             refused_at_pace: 0,
             recent: VecDeque::new(),
             stated: None,
@@ -651,9 +639,6 @@ impl Controller {
             // couple of intervals was a pause or an idle spell.
             let gap = (now - last).max(0.0);
             self.calm += gap.min(2.0 / pace);
-            if gap <= 1.5 / pace {
-                self.spaced.insert(self.next_seq);
-            }
         }
         let next_seq = self.next_seq;
         let on_credit = match &mut self.stated {
@@ -731,7 +716,6 @@ impl Controller {
     /// longer on the way.
     pub fn on_lost(&mut self, permit: Permit) {
         self.unanswered.remove(&permit.seq);
-        self.spaced.remove(&permit.seq);
         if let Some(stated) = &mut self.stated {
             stated.lost += 1;
         }
@@ -764,9 +748,6 @@ impl Controller {
         }
         if permit.at >= self.pace_set_at {
             self.accepted_at_pace += 1;
-        }
-        if self.spaced.remove(&permit.seq) {
-            self.taken_spaced += 1;
         }
         if permit.seq >= self.cut_seq {
             self.taken_since_cut += 1;
@@ -858,7 +839,6 @@ impl Controller {
         if permit.at >= self.pace_set_at {
             self.refused_at_pace += 1;
         }
-        self.spaced.remove(&permit.seq);
         self.note_trip(permit, now);
         // What the bucket took between the latest refusal and this one.
         let mut pair = None;
@@ -1416,17 +1396,13 @@ impl Controller {
         };
         let bucket = self.refuses_one_by_one && !self.refuses_in_spells;
         let bursts = self.first_burst.is_some_and(|burst| burst >= BURST_MIN);
-        // A bucket of one refuses the first request that reaches it sooner
-        // than its interval after the one it took: the calm must include a
-        // few taken for requests sent at the pace's own spacing (one sent
-        // after a pause finds a token whatever the pace), and a step past
-        // costs one 429.
-        let of_one = bucket && self.first_burst == Some(1) && !was_converged;
-        if self.calm < needed
-            || (of_one && (self.taken_spaced as f64) < ONE_PROVEN * self.calm_scale)
-        {
+        if self.calm < needed {
             return;
         }
+        // A bucket of one refuses the first request that reaches it sooner
+        // than its interval after the one it took: a step past its rate
+        // costs one 429, so the climb starts small.
+        let of_one = bucket && self.first_burst == Some(1) && !was_converged;
         if bucket && bursts && !was_converged {
             // A calm stretch may be a bucket's burst draining: only what it
             // accepted since it was last found empty proves a pace.
@@ -1511,8 +1487,6 @@ impl Controller {
         self.pace_set_at = now;
         self.accepted_at_pace = 0;
         self.refused_at_pace = 0;
-        self.spaced.clear();
-        self.taken_spaced = 0;
         self.calm = 0.0;
         self.tat = match self.last_grant {
             Some(last) => last + 1.0 / pace,

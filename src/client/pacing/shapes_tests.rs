@@ -589,9 +589,8 @@ fn meets_the_goal_for_every_shape() {
 /// refusals, the pace climbed by bisection, a step past the limit each
 /// time it sat just over the pace (five 429s from 19.2/s to 19.9/s against
 /// 20/s). Such a bucket refuses the first request that comes too soon, so
-/// a calm stretch that includes a few taken at the pace's own spacing
-/// proves a pace, and the climb now goes from a 10 % step, doubled while
-/// steps hold. Over ten seeds, asked 5× and 50×: the goal every time (and
+/// a step past its rate costs one 429: the climb now goes from a 10 %
+/// step, doubled while steps hold. Over ten seeds, asked 5× and 50×: the goal every time (and
 /// over a hundred, BENCHMARKS.md).
 #[test]
 fn a_bucket_of_one_is_climbed_to_in_growing_steps() {
@@ -1030,7 +1029,7 @@ fn a_silent_spell_is_told_from_a_bucket_at_the_first_round_span() {
 /// refusals after that false bound read as a window's spells. 50,000 rows
 /// took up to 2.8× the least time (7 of 20 seeds). A bucket of one is now
 /// one that took exactly one request before refusing, and its pace needs
-/// the calm a bucket's does as well as the three answers.
+/// the calm a bucket's does.
 #[test]
 fn a_spent_bucket_is_not_taken_for_a_bucket_of_one() {
     for shape in ["bucket:20:10", "bucket:20:40"] {
