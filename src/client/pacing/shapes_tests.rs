@@ -1118,9 +1118,9 @@ fn shared_midway(retry_after: bool) -> (f64, f64) {
 /// refusal, as it cannot tell them from a limit's, so a bucket of one
 /// shared this way ends in minutes, not seconds, and which seed goes worst
 /// moves with any change to the controller (over thirty seeds without
-/// Retry-After, 375 s on average, 2,433 s at worst; with it 142 s and
-/// 1,003 s; 154 × 429 for 200 rows in seed 3 with it, where this test
-/// allowed 150 until the bucket of one's climb changed). With the other
+/// Retry-After, 375 s on average, 2,433 s at worst; with it 145 s and
+/// 1,045 s; seed 3 with it went from 4 to 129 × 429 for 200 rows when
+/// the bucket of one's climb changed). With the other
 /// client there from the start (`SHARED_FROM=0`), hours, and about one
 /// 429 a row. Telling refusals at random from a limit's is the next step;
 /// one try (comparing the share refused at paces far apart) held paces
@@ -1144,7 +1144,7 @@ fn a_limit_shared_midway_never_stalls_the_run() {
                 eprintln!("{cell}");
                 assert_eq!(out.updated + out.failed, ROWS, "{cell}");
                 let (most_seconds, most_429s) = if shape == "bucket:20:1" {
-                    (3600.0, 200)
+                    (3600.0, 150)
                 } else {
                     (30.0, 25)
                 };
